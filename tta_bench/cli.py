@@ -1,0 +1,187 @@
+"""Command line: ``run_bench.py [run options]`` runs a benchmark; subcommands read or compare run folders.
+
+User errors (bad names, missing folders, wrong layouts) print one message and exit 2, no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from .config import SOURCES, RunConfig
+from .errors import UserError
+from .registry import UnknownNameError
+
+DEMO_HINT = """examples:
+  python run_bench.py                        # offline demo: skimage photographs, generated corruptions, EfficientNet-Lite0
+  python run_bench.py --suite imagenet-c --method source --data-root /data/ImageNet-C
+  python run_bench.py --suite imagenet-c --method apm --teacher clip:ViT-L-14/openai --data-root /data/ImageNet-C
+  python run_bench.py --suite imagenet-c --source generated --data-root /data/imagenet/val --corruptions gaussian_noise,fog
+  python run_bench.py --suite cifar10-c --method tent --teacher cifar-resnet20 --weights resnet20.th --data-root /data/CIFAR-10-C
+  python run_bench.py list                   # suites, methods, teachers, settings
+  python run_bench.py table results/runs/*   # comparison table of finished runs
+subcommands: list, table, plot, check (each has --help)"""
+
+
+def _csv(cast: Callable = str) -> Callable[[str], list]:
+    return lambda text: [cast(t.strip()) for t in text.split(",") if t.strip()]
+
+
+def run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run_bench.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=DEMO_HINT,
+        description="Evaluate a test-time adaptation / training method on a distribution-shift suite. "
+                    "Writes per-sample predictions, summary.json (accuracy per split, provenance, cost) and prints a "
+                    "Markdown table. Rerunning the same command resumes an interrupted run.")
+    d = RunConfig()
+    g = p.add_argument_group("what to run")
+    g.add_argument("--suite", default=d.suite, help="benchmark suite (see `list`); default: %(default)s (offline)")
+    g.add_argument("--method", default=d.method, help="method (see `list`); default: %(default)s")
+    g.add_argument("--teacher", default=d.teacher,
+                   help="frozen model: clip:<arch>/<pretrained>, dino:<timm>, timm:<timm>, effnet-lite0, "
+                        "cifar-resnet20, ... (default: %(default)s)")
+    g.add_argument("--weights", help="local checkpoint for the teacher instead of its default download")
+    g.add_argument("--head", help="linear head file for a backbone without one (DINO)")
+    g.add_argument("--prompts", default=d.prompts, help="CLIP text head: single ('a photo of a {}.') or ensemble (80 OpenAI templates)")
+    g = p.add_argument_group("data")
+    g.add_argument("--data-root", help="dataset folder in its published layout (or a saved HF dataset / clean set)")
+    g.add_argument("--source", choices=SOURCES, help="published layout, Hugging Face hub, or corruptions generated "
+                                                      "on the fly from the clean set (default: the suite's)")
+    g.add_argument("--corruptions", type=_csv(), help="comma list, default: all 15")
+    g.add_argument("--severities", type=_csv(int), help="comma list of 1-5, default: 5 (as papers' tables)")
+    g.add_argument("--subset", help="5k: the RobustBench 5,000-image ImageNet list")
+    g.add_argument("--limit", type=int, help="evaluate N samples per split, evenly spread (quick runs; marked in tables)")
+    g.add_argument("--allow-partial", action="store_true", help="run on an incomplete dataset (recorded, marked)")
+    g.add_argument("--hub-id", help="Hugging Face dataset id overriding the suite's")
+    g.add_argument("--hub-split", help="Hugging Face split overriding the suite's")
+    g.add_argument("--on-error", choices=("stop", "skip"), default=d.on_error,
+                   help="a corrupt image stops the run (default) or is skipped and counted")
+    g = p.add_argument_group("test stream")
+    g.add_argument("--setting", default=d.setting, help="stream protocol (see `list`); default: %(default)s")
+    g.add_argument("--dirichlet", type=float, default=d.dirichlet, help="class-correlation DELTA of *correlated settings")
+    g.add_argument("--seed", type=int, default=d.seed, help="fixes stream order, augmentations and initialisations")
+    g = p.add_argument_group("method options (defaults: the method's paper)")
+    g.add_argument("--steps", type=int, help="adaptation steps per sample or batch")
+    g.add_argument("--lr", type=float, help="learning rate")
+    g.add_argument("--reset", choices=("episodic", "online"), help="online methods: reset every batch or keep adapting")
+    g.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="any other method option")
+    g = p.add_argument_group("execution and outputs")
+    g.add_argument("--batch-size", type=int, default=d.batch_size)
+    g.add_argument("--workers", type=int, default=d.num_workers, help="DataLoader workers")
+    g.add_argument("--device", default=d.device, help="auto, cpu or cuda")
+    g.add_argument("--out", help="run folder (default: results/runs/<suite>-<method>-<teacher>-seed<S>-<config hash>)")
+    g.add_argument("--overwrite", action="store_true", help="discard a run folder of another configuration")
+    g.add_argument("--dry-run", action="store_true", help="print the stream plan and exit")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(a: argparse.Namespace) -> RunConfig:
+    options: dict[str, object] = {}
+    for item in a.opt:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise UserError(f"--opt expects KEY=VALUE, got {item!r}")
+        options[k.replace("-", "_")] = v
+    for k in ("steps", "lr", "reset", "head"):
+        if getattr(a, k) is not None:
+            options[k] = getattr(a, k)
+    return RunConfig(suite=a.suite, method=a.method, teacher=a.teacher, data_root=a.data_root, source=a.source,
+                     corruptions=a.corruptions, severities=a.severities, limit=a.limit, subset=a.subset,
+                     setting=a.setting, dirichlet=a.dirichlet, seed=a.seed, batch_size=a.batch_size,
+                     num_workers=a.workers, device=a.device, out=a.out, prompts=a.prompts, weights=a.weights,
+                     hub_id=a.hub_id, hub_split=a.hub_split, on_error=a.on_error, allow_partial=a.allow_partial,
+                     overwrite=a.overwrite, method_options=options)
+
+
+def cmd_run(argv: Sequence[str]) -> int:
+    from . import engine
+    from .report.tables import build_tables, render
+
+    a = run_parser().parse_args(argv)
+    cfg = config_from_args(a)
+    if a.dry_run:
+        print(engine.plan(engine.prepare(cfg)))
+        return 0
+    summary = engine.run(cfg, progress=not a.no_progress)
+    for suite, table in build_tables([summary]).items():
+        print(f"\n{suite}\n{render(table, 'md')}")
+    print(f"\nrun folder: {engine.default_out(cfg) if not cfg.out else cfg.out}")
+    return 0
+
+
+def cmd_list(argv: Sequence[str]) -> int:
+    from .data.published import LAYOUTS
+    from .data.suites import SUITES
+    from .methods import METHODS
+    from .stream import SETTINGS
+    from .teachers import TEACHERS
+
+    argparse.ArgumentParser(prog="run_bench.py list", description="List suites, methods, teachers, settings.").parse_args(argv)
+    for title, entries in (("suites", SUITES), ("methods", METHODS), ("teachers", TEACHERS), ("layouts", LAYOUTS)):
+        print(f"{title}:")
+        for e in entries:
+            print(f"  {e.name:16s} {e.help}")
+    print("settings:")
+    for name, text in SETTINGS.items():
+        print(f"  {name:28s} {text}")
+    return 0
+
+
+def cmd_table(argv: Sequence[str]) -> int:
+    from .report import table_command
+
+    p = argparse.ArgumentParser(prog="run_bench.py table", description="Comparison tables of finished runs.")
+    p.add_argument("runs", nargs="+", help="run folders, or folders holding run folders")
+    p.add_argument("--format", choices=("md", "csv", "latex"), default="md")
+    p.add_argument("--published", action="store_true", help="add published numbers (results/published)")
+    p.add_argument("--metric", default="top1")
+    a = p.parse_args(argv)
+    print(table_command(a.runs, a.format, a.published, a.metric))
+    return 0
+
+
+def cmd_plot(argv: Sequence[str]) -> int:
+    from .report import plot_command
+
+    p = argparse.ArgumentParser(prog="run_bench.py plot", description="Plots (PNG + SVG) of finished runs.")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--out", default="results/plots")
+    a = p.parse_args(argv)
+    for path in plot_command(a.runs, a.out):
+        print(path)
+    return 0
+
+
+def cmd_check(argv: Sequence[str]) -> int:
+    from .report import check_command
+
+    p = argparse.ArgumentParser(prog="run_bench.py check",
+                                description="Accuracy gate: exit 1 when a split falls below reference - tolerance.")
+    p.add_argument("run")
+    p.add_argument("--reference", required=True, help="reference JSON (e.g. results/ci/reference.json)")
+    p.add_argument("--tolerance", type=float, help="points (default: the reference file's)")
+    a = p.parse_args(argv)
+    ok, text = check_command(a.run, a.reference, a.tolerance)
+    print(text)
+    return 0 if ok else 1
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "table": cmd_table, "plot": cmd_plot, "check": cmd_check}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = COMMANDS.get(argv[0]) if argv else None
+    try:
+        return command(argv[1:]) if command else cmd_run(argv)
+    except (UserError, UnknownNameError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: predictions so far are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

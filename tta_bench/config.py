@@ -1,0 +1,57 @@
+"""Run configuration: one plain dataclass that the CLI fills and every run folder records."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+SOURCES = ("published", "hub", "generated")
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to rerun a run; ``to_dict`` goes into config.json and summary.json."""
+
+    suite: str = "demo"
+    method: str = "source"
+    teacher: str = "effnet-lite0"
+    data_root: str | None = None
+    source: str | None = None  # None: the suite's default source
+    corruptions: list[str] | None = None  # None: all of the suite's
+    severities: list[int] | None = None  # None: the suite's default (5 for corruption suites)
+    limit: int | None = None  # first N samples of every split (after the subset)
+    subset: str | None = None  # "5k": the RobustBench 5,000-image ImageNet list
+    setting: str = "reset_each_shift"
+    dirichlet: float = 0.1
+    seed: int = 0
+    batch_size: int = 64
+    num_workers: int = 2
+    device: str = "auto"
+    out: str | None = None
+    prompts: str = "single"
+    weights: str | None = None
+    hub_id: str | None = None
+    hub_split: str | None = None
+    on_error: str = "stop"  # what a corrupt image does: stop the run, or skip it and count it
+    allow_partial: bool = False
+    overwrite: bool = False
+    save_logits: bool = False
+    record_steps: list[int] | None = None
+    method_options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that define what a run computes; resume refuses a folder whose identity differs.
+
+        Output location, worker count and the overwrite flag do not change results."""
+        d = self.to_dict()
+        for k in ("out", "num_workers", "overwrite", "device"):
+            d.pop(k)
+        return d

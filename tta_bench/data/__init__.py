@@ -1,0 +1,1 @@
+"""Suites and their data: label spaces, the published / hub / generated sources, corruptions."""

@@ -1,0 +1,169 @@
+"""From a suite and a run configuration to the concrete splits a run evaluates.
+
+This is where the three sources meet: ``published`` reads the suite's on-disk layout, ``hub`` a Hugging Face
+dataset, ``generated`` corrupts a clean set on the fly. Subsets, ``--limit`` and the load-time self-check
+(is this the dataset the paper used?) are applied here, the same way for every source.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..config import SOURCES, RunConfig
+from ..errors import DataError, UserError
+from . import demo  # noqa: F401  (registers the demo layout)
+from .hub import hub_source, load_dataset
+from .labels import LabelSpace, label_space
+from .published import LAYOUTS
+from .sources import CorruptedSource, Geometry, SampleSource
+from .suites import SUITES, SuiteSpec
+
+SUBSETS = {"5k": "imagenet_5000_val_ids.txt"}
+
+
+@dataclass
+class Split:
+    """One evaluated domain: a clean set, or one corruption at one severity."""
+
+    name: str
+    source: SampleSource
+    corruption: str | None = None
+    severity: int | None = None
+
+
+@dataclass
+class SuiteData:
+    spec: SuiteSpec
+    space: LabelSpace
+    splits: list[Split]
+    classes: list[int]  # the label-space indices the head scores (all, or the 200 of ImageNet-R/-A)
+    source: str
+    subset: str  # "full", "5k" or "limit-N": tables never mix them unmarked
+    partial: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def generated(self) -> bool:
+        return self.source == "generated"
+
+
+def load_suite(cfg: RunConfig) -> SuiteData:
+    spec = SUITES.get(cfg.suite)
+    source = cfg.source or spec.default_source
+    if source not in SOURCES:
+        raise UserError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+    space = label_space(spec.labels)
+    corruptions, severities = _domains(spec, cfg)
+    notes: list[str] = []
+    if source == "generated":
+        if not spec.is_corruption:
+            raise UserError(f"--source generated corrupts a clean set: use a corruption suite (e.g. {spec.name}-c "
+                            f"or imagenet-c with --data-root pointing at the clean {spec.name} images)")
+        clean = _clean_source(SUITES.get(spec.clean), cfg, space)
+        clean = _select(clean, cfg)
+        geometry = Geometry(*spec.geometry)
+        splits = [Split(f"{c}-{s}", CorruptedSource(clean, c, s, spec.family, geometry, cfg.seed), c, s)
+                  for c in corruptions for s in severities]
+    elif source == "hub":
+        if spec.is_corruption:
+            raise UserError(f"{spec.name} has no standard Hugging Face copy: use --source published "
+                            "(the released arrays/folders) or --source generated")
+        ds = load_dataset(spec.hub, cfg.hub_id, cfg.hub_split, cfg.data_root)
+        splits = [Split(spec.split_name, _select(hub_source(ds, spec.hub, space, spec.split_name), cfg))]
+    else:
+        root = _root(spec, cfg)
+        found = LAYOUTS.get(spec.layout)(root=root, space=space, split=spec.split_name, corruptions=corruptions,
+                                         severities=severities, allow_partial=cfg.allow_partial, notes=notes)
+        splits = [Split(name, _select(src, cfg), *_domain_of(name, spec)) for name, src in found]
+    partial = _self_check(spec, source, splits, cfg, notes)
+    classes = _classes(spec, space, splits)
+    subset = cfg.subset or "full"
+    if cfg.limit:
+        subset = f"{subset}+limit-{cfg.limit}" if cfg.subset else f"limit-{cfg.limit}"
+    return SuiteData(spec, space, splits, classes, source, subset, partial, notes)
+
+
+def _domains(spec: SuiteSpec, cfg: RunConfig) -> tuple[list[str], list[int]]:
+    if not spec.is_corruption:
+        if cfg.corruptions:
+            raise UserError(f"{spec.name} is a clean suite: --corruptions applies to corruption suites only")
+        return [], []
+    corruptions = cfg.corruptions or list(spec.corruptions)
+    unknown = [c for c in corruptions if c not in spec.corruptions]
+    if unknown:
+        raise UserError(f"unknown corruption(s) {unknown} for {spec.name}; expected some of: {', '.join(spec.corruptions)}")
+    severities = cfg.severities or list(spec.severities)
+    if any(s not in range(1, 6) for s in severities):
+        raise UserError(f"severities must be in 1..5, got {severities}")
+    return corruptions, severities
+
+
+def _domain_of(name: str, spec: SuiteSpec) -> tuple[str | None, int | None]:
+    if not spec.is_corruption:
+        return None, None
+    corruption, _, severity = name.rpartition("-")
+    return corruption, int(severity)
+
+
+def _root(spec: SuiteSpec, cfg: RunConfig) -> Path | None:
+    if spec.layout == "demo_photos":
+        return None
+    if not cfg.data_root:
+        raise UserError(f"{spec.name} needs --data-root: the folder of {spec.description.split(', ', 1)[-1]}")
+    root = Path(cfg.data_root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"--data-root {root} does not exist or is not a folder (expected {spec.description})")
+    return root
+
+
+def _clean_source(clean: SuiteSpec, cfg: RunConfig, space: LabelSpace) -> SampleSource:
+    root = _root(clean, cfg)
+    if root is not None and ((root / "dataset_info.json").exists() or (root / "dataset_dict.json").exists()):
+        return hub_source(load_dataset(clean.hub, cfg.hub_id, cfg.hub_split, str(root)), clean.hub, space, clean.name)
+    (_, source), = LAYOUTS.get(clean.layout)(root=root, space=space, split=clean.split_name, corruptions=(),
+                                              severities=(), allow_partial=True, notes=[])
+    return source
+
+
+def _select(source: SampleSource, cfg: RunConfig) -> SampleSource:
+    """The standard subset (same images in every domain), then ``--limit`` evenly spread over the split, so a
+    limited run still covers every class instead of the first few folders."""
+    if cfg.subset:
+        if cfg.subset not in SUBSETS:
+            raise UserError(f"unknown subset {cfg.subset!r}; expected one of: {', '.join(SUBSETS)}")
+        wanted = set(resources.files("tta_bench").joinpath("assets", SUBSETS[cfg.subset]).read_text().split())
+        keep = [i for i, sid in enumerate(source.ids) if "/".join(sid.split("/")[-2:]) in wanted]
+        if not keep:
+            raise DataError(f"none of the {cfg.subset} subset's images (<wnid>/<file> names) were found in this split")
+        source = source.select(keep)
+    if cfg.limit and cfg.limit < len(source):
+        source = source.select(np.linspace(0, len(source) - 1, cfg.limit).round().astype(int).tolist())
+    return source
+
+
+def _self_check(spec: SuiteSpec, source: str, splits: list[Split], cfg: RunConfig, notes: list[str]) -> bool:
+    """Published and Hub data claim to be the paper's dataset: check the sizes the paper's dataset has."""
+    if source == "generated" or cfg.subset or cfg.limit or spec.expected_images is None:
+        return bool(notes)
+    problems = []
+    for split in splits:
+        n, k = len(split.source), len(set(split.source.labels))
+        if n != spec.expected_images or (spec.expected_classes and k != spec.expected_classes):
+            problems.append(f"{split.name}: found {n:,} images in {k} classes, expected {spec.expected_images:,}"
+                            + (f" in {spec.expected_classes}" if spec.expected_classes else ""))
+    if problems and not cfg.allow_partial:
+        where = f" under {cfg.data_root}" if cfg.data_root else ""
+        raise DataError(f"{spec.name}{where} is not the complete published dataset:\n  " + "\n  ".join(problems)
+                        + "\npass --allow-partial to run on it anyway (the run is then marked partial)")
+    notes.extend(problems)
+    return bool(notes)
+
+
+def _classes(spec: SuiteSpec, space: LabelSpace, splits: list[Split]) -> list[int]:
+    if not spec.restrict_classes:
+        return list(range(len(space)))
+    present = sorted({label for split in splits for label in split.source.labels})
+    return present

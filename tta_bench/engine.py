@@ -1,0 +1,243 @@
+"""The one loop every method runs inside.
+
+suite + teacher + method + stream meet here and nowhere else: the engine builds the stream, loads batches with
+DataLoader workers, resets the method where the setting allows, calls ``predict``, and appends records to the
+run folder as it goes (so a rerun of the same command resumes), then writes the summary.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import resource
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from .config import RunConfig
+from .data.build import SuiteData, load_suite
+from .data.images import CorruptImageError
+from .data.labels import prompt_templates
+from .data.sources import sample_seed
+from .errors import UserError
+from .methods import METHODS, build_method
+from .methods.base import Batch, Method
+from .records import SUMMARY, RunFolder
+from .stream import Stream, build_stream, required_severities
+from .summary import git_commit, summarize, versions
+from .teachers import build_teacher
+
+RUNS_DIR = Path("results/runs")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but torch sees no CUDA device (use --device cpu or auto)")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def default_out(cfg: RunConfig) -> Path:
+    """Deterministic, so that rerunning the same command resumes the same folder."""
+    digest = hashlib.sha256(json.dumps(cfg.identity(), sort_keys=True).encode()).hexdigest()[:8]
+    teacher = re.sub(r"[^A-Za-z0-9.]+", "-", cfg.teacher).strip("-")
+    return RUNS_DIR / f"{cfg.suite}-{cfg.method}-{teacher}-seed{cfg.seed}-{digest}"
+
+
+class StreamDataset(Dataset):
+    """Stream position -> (position, image tensor, ok); a corrupt file is reported instead of raised when the
+    run skips errors."""
+
+    def __init__(self, suite: SuiteData, stream: Stream, transform, skip_errors: bool) -> None:
+        self.suite, self.stream, self.transform, self.skip_errors = suite, stream, transform, skip_errors
+
+    def __len__(self) -> int:
+        return len(self.stream.items)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
+        item = self.stream.items[i]
+        try:
+            image = self.suite.splits[item.split].source.load(item.pos)
+        except CorruptImageError as exc:
+            if not self.skip_errors:
+                raise
+            return i, None, str(exc)
+        return i, self.transform(image), ""
+
+
+def _collate(rows: list[tuple[int, torch.Tensor | None, str]]) -> tuple[list[int], torch.Tensor | None, list[str]]:
+    images = [r[1] for r in rows if r[1] is not None]
+    return [r[0] for r in rows], torch.stack(images) if images else None, [r[2] for r in rows]
+
+
+@dataclass
+class Prepared:
+    cfg: RunConfig
+    suite: SuiteData
+    stream: Stream
+    out: Path
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """Everything a run needs that does not touch a model: the data, its self-check and the stream."""
+    if cfg.method not in METHODS:
+        METHODS.get(cfg.method)  # raises the unknown-name error with the choices
+    severities = required_severities(cfg.setting)
+    if severities and cfg.severities not in (None, severities):
+        raise UserError(f"setting {cfg.setting} runs severities 1-5; drop --severities")
+    data_cfg = RunConfig.from_dict({**cfg.to_dict(), "severities": severities or cfg.severities})
+    suite = load_suite(data_cfg)
+    stream = build_stream(suite.splits, cfg.setting, cfg.seed, cfg.dirichlet)
+    return Prepared(cfg, suite, stream, Path(cfg.out) if cfg.out else default_out(cfg))
+
+
+def plan(p: Prepared) -> str:
+    lines = [f"suite {p.suite.spec.name} ({p.suite.source}, {p.suite.subset}{', partial' if p.suite.partial else ''}), "
+             f"setting {p.stream.setting}, {len(p.stream.items):,} samples, {len(p.stream.resets)} reset point(s)"]
+    for s in p.suite.splits:
+        lines.append(f"  {s.name:24s} {len(s.source):>8,d} samples")
+    lines += [f"  note: {n}" for n in p.suite.notes]
+    lines.append(f"run folder: {p.out}")
+    return "\n".join(lines)
+
+
+def run(cfg: RunConfig, progress: bool = True, log=print) -> dict[str, Any]:
+    p = prepare(cfg)
+    folder = RunFolder.open(p.out, cfg)
+    if (folder.path / SUMMARY).exists() and len(folder.records()) == len(p.stream.items):
+        log(f"{folder.path} is complete; reusing its summary")
+        return json.loads((folder.path / SUMMARY).read_text())
+    device = pick_device(cfg.device)
+    teacher = build_teacher(cfg.teacher, cfg.weights, cfg.method_options.get("head"), len(p.suite.space))
+    teacher = teacher.to(device).eval().requires_grad_(False)
+    teacher.set_classes(p.suite.space, p.suite.classes, prompt_templates(cfg.prompts))
+    method_options = {k: v for k, v in cfg.method_options.items() if k != "head"}
+    method = build_method(cfg.method, teacher, method_options, device)
+    log(plan(p))
+    return _loop(p, folder, method, device, progress, log)
+
+
+def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, progress: bool, log) -> dict[str, Any]:
+    cfg, suite, stream = p.cfg, p.suite, p.stream
+    done = {(r["split"], r["id"]) for r in folder.records()}
+    key = lambda i: (suite.splits[stream.items[i].split].name,  # noqa: E731
+                     suite.splits[stream.items[i].split].source.ids[stream.items[i].pos])
+    batches = stream.batches(cfg.batch_size)
+    if method.episodic:  # per-sample results do not depend on what came before: skip finished samples
+        batches = [b for b in ([i for i in b if key(i) not in done] for b in batches) if b]
+    else:  # online state depends on the whole segment: replay segments that are not finished
+        batches = _unfinished_segments(batches, stream, key, done)
+    skip = cfg.on_error == "skip"
+    loader = DataLoader(StreamDataset(suite, stream, method.teacher.transform, skip), batch_sampler=batches,
+                        num_workers=cfg.num_workers, collate_fn=_collate, pin_memory=device.type == "cuda",
+                        persistent_workers=False)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    n_todo = sum(len(b) for b in batches)
+    log(f"{cfg.method}: {n_todo:,} samples to run ({len(done):,} already done)")
+    bar = tqdm(total=n_todo, disable=not progress, desc=f"{cfg.suite}/{cfg.method}", unit="img", file=sys.stderr,
+               dynamic_ncols=True)
+    correct = seen = 0
+    steps = forwards = 0
+    start = time.perf_counter()
+    try:
+        for positions, images, errors in loader:
+            if positions[0] in stream.resets:
+                method.reset()
+            records, kept = [], [i for i, e in zip(positions, errors) if not e]
+            if images is not None:
+                seeds = [sample_seed(cfg.seed, *key(i)) for i in kept]
+                with amp:
+                    out = method.predict(Batch(images.to(device, non_blocking=True), seeds, tuple(cfg.record_steps or ())))
+                steps, forwards = steps + out.adaptation_steps, forwards + out.teacher_forwards
+                logits = out.logits.float()
+                top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu().tolist()
+                extras = out.extras or [{} for _ in kept]
+                for i, t5, extra in zip(kept, top5, extras):
+                    records.append(_record(suite, stream, i, t5, extra))
+            records += [_error_record(suite, stream, i, e) for i, e in zip(positions, errors) if e]
+            fresh = [r for r in records if (r["split"], r["id"]) not in done]
+            folder.append(fresh)
+            done.update((r["split"], r["id"]) for r in fresh)
+            seen += sum(r["status"] != "error" for r in fresh)
+            correct += sum(r["correct"] for r in fresh)
+            bar.update(len(positions))
+            bar.set_postfix(top1=f"{100 * correct / max(seen, 1):.1f}%")
+    except CorruptImageError as exc:
+        raise UserError(f"{exc}\nthe run stopped; predictions so far are kept in {folder.path}. "
+                        "Rerun with --on-error skip to skip and count such files") from None
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    summary = summarize(folder.records(), [s.name for s in suite.splits], _meta(p, method, seconds, n_todo, steps,
+                                                                                  forwards, device))
+    folder.write_summary(summary)
+    return summary
+
+
+def _unfinished_segments(batches: list[list[int]], stream: Stream, key, done) -> list[list[int]]:
+    out, segment = [], []
+    for b in batches + [[len(stream.items)]]:
+        if b[0] in stream.resets or b[0] == len(stream.items):
+            if any(key(i) not in done for batch in segment for i in batch):
+                out.extend(segment)
+            segment = []
+        segment.append(b)
+    return out
+
+
+def _record(suite: SuiteData, stream: Stream, i: int, top5: list[int], extra: dict[str, Any]) -> dict[str, Any]:
+    item = stream.items[i]
+    split = suite.splits[item.split]
+    classes = suite.classes
+    label = split.source.labels[item.pos]
+    pred = classes[top5[0]]
+    record = {"split": split.name, "id": split.source.ids[item.pos], "label": label, "pred": pred,
+              "top5": [classes[j] for j in top5], "correct": pred == label, "status": "ok"}
+    for k, v in extra.items():
+        record[k] = classes[v] if k == "teacher_pred" else v
+    if record["status"] != "ok":
+        record["correct"] = False
+    return record
+
+
+def _error_record(suite: SuiteData, stream: Stream, i: int, message: str) -> dict[str, Any]:
+    item = stream.items[i]
+    split = suite.splits[item.split]
+    return {"split": split.name, "id": split.source.ids[item.pos], "label": split.source.labels[item.pos],
+            "pred": -1, "top5": [], "correct": False, "status": "error", "error": message}
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _meta(p: Prepared, method: Method, seconds: float, n: int, steps: int, forwards: int,
+          device: torch.device) -> dict[str, Any]:
+    cfg, suite = p.cfg, p.suite
+    options = method.options.__dict__.copy()
+    return {
+        "run_name": p.out.name, "suite": cfg.suite, "method": cfg.method, "teacher": cfg.teacher,
+        "source": suite.source,
+        "data": {"subset": suite.subset, "generated": suite.generated, "partial": suite.partial,
+                 "n_samples": len(p.stream.items), "notes": suite.notes, "classes": len(suite.classes),
+                 "label_space": suite.space.name},
+        "setting": {"name": p.stream.setting, **p.stream.params, "stream_hash": p.stream.hash(suite.splits)},
+        "seed": cfg.seed, "config": cfg.to_dict(), "method_options": options,
+        "versions": versions(), "git_commit": git_commit(), "device": str(device),
+        "cost": {"seconds": seconds, "samples": n, "samples_per_second": n / seconds if seconds else None,
+                 "seconds_per_sample": seconds / n if n else None, "peak_memory_mb": _peak_memory_mb(device),
+                 "teacher_forwards": forwards, "adaptation_steps": steps,
+                 "flops_per_sample": getattr(method, "flops_per_sample", None)},
+    }

@@ -1,0 +1,99 @@
+"""The method interface every test-time method implements, and the options surface they share.
+
+The engine owns the stream: it calls ``reset()`` where the setting allows a reset (stream start, each domain
+start under ``reset_each_shift``) and ``predict(batch)`` for every batch in stream order. A method never sees
+labels or domain names. Episodic (per-sample) methods adapt on each sample alone and reset for every sample
+themselves, so no setting can change their result; online methods keep state across batches.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from ..errors import UserError
+from ..teachers.base import Teacher
+
+
+@dataclass
+class Options:
+    """The options every method accepts (``--steps --lr --reset``); methods subclass it with their paper's
+    defaults and add their own fields."""
+
+    steps: int = 0
+    lr: float = 0.0
+    reset: str = "episodic"  # episodic: restore the initial state before every batch; online: keep adapting
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # (B, 3, H, W) in [0, 1] at the teacher's input size, on the device
+    seeds: list[int]  # per-sample seeds from (run seed, split, sample id): position-independent randomness
+    record_steps: tuple[int, ...] = ()  # steps at which iterative methods record a prediction (--record-steps)
+
+
+@dataclass
+class Output:
+    logits: torch.Tensor  # (B, C) over the teacher's evaluated classes
+    extras: list[dict[str, Any]] = field(default_factory=list)  # per-sample fields merged into the records
+    adaptation_steps: int = 0  # optimizer steps spent on this batch (cost accounting)
+    teacher_forwards: int = 0  # teacher forward passes spent on this batch
+
+
+class Method(ABC):
+    name: ClassVar[str]
+    episodic: ClassVar[bool] = False  # adapts on each sample alone and resets per sample
+    options_class: ClassVar[type[Options]] = Options
+
+    def __init__(self, teacher: Teacher, options: Options, device: torch.device) -> None:
+        self.teacher, self.options, self.device = teacher, options, device
+
+    @classmethod
+    def parse_options(cls, given: dict[str, Any]) -> Options:
+        fields = {f.name: f for f in dataclasses.fields(cls.options_class)}
+        unknown = sorted(set(given) - set(fields))
+        if unknown:
+            raise UserError(f"method {cls.name} has no option(s) {unknown}; it accepts: {', '.join(sorted(fields))}")
+        options = cls.options_class(**{k: _coerce(fields[k], v) for k, v in given.items()})
+        if options.reset not in ("episodic", "online"):
+            raise UserError(f"--reset must be episodic or online, got {options.reset!r}")
+        return options
+
+    def reset(self) -> None:
+        """Restore the state the method started the stream with (a no-op for stateless methods)."""
+
+    @abstractmethod
+    def predict(self, batch: Batch) -> Output: ...
+
+
+class StateSnapshot:
+    """A deep copy of modules' state dicts, to restore bitwise on reset (models and optimizers alike)."""
+
+    def __init__(self, *objects: Any) -> None:
+        self.objects = objects
+        self.states = [copy.deepcopy(o.state_dict()) for o in objects]
+
+    def restore(self) -> None:
+        for obj, state in zip(self.objects, self.states):
+            obj.load_state_dict(copy.deepcopy(state))
+
+
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    """Options arrive from the command line as strings; convert to the field's declared type."""
+    if not isinstance(value, str):
+        return value
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "str")
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            return value.lower() in ("1", "true", "yes", "on")
+    except ValueError:
+        raise UserError(f"option {f.name} expects {kind}, got {value!r}") from None
+    return value

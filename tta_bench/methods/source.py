@@ -1,0 +1,15 @@
+"""source: the frozen teacher's own prediction (zero-shot CLIP for CLIP teachers); the no-adaptation baseline."""
+from __future__ import annotations
+
+import torch
+
+from .base import Batch, Method, Output
+
+
+class Source(Method):
+    name = "source"
+    episodic = True  # stateless: trivially the same under every stream order
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> Output:
+        return Output(self.teacher(batch.images), teacher_forwards=len(batch.images))
