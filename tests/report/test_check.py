@@ -1,0 +1,82 @@
+"""Regression check against a reference: planted drop, tolerance, missing split, identity, CLI entry."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tta_bench.report import check, check_command, format_check, write_reference
+
+from .conftest import fixture_summaries, write_runs
+
+
+@pytest.fixture
+def apm():
+    return fixture_summaries()[1]
+
+
+def test_run_passes_its_own_reference(apm):
+    reference = write_reference(apm)
+    assert reference["splits"] == {"gaussian_noise-5": 24.0, "defocus_blur-5": 30.0, "fog-5": 40.0}
+    assert (reference["suite"], reference["method"], reference["teacher"]) == ("imagenet-c", "apm", "clip-vit-b16")
+    result = check(apm, reference, reference["tolerance"])
+    assert result.ok
+    assert [row[0] for row in result.rows] == ["gaussian_noise-5", "defocus_blur-5", "fog-5", "mean"]
+    assert all(row[3] == 0.0 and row[4] == "ok" for row in result.rows)
+
+
+def test_planted_drop_fails_and_small_drop_passes(apm):
+    reference = write_reference(apm)
+    apm["splits"]["fog-5"]["top1"] = 39.5  # within tolerance 1.0
+    assert check(apm, reference, 1.0).ok
+    apm["splits"]["fog-5"]["top1"] = 37.0
+    result = check(apm, reference, 1.0)
+    assert not result.ok
+    assert ("fog-5", 40.0, 37.0, -3.0, "FAIL") in result.rows
+    assert check(apm, reference, 5.0).ok  # a wider tolerance accepts it
+    text = format_check(result)
+    assert text.startswith("check: FAIL (tolerance 1; 1 of 4 rows failing)")
+    assert "fog-5" in text and "-3.00" in text and "FAIL" in text
+
+
+def test_improvement_passes_flagged(apm):
+    reference = write_reference(apm)
+    apm["splits"]["fog-5"]["top1"] = 45.0
+    result = check(apm, reference, 1.0)
+    assert result.ok and ("fog-5", 40.0, 45.0, 5.0, "better") in result.rows
+
+
+def test_missing_split_fails(apm):
+    reference = write_reference(apm)
+    del apm["splits"]["defocus_blur-5"]
+    result = check(apm, reference, 1.0)
+    assert not result.ok
+    assert ("defocus_blur-5", 30.0, None, None, "missing") in result.rows
+
+
+def test_other_teacher_fails(apm):
+    reference = write_reference(apm)
+    apm["teacher"] = "clip-vit-l14"
+    result = check(apm, reference, 1.0)
+    assert not result.ok and result.mismatches == ["teacher: reference 'clip-vit-b16', run 'clip-vit-l14'"]
+    assert "mismatch: teacher" in format_check(result)
+
+
+def test_check_command_uses_the_file_tolerance_unless_given(tmp_path, apm):
+    reference = write_reference(apm) | {"tolerance": 0.5}
+    reference["splits"]["fog-5"] = 41.0  # the run is 1.0 below
+    path = tmp_path / "reference.json"
+    path.write_text(json.dumps(reference))
+    (run_dir,) = write_runs(tmp_path / "runs", [apm])
+    ok, text = check_command(run_dir, path, None)
+    assert not ok and "tolerance 0.5" in text
+    ok, text = check_command(run_dir, path, 2.0)
+    assert ok and text.startswith("check: PASS")
+
+
+def test_bad_reference_file_is_named(tmp_path, apm):
+    path = tmp_path / "reference.json"
+    path.write_text(json.dumps({"splits": {"fog-5": "high"}}))
+    (run_dir,) = write_runs(tmp_path / "runs", [apm])
+    with pytest.raises(ValueError, match="reference.json: a reference is a JSON object"):
+        check_command(run_dir, path, None)

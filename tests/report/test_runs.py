@@ -1,0 +1,43 @@
+"""Loading run folders: single, nested, and the errors that name the bad folder."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tta_bench.report import RunFolderError, load_runs, load_summary
+
+from .conftest import fixture_summaries, write_runs
+
+
+def test_loads_a_run_folder_and_a_tree_of_them(runs_root):
+    one = runs_root / "imagenet-c" / "apm-run"
+    assert [s["run_name"] for s in load_runs([one])] == ["apm-run"]
+    names = sorted(s["run_name"] for s in load_runs([runs_root, one]))  # each run once
+    assert names == sorted(s["run_name"] for s in fixture_summaries())
+
+
+def test_missing_summary_names_the_folder(runs_root):
+    unfinished = runs_root / "imagenet-c" / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text("{}")
+    with pytest.raises(RunFolderError, match=r"unfinished: no summary\.json"):
+        load_runs([runs_root])
+
+
+def test_malformed_summary_names_the_file(tmp_path):
+    bad_json, bad_shape = write_runs(tmp_path, fixture_summaries()[:2])
+    (bad_json / "summary.json").write_text("{not json")
+    with pytest.raises(RunFolderError, match=r"source-run.summary\.json: malformed JSON"):
+        load_summary(bad_json)
+    (bad_shape / "summary.json").write_text(json.dumps({"suite": "imagenet-c", "splits": {"fog-5": 3}}))
+    with pytest.raises(RunFolderError, match=r"apm-run.summary\.json: malformed summary: 'method' missing.*'fog-5'"):
+        load_summary(bad_shape)
+
+
+def test_folder_without_runs_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunFolderError, match="no summary.json and no run folders below it"):
+        load_runs([tmp_path / "empty"])
+    with pytest.raises(RunFolderError, match="not a folder"):
+        load_runs([tmp_path / "nowhere"])

@@ -1,0 +1,143 @@
+"""Tables from fixture run folders: golden content, order independence, formats, seeds, published rows."""
+from __future__ import annotations
+
+import io
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tta_bench.report import build_tables, load_published, load_runs, metric_of, render, render_tables, table_command
+
+from .conftest import fixture_summaries, make_summary, published_row, split
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def _tables(summaries=None):
+    return build_tables(summaries if summaries is not None else fixture_summaries(), published=published_row())
+
+
+def test_golden_markdown(runs_root):
+    tables = build_tables(load_runs([runs_root]), published=published_row())
+    assert list(tables) == ["imagenet-c"]
+    assert render(tables["imagenet-c"], "md") == (GOLDEN / "imagenet-c_top1.md").read_text(encoding="utf-8")
+
+
+def test_rows_and_markers():
+    table = _tables()["imagenet-c"]
+    labels = list(table.index)
+    assert labels[labels.index("apm (clip-vit-b16)") + 1:][:2] == ["  teacher (ceiling)", "  agreement"]
+    assert "source (effnet-lite0) [generated, limit-50]" in labels
+    assert table.loc["tent (resnet50) (n=2 seeds)", "gaussian_noise-5"] == "41.0 ± 1.4"  # sample std of 40, 42
+    assert labels[-1] == "apm (clip-vit-l14) [published: APM Table 2]"
+    assert table.loc[labels[-1], "mean"] == "50.3"
+    assert table.loc[labels[-1], "fog-5"] == ""  # published numbers never merge into measured cells
+
+
+def test_column_order_by_severity_then_standard_corruption_order():
+    columns = list(_tables()["imagenet-c"].columns)
+    assert columns == ["gaussian_noise-3", "fog-3", "gaussian_noise-5", "defocus_blur-5", "fog-5",
+                       "mean-3", "mean-5", "mean"]
+
+
+def test_single_severity_table_has_no_per_severity_means():
+    table = _tables(fixture_summaries()[1:])["imagenet-c"]
+    assert list(table.columns) == ["gaussian_noise-5", "defocus_blur-5", "fog-5", "mean"]
+
+
+@pytest.mark.parametrize("fmt", ["md", "csv", "latex"])
+def test_byte_identical_whatever_the_input_order(fmt):
+    expected = render_tables(_tables(), fmt, "top1")
+    rng = random.Random(0)
+    for _ in range(5):
+        shuffled = fixture_summaries()
+        rng.shuffle(shuffled)
+        assert render_tables(_tables(shuffled), fmt, "top1") == expected
+
+
+def test_latex_shape():
+    summaries = fixture_summaries()
+    summaries[0]["method"] = "my_method&co"
+    text = render(_tables(summaries)["imagenet-c"], "latex")
+    assert text.startswith("\\begin{tabular}{l" + "r" * 8 + "}\n")
+    assert text.rstrip().endswith("\\end{tabular}")
+    assert text.count("{") == text.count("}")
+    assert "\\toprule" in text and "\\midrule" in text and "\\bottomrule" in text
+    assert "my\\_method\\&co" in text and "gaussian\\_noise-5" in text
+    assert "$\\pm$" in text and "\\quad teacher (ceiling)" in text
+    body = [line for line in text.splitlines() if line.endswith("\\\\")]
+    assert {line.count(" & ") for line in body} == {8}  # label + 8 columns on every row
+
+
+def test_csv_round_trips_via_pandas():
+    table = _tables()["imagenet-c"]
+    back = pd.read_csv(io.StringIO(render(table, "csv")), index_col=0, dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(back, table, check_dtype=False)
+
+
+def test_metric_of_reads_any_metric_and_derives_error():
+    summary = make_summary("r", "source", None, {"fog-5": split(20.0, ece=7.5)})
+    assert metric_of(summary, "fog-5", "top5") == 40.0
+    assert metric_of(summary, "fog-5", "ece") == 7.5
+    assert metric_of(summary, "fog-5", "error") == 80.0
+    assert metric_of(summary, "fog-5", "nll") is None
+    assert metric_of(summary, "snow-5", "top1") is None
+
+
+def test_table_of_another_metric_keeps_only_runs_that_have_it():
+    summaries = fixture_summaries()
+    summaries[2]["splits"]["fog-5"]["ece"] = 3.25
+    tables = build_tables(summaries, metric="ece")
+    assert list(tables["imagenet-c"].index) == ["tent (resnet50)"]
+    assert tables["imagenet-c"].loc["tent (resnet50)", "fog-5"] == "3.2"  # fixed 1-decimal format
+
+
+def test_runs_differing_in_more_than_seed_are_separate_labelled_rows():
+    summaries = fixture_summaries()
+    summaries[3]["config"]["method_options"] = {"lr": 0.01}
+    labels = list(_tables(summaries)["imagenet-c"].index)
+    assert "tent (resnet50) {method_options.lr=0.001}" in labels  # one seed each: no n
+    assert "tent (resnet50) {method_options.lr=0.01}" in labels
+
+
+def test_same_config_and_seed_twice_is_an_error():
+    summaries = fixture_summaries()
+    summaries[3]["seed"] = summaries[3]["config"]["seed"] = 0
+    with pytest.raises(ValueError, match="tent-seed0 and tent-seed1 both give split"):
+        _tables(summaries)
+
+
+def test_imagenet_family_shares_one_table_with_ood_mean():
+    summaries = [make_summary(f"zs-{suite}", "zeroshot", "clip-vit-b16", {suite: split(value)}, suite=suite)
+                 for suite, value in [("imagenet", 70.0), ("imagenet-a", 50.0), ("imagenet-v2", 60.0),
+                                      ("imagenet-r", 80.0), ("imagenet-sketch", 50.0)]]
+    tables = build_tables(summaries, published=load_published())
+    table = tables["imagenet-family"]
+    assert list(table.columns) == ["imagenet", "imagenet-a", "imagenet-v2", "imagenet-r", "imagenet-sketch",
+                                   "mean", "OOD mean"]
+    assert table.loc["zeroshot (clip-vit-b16)"].tolist() == ["70.0", "50.0", "60.0", "80.0", "50.0", "62.0", "60.0"]
+    tpt = table.loc["tpt (clip-vit-b16) [published: TPT (Shu et al. NeurIPS 2022) Table 1]"]
+    assert (tpt["mean"], tpt["OOD mean"]) == ("62.4", "60.8")  # TPT's own Average / OOD Average
+    assert "apm (unknown) [published, unverified: aggregator sites]" in table.index
+    assert not any("cifar" in label or "Table 2]" in label for label in table.index)
+
+
+def test_table_command_reads_folders(runs_root):
+    text = table_command([str(runs_root)], "md", published=True, metric="top1")
+    assert text.startswith("## imagenet-c (top1)\n\n| method")
+    assert "apm (clip-vit-l14) [published: APM (Modi & Rawat NeurIPS 2024) Table 2]" in text
+    csv_text = table_command([str(runs_root)], "csv", published=False, metric="top1")
+    assert csv_text.splitlines()[0].startswith("method,table,")
+    with pytest.raises(ValueError, match="no run has metric 'nll'"):
+        table_command([str(runs_root)], "md", published=False, metric="nll")
+    with pytest.raises(ValueError, match="unknown table format"):
+        table_command([str(runs_root)], "html", published=False, metric="top1")
+
+
+def test_report_imports_without_torch():
+    code = "import sys, tta_bench.report; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,52 @@
+"""Report layer: tables, plots and checks built from run folders only (never runs a model, needs no torch).
+
+The three *_command functions are what the CLI subcommands `table`, `plot` and `check` call."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .check import DEFAULT_TOLERANCE, CheckResult, check, format_check, load_reference, write_reference
+from .published import load_published
+from .runs import RunFolderError, group_runs, load_runs, load_summary
+from .tables import build_tables, metric_of, render, render_tables
+
+
+def table_command(run_dirs: list[str], fmt: str, published: bool, metric: str) -> str:
+    """All tables of the runs under `run_dirs`, rendered as md, csv or latex."""
+    tables = build_tables(load_runs(run_dirs), metric, load_published() if published else None)
+    if not tables:
+        raise ValueError(f"no run has metric {metric!r}")
+    return render_tables(tables, fmt, metric)
+
+
+def plot_command(run_dirs: list[str], out_dir: str | Path) -> list[Path]:
+    """Every plot the runs can show; a ValueError only when none can be drawn."""
+    from .plots import plot_corruption_bars, plot_cost, plot_severity  # matplotlib only when plotting
+
+    summaries = load_runs(run_dirs)
+    paths: list[Path] = []
+    reasons = []
+    for plot in (plot_severity, plot_corruption_bars, plot_cost):
+        try:
+            paths += plot(summaries, out_dir)
+        except ValueError as error:
+            reasons.append(str(error))
+    if not paths:
+        raise ValueError("nothing to plot: " + "; ".join(reasons))
+    return paths
+
+
+def check_command(run_dir: str | Path, reference_path: str | Path, tolerance: float | None) -> tuple[bool, str]:
+    """(passed, readable report) of one run against a reference file; tolerance None = the file's."""
+    reference = load_reference(reference_path)
+    if tolerance is None:
+        tolerance = float(reference.get("tolerance", DEFAULT_TOLERANCE))
+    result = check(load_summary(run_dir), reference, tolerance)
+    return result.ok, format_check(result)
+
+
+__all__ = [
+    "CheckResult", "RunFolderError", "build_tables", "check", "check_command", "format_check", "group_runs",
+    "load_published", "load_reference", "load_runs", "load_summary", "metric_of", "plot_command", "render",
+    "render_tables", "table_command", "write_reference",
+]

@@ -1,0 +1,178 @@
+"""Load run folders (summary.json only) and group runs into table rows.
+
+A row is one configuration: runs that differ only by seed become replicates of one row, and runs of the
+ImageNet-family suites with the same configuration share a row across their columns."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from .splits import table_of
+
+SUMMARY = "summary.json"
+# Any of these marks a folder as a run folder (so a run without summary.json is reported, not skipped).
+RUN_FILES = (SUMMARY, "config.json", "predictions.jsonl")
+REQUIRED = {"suite": str, "method": str, "splits": dict}
+# Config entries that do not change a result: runs differing only in these are replicates of one row.
+IGNORED_CONFIG_KEYS = frozenset({  # RunConfig fields that do not change what a run computes
+    "seed", "suite", "out", "data_root", "device", "num_workers", "overwrite",
+})
+DEFAULT_SETTING = "reset_each_shift"
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be read; the message names the folder or file."""
+
+
+def _problems(summary: object) -> list[str]:
+    if not isinstance(summary, dict):
+        return [f"expected a JSON object, got {type(summary).__name__}"]
+    problems = [f"'{key}' missing or not a {kind.__name__}"
+                for key, kind in REQUIRED.items() if not isinstance(summary.get(key), kind)]
+    if isinstance(summary.get("splits"), dict):
+        problems += [f"split '{name}' is not an object"
+                     for name, value in summary["splits"].items() if not isinstance(value, dict)]
+    return problems
+
+
+def load_summary(run_dir: str | Path) -> dict:
+    """summary.json of one run folder, checked for the keys the report needs."""
+    path = Path(run_dir) / SUMMARY
+    if not path.is_file():
+        raise RunFolderError(f"{run_dir}: no {SUMMARY} (unfinished run, or not a run folder)")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunFolderError(f"{path}: malformed JSON ({error})") from error
+    problems = _problems(summary)
+    if problems:
+        raise RunFolderError(f"{path}: malformed summary: {'; '.join(problems)}")
+    return summary
+
+
+def _is_run_dir(path: Path) -> bool:
+    return any((path / name).is_file() for name in RUN_FILES)
+
+
+def find_run_dirs(path: str | Path) -> list[Path]:
+    """`path` itself when it is a run folder, else every run folder below it (sorted)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise RunFolderError(f"{root}: not a folder")
+    if _is_run_dir(root):
+        return [root]
+    found = []
+    for current, dirs, _files in os.walk(root):
+        here = Path(current)
+        if here != root and _is_run_dir(here):
+            found.append(here)
+            dirs.clear()  # a run folder's subfolders are its own business
+        dirs.sort()
+    if not found:
+        raise RunFolderError(f"{root}: no {SUMMARY} and no run folders below it")
+    return sorted(found)
+
+
+def load_runs(paths: Iterable[str | Path]) -> list[dict]:
+    """Summaries of all run folders named by `paths` (run folders or folders holding them), each once."""
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        for run_dir in find_run_dirs(path):
+            seen.setdefault(run_dir.resolve(), run_dir)
+    if not seen:
+        raise RunFolderError("no run folders given")
+    return [load_summary(run_dir) for run_dir in seen.values()]
+
+
+def run_label(summary: dict) -> str:
+    """'method (teacher) [markers]': markers say what makes a number not the standard one."""
+    data = summary.get("data") or {}
+    setting = (summary.get("setting") or {}).get("name")
+    markers = [
+        "generated" if summary.get("source") == "generated" or data.get("generated") else None,
+        data.get("subset") if data.get("subset") not in (None, "full") else None,
+        "partial" if data.get("partial") else None,
+        setting if setting not in (None, DEFAULT_SETTING) else None,
+    ]
+    label = summary["method"]
+    if summary.get("teacher"):
+        label += f" ({summary['teacher']})"
+    markers = [marker for marker in markers if marker]
+    return label + (f" [{', '.join(markers)}]" if markers else "")
+
+
+def _identity(summary: dict) -> dict:
+    """What must be equal for two runs to be replicates: the config without seed and bookkeeping."""
+    config = summary.get("config")
+    if isinstance(config, dict):
+        return {key: value for key, value in config.items() if key not in IGNORED_CONFIG_KEYS}
+    setting = {k: v for k, v in (summary.get("setting") or {}).items() if k != "stream_hash"}
+    return {key: summary.get(key) for key in ("method", "teacher", "source", "data", "method_options")} | {
+        "setting": setting}
+
+
+def _flatten(value: object, prefix: str = "") -> dict[str, str]:
+    if isinstance(value, dict) and value:
+        out: dict[str, str] = {}
+        for key, item in value.items():
+            out |= _flatten(item, f"{prefix}.{key}" if prefix else str(key))
+        return out
+    return {prefix: json.dumps(value, sort_keys=True, default=str)}
+
+
+@dataclass
+class RunGroup:
+    """One table row: runs with the same configuration, one replicate (split -> split dict) per seed."""
+    table: str
+    label: str
+    identity: dict
+    replicates: list[dict[str, dict]]
+    runs: list[dict]
+
+
+def _seed_key(summary: dict) -> str:
+    return json.dumps(summary.get("seed"))
+
+
+def _make_group(table: str, label: str, runs: list[dict]) -> RunGroup:
+    runs = sorted(runs, key=lambda s: (_seed_key(s), str(s.get("run_name"))))
+    by_seed: dict[str, dict[str, dict]] = {}
+    owner: dict[tuple[str, str], str] = {}
+    for summary in runs:
+        seed = _seed_key(summary)
+        for split, values in summary["splits"].items():
+            if (seed, split) in owner:
+                raise ValueError(f"runs {owner[seed, split]} and {summary.get('run_name')} both give split "
+                                 f"'{split}' for the same configuration and seed {seed}; pass one of them")
+            owner[seed, split] = str(summary.get("run_name"))
+            by_seed.setdefault(seed, {})[split] = values
+    return RunGroup(table, label, _identity(runs[0]), list(by_seed.values()), runs)
+
+
+def _disambiguate(groups: list[RunGroup]) -> None:
+    """Rows of one table with equal labels get the config entries that tell them apart."""
+    clashes: dict[tuple[str, str], list[RunGroup]] = {}
+    for group in groups:
+        clashes.setdefault((group.table, group.label), []).append(group)
+    for same in clashes.values():
+        if len(same) < 2:
+            continue
+        flat = [_flatten(group.identity) for group in same]
+        keys = sorted({key for f in flat for key in f if len({g.get(key) for g in flat}) > 1})
+        for group, f in zip(same, flat):
+            group.label += " {" + ", ".join(f"{key}={f.get(key, '-')}" for key in keys) + "}"
+
+
+def group_runs(summaries: Iterable[dict]) -> list[RunGroup]:
+    """Rows of every table, sorted by (table, label) whatever the input order."""
+    buckets: dict[tuple[str, str, str], list[dict]] = {}
+    for summary in summaries:
+        table = table_of(summary["suite"], summary["splits"])
+        identity = json.dumps(_identity(summary), sort_keys=True, default=str)
+        buckets.setdefault((table, run_label(summary), identity), []).append(summary)
+    groups = [_make_group(table, label, runs) for (table, label, _), runs in sorted(buckets.items())]
+    _disambiguate(groups)
+    return sorted(groups, key=lambda group: (group.table, group.label))

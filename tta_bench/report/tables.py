@@ -1,0 +1,164 @@
+"""Result tables from run summaries: one per suite, rows = configurations, columns = splits in canonical order.
+
+Pure functions of their inputs: the same runs in any order give byte-identical output."""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+import pandas as pd
+from tabulate import tabulate
+
+from .runs import RunGroup, group_runs
+from .splits import (MEAN, OOD_SPLITS, is_aggregate, parse_corruption, severity_mean, split_key, split_value,
+                     table_of)
+
+OOD_MEAN = "OOD mean"
+INDEX_NAME = "method"
+# Rows shown beneath an APM-like row, when its splits carry the key ({metric} is the table's metric).
+SUB_ROWS = (("  teacher (ceiling)", "teacher_{metric}"), ("  agreement", "agreement"))
+FORMATS = ("md", "csv", "latex")
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+}
+
+
+@dataclass
+class _Row:
+    label: str
+    replicates: list[dict[str, float]]  # one per seed: split -> value (published rows may give "mean")
+
+
+def metric_of(summary: dict, split: str, metric: str) -> float | None:
+    """`metric` of one split of a run (top1, top5, ece, ...; error from top1), None when absent."""
+    return split_value(summary["splits"].get(split, {}), metric)
+
+
+def replicate_values(group: RunGroup, key: str) -> list[dict[str, float]]:
+    """Per seed, split -> value of `key`; seeds without any value are left out."""
+    replicates = [{split: value for split, values in replicate.items()
+                   if (value := split_value(values, key)) is not None} for replicate in group.replicates]
+    return [replicate for replicate in replicates if replicate]
+
+
+def _measured_rows(groups: list[RunGroup], metric: str) -> dict[str, list[_Row]]:
+    rows: dict[str, list[_Row]] = {}
+    for group in groups:
+        main = replicate_values(group, metric)
+        if not main:
+            continue
+        subs = [_Row(label, values) for label, key in SUB_ROWS
+                if (values := replicate_values(group, key.format(metric=metric)))]
+        label = group.label + (f" (n={len(main)} seeds)" if len(main) > 1 else "")
+        rows.setdefault(group.table, []).extend([_Row(label, main), *subs])
+    return rows
+
+
+def _published_label(record) -> str:
+    flag = "published" if record.verified else "published, unverified"
+    return f"{record.method} ({record.backbone}) [{flag}: {record.source}]"
+
+
+def _published_rows(published: pd.DataFrame, metric: str) -> dict[str, list[_Row]]:
+    """Published numbers as rows of their own, one per (method, backbone, source) in a table."""
+    values: dict[str, dict[str, dict[str, float]]] = {}
+    for record in published.sort_values(list(published.columns)).itertuples(index=False):
+        value = split_value({record.metric: record.value}, metric)
+        if value is not None:
+            table = table_of(record.suite, [record.split])
+            values.setdefault(table, {}).setdefault(_published_label(record), {})[record.split] = value
+    return {table: [_Row(label, [rows[label]]) for label in sorted(rows)] for table, rows in values.items()}
+
+
+def _with_means(values: dict[str, float]) -> dict[str, float]:
+    """Add the row's mean, its mean per severity, and the OOD mean when all four OOD splits are there."""
+    out = dict(values)
+    splits = sorted((split for split in values if not is_aggregate(split)), key=split_key)
+    if MEAN not in out and splits:
+        out[MEAN] = statistics.fmean(values[split] for split in splits)
+    by_severity: dict[str, list[float]] = {}
+    for split in splits:
+        if (corruption := parse_corruption(split)) is not None:
+            by_severity.setdefault(severity_mean(corruption[1]), []).append(values[split])
+    out |= {column: statistics.fmean(group) for column, group in by_severity.items()}
+    if all(split in values for split in OOD_SPLITS):
+        out[OOD_MEAN] = statistics.fmean(values[split] for split in OOD_SPLITS)
+    return out
+
+
+def _number(value: float) -> str:
+    text = f"{value:.1f}"
+    return "0.0" if text == "-0.0" else text
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return ""
+    if len(values) == 1:
+        return _number(values[0])
+    return f"{_number(statistics.fmean(values))} ± {_number(statistics.stdev(values))}"
+
+
+def _frame(rows: list[_Row]) -> pd.DataFrame:
+    full = [[_with_means(replicate) for replicate in row.replicates] for row in rows]
+    present = {split for replicates in full for replicate in replicates for split in replicate}
+    severities = {corruption[1] for split in present if (corruption := parse_corruption(split)) is not None}
+    if len(severities) < 2:  # per-severity means only say something when the table mixes severities
+        present -= {severity_mean(severity) for severity in severities}
+    columns = sorted((split for split in present if split not in (MEAN, OOD_MEAN)), key=split_key)
+    columns += [column for column in (MEAN, OOD_MEAN) if column in present]
+    cells = [[_cell([replicate[column] for replicate in replicates if column in replicate]) for column in columns]
+             for replicates in full]
+    return pd.DataFrame(cells, index=pd.Index([row.label for row in rows], name=INDEX_NAME),
+                        columns=columns, dtype="str")
+
+
+def build_tables(summaries: list[dict], metric: str = "top1",
+                 published: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """One table per suite (ImageNet-family suites share one), measured rows first, then published rows."""
+    rows = _measured_rows(group_runs(summaries), metric)
+    if published is not None:
+        for table, extra in _published_rows(published, metric).items():
+            if table in rows:
+                rows[table].extend(extra)
+    return {table: _frame(rows[table]) for table in sorted(rows)}
+
+
+def _latex_text(text: str) -> str:
+    body = text.lstrip(" ")
+    indent = r"\quad " if len(body) < len(text) else ""
+    return indent + "".join(_LATEX_ESCAPES.get(char, char) for char in body).replace("±", r"$\pm$")
+
+
+def _latex(table: pd.DataFrame) -> str:
+    def line(cells: list[str]) -> str:
+        return " & ".join(_latex_text(str(cell)) for cell in cells) + r" \\"
+    body = [line(list(row)) for row in table.itertuples(name=None)]
+    return "\n".join([
+        r"\begin{tabular}{l" + "r" * len(table.columns) + "}", r"\toprule",
+        line([table.index.name or "", *table.columns]), r"\midrule", *body, r"\bottomrule", r"\end{tabular}",
+    ]) + "\n"
+
+
+def render(table: pd.DataFrame, fmt: str) -> str:
+    """One table as Markdown (pipe), CSV or a booktabs LaTeX tabular."""
+    if fmt == "md":
+        return tabulate(list(table.itertuples(name=None)), headers=[table.index.name or "", *table.columns],
+                        tablefmt="pipe", disable_numparse=True, preserve_whitespace=True,
+                        colalign=("left", *["right"] * len(table.columns))) + "\n"
+    if fmt == "csv":
+        return table.to_csv(lineterminator="\n")
+    if fmt == "latex":
+        return _latex(table)
+    raise ValueError(f"unknown table format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def render_tables(tables: dict[str, pd.DataFrame], fmt: str, metric: str) -> str:
+    """All tables in one text: headed sections (md, latex) or one CSV with a leading 'table' column."""
+    if fmt == "csv":
+        frames = [table.assign(table=name)[["table", *table.columns]] for name, table in sorted(tables.items())]
+        return render(pd.concat(frames), fmt)
+    heading = "## {name} ({metric})\n\n" if fmt == "md" else "% {name} ({metric})\n"
+    return "\n".join(heading.format(name=name, metric=metric) + render(table, fmt)
+                     for name, table in sorted(tables.items()))
