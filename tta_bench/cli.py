@@ -5,6 +5,7 @@ User errors (bad names, missing folders, wrong layouts) print one message and ex
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Callable, Sequence
 
@@ -60,6 +61,7 @@ def run_parser() -> argparse.ArgumentParser:
     g.add_argument("--setting", default=d.setting, help="stream protocol (see `list`); default: %(default)s")
     g.add_argument("--dirichlet", type=float, default=d.dirichlet, help="class-correlation DELTA of *correlated settings")
     g.add_argument("--seed", type=int, default=d.seed, help="fixes stream order, augmentations and initialisations")
+    g.add_argument("--seeds", type=_csv(int), help="comma list: one run folder per seed, then mean ± std")
     g = p.add_argument_group("method options (defaults: the method's paper)")
     g.add_argument("--steps", type=int, help="adaptation steps per sample or batch")
     g.add_argument("--lr", type=float, help="learning rate")
@@ -71,6 +73,8 @@ def run_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default=d.device, help="auto, cpu or cuda")
     g.add_argument("--out", help="run folder (default: results/runs/<suite>-<method>-<teacher>-seed<S>-<config hash>)")
     g.add_argument("--overwrite", action="store_true", help="discard a run folder of another configuration")
+    g.add_argument("--save-logits", action="store_true", help="keep every sample's logits (float16, logits/<split>.npz)")
+    g.add_argument("--record-steps", type=_csv(int), help="iterative methods: record the prediction at these steps")
     g.add_argument("--dry-run", action="store_true", help="print the stream plan and exit")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -91,7 +95,8 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
                      setting=a.setting, dirichlet=a.dirichlet, seed=a.seed, batch_size=a.batch_size,
                      num_workers=a.workers, device=a.device, out=a.out, prompts=a.prompts, weights=a.weights,
                      hub_id=a.hub_id, hub_split=a.hub_split, on_error=a.on_error, allow_partial=a.allow_partial,
-                     overwrite=a.overwrite, method_options=options)
+                     overwrite=a.overwrite, save_logits=a.save_logits, record_steps=a.record_steps,
+                     method_options=options)
 
 
 def cmd_run(argv: Sequence[str]) -> int:
@@ -103,10 +108,16 @@ def cmd_run(argv: Sequence[str]) -> int:
     if a.dry_run:
         print(engine.plan(engine.prepare(cfg)))
         return 0
-    summary = engine.run(cfg, progress=not a.no_progress)
-    for suite, table in build_tables([summary]).items():
+    if a.seeds and (a.out or len(set(a.seeds)) != len(a.seeds)):
+        raise UserError("--seeds takes distinct seeds and names each run folder itself (drop --out)")
+    configs = [dataclasses.replace(cfg, seed=s) for s in a.seeds] if a.seeds else [cfg]
+    summaries = [engine.run(c, progress=not a.no_progress) for c in configs]
+    if not summaries[0]:  # a non-zero torchrun rank: rank 0 reports
+        return 0
+    for suite, table in build_tables(summaries).items():
         print(f"\n{suite}\n{render(table, 'md')}")
-    print(f"\nrun folder: {engine.default_out(cfg) if not cfg.out else cfg.out}")
+    for c in configs:
+        print(f"run folder: {c.out or engine.default_out(c)}")
     return 0
 
 

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from . import distributed
 from .config import RunConfig
 from .data.build import SuiteData, load_suite
 from .data.images import CorruptImageError
@@ -37,14 +38,14 @@ from .teachers import build_teacher
 RUNS_DIR = Path("results/runs")
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if name not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--device must be auto, cpu or cuda, got {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but torch sees no CUDA device (use --device cpu or auto)")
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"--device must be auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank)
 
 
 def default_out(cfg: RunConfig) -> Path:
@@ -112,76 +113,131 @@ def plan(p: Prepared) -> str:
 
 
 def run(cfg: RunConfig, progress: bool = True, log=print) -> dict[str, Any]:
+    """Run (or resume) one configuration; under torchrun every rank calls this and rank 0 returns the summary."""
+    dist = distributed.from_env()
     p = prepare(cfg)
-    folder = RunFolder.open(p.out, cfg)
+    folder = RunFolder.open(p.out, cfg) if dist.main else None
+    distributed.barrier_init(dist, cfg.device)
+    folder = folder or RunFolder(p.out)
     if (folder.path / SUMMARY).exists() and len(folder.records()) == len(p.stream.items):
         log(f"{folder.path} is complete; reusing its summary")
         return json.loads((folder.path / SUMMARY).read_text())
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, dist.local_rank)
     teacher = build_teacher(cfg.teacher, cfg.weights, cfg.method_options.get("head"), len(p.suite.space))
     teacher = teacher.to(device).eval().requires_grad_(False)
     teacher.set_classes(p.suite.space, p.suite.classes, prompt_templates(cfg.prompts))
     method_options = {k: v for k, v in cfg.method_options.items() if k != "head"}
     method = build_method(cfg.method, teacher, method_options, device)
-    log(plan(p))
-    return _loop(p, folder, method, device, progress, log)
+    if dist.main:
+        log(plan(p))
+    try:
+        return _loop(p, folder, method, device, dist, progress and dist.main, log)
+    finally:
+        distributed.shutdown(dist)
 
 
-def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, progress: bool, log) -> dict[str, Any]:
+def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, dist: distributed.Dist,
+          progress: bool, log) -> dict[str, Any]:
     cfg, suite, stream = p.cfg, p.suite, p.stream
     done = {(r["split"], r["id"]) for r in folder.records()}
     key = lambda i: (suite.splits[stream.items[i].split].name,  # noqa: E731
                      suite.splits[stream.items[i].split].source.ids[stream.items[i].pos])
-    batches = stream.batches(cfg.batch_size)
+    batches = _batches_of_rank(stream, cfg.batch_size, method, dist)
     if method.episodic:  # per-sample results do not depend on what came before: skip finished samples
         batches = [b for b in ([i for i in b if key(i) not in done] for b in batches) if b]
     else:  # online state depends on the whole segment: replay segments that are not finished
         batches = _unfinished_segments(batches, stream, key, done)
-    skip = cfg.on_error == "skip"
-    loader = DataLoader(StreamDataset(suite, stream, method.teacher.transform, skip), batch_sampler=batches,
-                        num_workers=cfg.num_workers, collate_fn=_collate, pin_memory=device.type == "cuda",
-                        persistent_workers=False)
+    writer = folder.writer(dist.rank, dist.world, cfg.save_logits)
+    loader = DataLoader(StreamDataset(suite, stream, method.teacher.transform, cfg.on_error == "skip"),
+                        batch_sampler=batches, num_workers=cfg.num_workers, collate_fn=_collate,
+                        pin_memory=device.type == "cuda")
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     n_todo = sum(len(b) for b in batches)
-    log(f"{cfg.method}: {n_todo:,} samples to run ({len(done):,} already done)")
+    steps_each = getattr(method.options, "steps", 0)
+    if dist.main:
+        log(f"{cfg.method}: {n_todo:,} samples to run on this rank ({len(done):,} already done)"
+            + (f", x {steps_each} adaptation steps each" if steps_each else ""))
     bar = tqdm(total=n_todo, disable=not progress, desc=f"{cfg.suite}/{cfg.method}", unit="img", file=sys.stderr,
                dynamic_ncols=True)
-    correct = seen = 0
-    steps = forwards = 0
+    correct = seen = steps = forwards = 0
     start = time.perf_counter()
     try:
         for positions, images, errors in loader:
             if positions[0] in stream.resets:
                 method.reset()
-            records, kept = [], [i for i, e in zip(positions, errors) if not e]
+            kept = [i for i, e in zip(positions, errors) if not e]
+            records, logits = [], None
             if images is not None:
-                seeds = [sample_seed(cfg.seed, *key(i)) for i in kept]
+                batch = Batch(images.to(device, non_blocking=True), [sample_seed(cfg.seed, *key(i)) for i in kept],
+                              tuple(cfg.record_steps or ()))
                 with amp:
-                    out = method.predict(Batch(images.to(device, non_blocking=True), seeds, tuple(cfg.record_steps or ())))
+                    out = _predict(method, batch)
                 steps, forwards = steps + out.adaptation_steps, forwards + out.teacher_forwards
                 logits = out.logits.float()
+                if cfg.save_logits:  # predictions from the saved float16 values, so they recompute exactly
+                    logits = logits.half().float()
                 top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu().tolist()
                 extras = out.extras or [{} for _ in kept]
-                for i, t5, extra in zip(kept, top5, extras):
-                    records.append(_record(suite, stream, i, t5, extra))
-            records += [_error_record(suite, stream, i, e) for i, e in zip(positions, errors) if e]
-            fresh = [r for r in records if (r["split"], r["id"]) not in done]
-            folder.append(fresh)
-            done.update((r["split"], r["id"]) for r in fresh)
-            seen += sum(r["status"] != "error" for r in fresh)
-            correct += sum(r["correct"] for r in fresh)
+                records = [_record(suite, stream, i, t5, extra) for i, t5, extra in zip(kept, top5, extras)]
+            fresh = [k for k, r in enumerate(records) if (r["split"], r["id"]) not in done]
+            writer.append([records[k] for k in fresh], logits[fresh].cpu().numpy() if logits is not None else None)
+            errs = [_error_record(suite, stream, i, e) for i, e in zip(positions, errors) if e and key(i) not in done]
+            writer.append(errs)
+            for r in [records[k] for k in fresh] + errs:
+                done.add((r["split"], r["id"]))
+                seen += r["status"] != "error"
+                correct += r["correct"]
             bar.update(len(positions))
             bar.set_postfix(top1=f"{100 * correct / max(seen, 1):.1f}%")
+            if bar.n == len(positions) and n_todo > len(positions) and dist.main:
+                per = (time.perf_counter() - start) / len(positions)
+                log(f"warm-up: {per:.3f} s/sample, ETA {per * n_todo / 60:.1f} min for this rank")
     except CorruptImageError as exc:
         raise UserError(f"{exc}\nthe run stopped; predictions so far are kept in {folder.path}. "
                         "Rerun with --on-error skip to skip and count such files") from None
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    summary = summarize(folder.records(), [s.name for s in suite.splits], _meta(p, method, seconds, n_todo, steps,
-                                                                                  forwards, device))
+    distributed.barrier(dist)
+    if not dist.main:
+        return {}
+    order = {key(i): i for i in range(len(stream.items))}
+    records = folder.merge(order, suite.classes)
+    summary = summarize(records, [s.name for s in suite.splits],
+                        _meta(p, method, seconds, n_todo * dist.world, steps, forwards, device, dist))
     folder.write_summary(summary)
     return summary
+
+
+def _predict(method: Method, batch: Batch):
+    """Out of memory: let the method shrink its working set (APM's query chunk) and retry, else say so."""
+    while True:
+        try:
+            return method.predict(batch)
+        except torch.OutOfMemoryError:
+            if not method.on_out_of_memory():
+                raise UserError(f"{method.name} ran out of memory on a batch of {len(batch.images)}: lower "
+                                "--batch-size (or the method's chunk size); finished predictions are kept") from None
+
+
+def _batches_of_rank(stream: Stream, batch_size: int, method: Method, dist: distributed.Dist) -> list[list[int]]:
+    """Episodic methods shard samples round-robin; online methods can only shard whole reset segments."""
+    if dist.world == 1:
+        return stream.batches(batch_size)
+    if method.episodic:
+        mine = Stream([stream.items[i] for i in range(dist.rank, len(stream.items), dist.world)], {0}, stream.setting)
+        positions = list(range(dist.rank, len(stream.items), dist.world))
+        return [[positions[j] for j in b] for b in mine.batches(batch_size)]
+    if len(stream.resets) < 2:
+        raise UserError(f"{method.name} adapts online over one sequential stream (setting {stream.setting}): it "
+                        "cannot be split over processes; run it without torchrun")
+    starts = sorted(stream.resets) + [len(stream.items)]
+    out = []
+    for k, (a, b) in enumerate(zip(starts[:-1], starts[1:])):
+        if k % dist.world == dist.rank:
+            seg = Stream(stream.items[a:b], {0}, stream.setting)
+            out += [[a + j for j in batch] for batch in seg.batches(batch_size)]
+    return out
 
 
 def _unfinished_segments(batches: list[list[int]], stream: Stream, key, done) -> list[list[int]]:
@@ -224,7 +280,7 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def _meta(p: Prepared, method: Method, seconds: float, n: int, steps: int, forwards: int,
-          device: torch.device) -> dict[str, Any]:
+          device: torch.device, dist: distributed.Dist) -> dict[str, Any]:
     cfg, suite = p.cfg, p.suite
     options = method.options.__dict__.copy()
     return {
@@ -235,7 +291,7 @@ def _meta(p: Prepared, method: Method, seconds: float, n: int, steps: int, forwa
                  "label_space": suite.space.name},
         "setting": {"name": p.stream.setting, **p.stream.params, "stream_hash": p.stream.hash(suite.splits)},
         "seed": cfg.seed, "config": cfg.to_dict(), "method_options": options,
-        "versions": versions(), "git_commit": git_commit(), "device": str(device),
+        "versions": versions(), "git_commit": git_commit(), "device": str(device), "world_size": dist.world,
         "cost": {"seconds": seconds, "samples": n, "samples_per_second": n / seconds if seconds else None,
                  "seconds_per_sample": seconds / n if n else None, "peak_memory_mb": _peak_memory_mb(device),
                  "teacher_forwards": forwards, "adaptation_steps": steps,

@@ -14,7 +14,10 @@ from typing import Any, Iterable
 from .config import RunConfig
 from .errors import UserError
 
+import numpy as np
+
 PREDICTIONS, SUMMARY, CONFIG = "predictions.jsonl", "summary.json", "config.json"
+SHARDS, LOGITS = "shards", "logits"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -75,31 +78,102 @@ class RunFolder:
         return self.path / PREDICTIONS
 
     def _truncate_torn_line(self) -> None:
-        path = self.predictions_path
-        if not path.exists():
-            return
-        data = path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end != len(data):
-            with open(path, "r+b") as f:
-                f.truncate(end)
+        for path in [self.predictions_path, *sorted((self.path / SHARDS).glob("*.jsonl"))]:
+            if path.exists():
+                data = path.read_bytes()
+                end = data.rfind(b"\n") + 1
+                if end != len(data):
+                    with open(path, "r+b") as f:
+                        f.truncate(end)
 
     def records(self) -> list[dict[str, Any]]:
-        return read_records(self.predictions_path)
+        """Every finished record: the merged file and any shard files of an unfinished sharded run."""
+        out, seen = [], set()
+        for path in [self.predictions_path, *sorted((self.path / SHARDS).glob("*.jsonl"))]:
+            for r in read_records(path):
+                if (r["split"], r["id"]) not in seen:
+                    seen.add((r["split"], r["id"]))
+                    out.append(r)
+        return out
 
-    def append(self, records: Iterable[dict[str, Any]]) -> None:
-        lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-        try:
-            with open(self.predictions_path, "a") as f:
-                f.write(lines)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as exc:
-            raise UserError(f"cannot write predictions to {self.predictions_path}: {exc.strerror or exc} "
-                            "(disk full or read-only?); what was written before is intact, rerun to resume") from None
+    def writer(self, rank: int, world: int, save_logits: bool) -> "RecordWriter":
+        """Where this process appends: predictions.jsonl in a single process, shards/rank<R>.jsonl under torchrun."""
+        name = PREDICTIONS if world == 1 else f"{SHARDS}/rank{rank}.jsonl"
+        logits = self.path / LOGITS / f"rank{rank}.f16" if save_logits else None
+        return RecordWriter(self.path / name, logits, f"rank{rank}")
+
+    def merge(self, order: dict[tuple[str, str], int], classes: list[int]) -> list[dict[str, Any]]:
+        """Rank 0 at the end: all records in stream order into predictions.jsonl (atomically), and the saved
+        logits into one float16 array per split, row-aligned with that split's records."""
+        records = sorted(self.records(), key=lambda r: order.get((r["split"], r["id"]), len(order)))
+        raw = {p.stem: p for p in (self.path / LOGITS).glob("*.f16")}
+        if raw:
+            by_split: dict[str, list[dict[str, Any]]] = {}
+            for r in records:
+                if "logits_row" in r:
+                    by_split.setdefault(r["split"], []).append(r)
+            arrays = {name: np.fromfile(path, dtype=np.float16).reshape(-1, len(classes)) for name, path in raw.items()}
+            for split, rows in by_split.items():
+                logits = np.stack([arrays[r["logits_file"]][r["logits_row"]] for r in rows])
+                save_npz(self.path / LOGITS / f"{split}.npz", logits=logits, ids=np.array([r["id"] for r in rows]),
+                         classes=np.asarray(classes, dtype=np.int64))
+        for r in records:  # the per-split arrays replace the raw rows: drop the row references
+            r.pop("logits_file", None)
+            r.pop("logits_row", None)
+        atomic_write_text(self.predictions_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+        shutil.rmtree(self.path / SHARDS, ignore_errors=True)
+        for path in raw.values():
+            path.unlink()
+        return records
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         try:
             write_json(self.path / SUMMARY, summary)
         except OSError as exc:
             raise UserError(f"cannot write {self.path / SUMMARY}: {exc.strerror or exc}") from None
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+class RecordWriter:
+    """Appends records (and optionally their logits, float16) and flushes each batch to disk."""
+
+    def __init__(self, path: Path, logits_path: Path | None, name: str) -> None:
+        self.path, self.logits_path, self.name = path, logits_path, name
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if logits_path is not None:
+                logits_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot write the run folder {path.parent}: {exc.strerror or exc}") from None
+
+    def append(self, records: list[dict[str, Any]], logits: np.ndarray | None = None) -> None:
+        try:
+            if self.logits_path is not None and logits is not None and len(records):
+                self._append_logits(records, logits.astype(np.float16))
+            with open(self.path, "a") as f:
+                f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise UserError(f"cannot write predictions to {self.path}: {exc.strerror or exc} "
+                            "(disk full or read-only?); what was written before is intact, rerun to resume") from None
+
+    def _append_logits(self, records: list[dict[str, Any]], logits: np.ndarray) -> None:
+        """Rows first, records after: a record never points at a row that is not on disk."""
+        row_bytes = logits.shape[1] * 2
+        with open(self.logits_path, "ab") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size % row_bytes:  # a torn row from a crash: drop it
+                f.truncate(size - size % row_bytes)
+                size -= size % row_bytes
+            first = size // row_bytes
+            f.write(logits.tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        for k, r in enumerate(records):
+            r["logits_file"], r["logits_row"] = self.name, first + k

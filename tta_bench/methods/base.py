@@ -69,6 +69,10 @@ class Method(ABC):
     @abstractmethod
     def predict(self, batch: Batch) -> Output: ...
 
+    def on_out_of_memory(self) -> bool:
+        """Shrink the working set after an out-of-memory error; True if the batch is worth retrying."""
+        return False
+
 
 class StateSnapshot:
     """A deep copy of modules' state dicts, to restore bitwise on reset (models and optimizers alike)."""
