@@ -178,7 +178,20 @@ def cmd_check(argv: Sequence[str]) -> int:
     return 0 if ok else 1
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "table": cmd_table, "plot": cmd_plot, "check": cmd_check}
+def cmd_metrics(argv: Sequence[str]) -> int:
+    from .report.recompute import METRICS, metrics_command
+
+    p = argparse.ArgumentParser(prog="run_bench.py metrics",
+                                description="Recompute metrics from saved logits (runs made with --save-logits); "
+                                            "writes metrics.json into each run folder, which `table --metric` reads.")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--metric", type=_csv(), default=list(METRICS), help=f"comma list of {', '.join(METRICS)}")
+    a = p.parse_args(argv)
+    print(metrics_command(a.runs, tuple(a.metric)))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "table": cmd_table, "plot": cmd_plot, "check": cmd_check, "metrics": cmd_metrics}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = COMMANDS.get(argv[0]) if argv else None
     try:
         return command(argv[1:]) if command else cmd_run(argv)
-    except (UserError, UnknownNameError) as exc:
+    except (UserError, UnknownNameError, ValueError) as exc:  # report commands raise ValueError for bad input
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import resource
+import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -25,7 +26,7 @@ from . import distributed
 from .config import RunConfig
 from .data.build import SuiteData, load_suite
 from .data.images import CorruptImageError
-from .data.labels import prompt_templates
+from .data.prompts import class_prompts, file_hash
 from .data.sources import sample_seed
 from .errors import UserError
 from .methods import METHODS, build_method
@@ -116,7 +117,10 @@ def run(cfg: RunConfig, progress: bool = True, log=print) -> dict[str, Any]:
     """Run (or resume) one configuration; under torchrun every rank calls this and rank 0 returns the summary."""
     dist = distributed.from_env()
     p = prepare(cfg)
+    prompts = class_prompts(cfg.prompts, p.suite.space, p.suite.classes)  # validated before any model work
     folder = RunFolder.open(p.out, cfg) if dist.main else None
+    if folder and file_hash(cfg.prompts):
+        shutil.copyfile(cfg.prompts, folder.path / f"prompts{Path(cfg.prompts).suffix}")
     distributed.barrier_init(dist, cfg.device)
     folder = folder or RunFolder(p.out)
     if (folder.path / SUMMARY).exists() and len(folder.records()) == len(p.stream.items):
@@ -125,7 +129,7 @@ def run(cfg: RunConfig, progress: bool = True, log=print) -> dict[str, Any]:
     device = pick_device(cfg.device, dist.local_rank)
     teacher = build_teacher(cfg.teacher, cfg.weights, cfg.method_options.get("head"), len(p.suite.space))
     teacher = teacher.to(device).eval().requires_grad_(False)
-    teacher.set_classes(p.suite.space, p.suite.classes, prompt_templates(cfg.prompts))
+    teacher.set_classes(p.suite.space, p.suite.classes, prompts)
     method_options = {k: v for k, v in cfg.method_options.items() if k != "head"}
     method = build_method(cfg.method, teacher, method_options, device)
     if dist.main:
@@ -176,7 +180,8 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
                 logits = out.logits.float()
                 if cfg.save_logits:  # predictions from the saved float16 values, so they recompute exactly
                     logits = logits.half().float()
-                top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu().tolist()
+                # stable order: ties go to the lower class index, as `metrics` recomputes it from saved logits
+                top5 = logits.sort(dim=1, descending=True, stable=True).indices[:, :5].cpu().tolist()
                 extras = out.extras or [{} for _ in kept]
                 records = [_record(suite, stream, i, t5, extra) for i, t5, extra in zip(kept, top5, extras)]
             fresh = [k for k, r in enumerate(records) if (r["split"], r["id"]) not in done]
@@ -260,7 +265,11 @@ def _record(suite: SuiteData, stream: Stream, i: int, top5: list[int], extra: di
     record = {"split": split.name, "id": split.source.ids[item.pos], "label": label, "pred": pred,
               "top5": [classes[j] for j in top5], "correct": pred == label, "status": "ok"}
     for k, v in extra.items():
-        record[k] = classes[v] if k == "teacher_pred" else v
+        if k == "teacher_pred":
+            v = classes[v]
+        elif k == "steps":  # --record-steps: each step's prediction is an index into the logits too
+            v = {step: {**entry, "pred": classes[entry["pred"]]} for step, entry in v.items()}
+        record[k] = v
     if record["status"] != "ok":
         record["correct"] = False
     return record
@@ -291,6 +300,7 @@ def _meta(p: Prepared, method: Method, seconds: float, n: int, steps: int, forwa
                  "label_space": suite.space.name},
         "setting": {"name": p.stream.setting, **p.stream.params, "stream_hash": p.stream.hash(suite.splits)},
         "seed": cfg.seed, "config": cfg.to_dict(), "method_options": options,
+        "prompts": {"spec": cfg.prompts, "sha256": file_hash(cfg.prompts)},
         "versions": versions(), "git_commit": git_commit(), "device": str(device), "world_size": dist.world,
         "cost": {"seconds": seconds, "samples": n, "samples_per_second": n / seconds if seconds else None,
                  "seconds_per_sample": seconds / n if n else None, "peak_memory_mb": _peak_memory_mb(device),

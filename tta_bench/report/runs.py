@@ -50,6 +50,11 @@ def load_summary(run_dir: str | Path) -> dict:
     problems = _problems(summary)
     if problems:
         raise RunFolderError(f"{path}: malformed summary: {'; '.join(problems)}")
+    extra = Path(run_dir) / "metrics.json"  # written by `metrics`: ECE, NLL, ... recomputed from saved logits
+    if extra.is_file():
+        for split, values in json.loads(extra.read_text(encoding="utf-8"))["splits"].items():
+            if split in summary["splits"]:
+                summary["splits"][split] = {**values, **summary["splits"][split]}
     return summary
 
 

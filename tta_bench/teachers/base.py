@@ -40,6 +40,7 @@ class Teacher(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.classes: list[int] = []
+        self.class_names: list[str] = []  # names of the evaluated classes, for methods that build prompts (TPT)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
@@ -54,12 +55,16 @@ class Teacher(nn.Module):
     def head(self, features: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def set_classes(self, space: LabelSpace, classes: Sequence[int], prompts: Sequence[str]) -> None:
-        """Prepare the head for the evaluated classes (indices into ``space``); called once per run."""
+    def set_classes(self, space: LabelSpace, classes: Sequence[int],
+                    prompts: Sequence[str] | Sequence[Sequence[str]] = ("a photo of a {}.",)) -> None:
+        """Prepare the head for the evaluated classes (indices into ``space``); called once per run.
+        ``prompts``: templates with one ``{}`` for every class, or per class the texts a CLIP head averages."""
         self.classes = list(classes)
+        if all(isinstance(p, str) for p in prompts):
+            prompts = [[t.format(space.names[c]) for t in prompts] for c in self.classes]
         self._build_head(space, self.classes, prompts)
 
-    def _build_head(self, space: LabelSpace, classes: list[int], prompts: Sequence[str]) -> None:
+    def _build_head(self, space: LabelSpace, classes: list[int], prompts: Sequence[Sequence[str]]) -> None:
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,7 +87,7 @@ class LinearHeadTeacher(Teacher):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self._backbone(self.normalize(x))
 
-    def _build_head(self, space: LabelSpace, classes: list[int], prompts: Sequence[str]) -> None:
+    def _build_head(self, space: LabelSpace, classes: list[int], prompts: Sequence[Sequence[str]]) -> None:
         if self.classifier is None:
             raise UserError(f"teacher {self.name} has no classification head: give one with --head FILE "
                             f"(a linear layer {self.feature_dim} -> {len(space)} as safetensors or a weights-only "

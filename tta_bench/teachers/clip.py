@@ -35,11 +35,12 @@ class ClipTeacher(Teacher):
         return self.model.encode_image(self.normalize(x))
 
     @torch.no_grad()
-    def _build_head(self, space: LabelSpace, classes: list[int], prompts: Sequence[str]) -> None:
+    def _build_head(self, space: LabelSpace, classes: list[int], prompts: Sequence[Sequence[str]]) -> None:
+        """Each class: the normalised mean of its prompts' normalised text embeddings (once per run)."""
         device = next(self.model.parameters()).device
         per_class = []
-        for c in classes:
-            tokens = self.tokenizer([t.format(space.names[c]) for t in prompts]).to(device)
+        for texts in prompts:
+            tokens = self.tokenizer(list(texts)).to(device)
             emb = torch.cat([self.model.encode_text(tokens[i:i + TEXT_BATCH]) for i in range(0, len(tokens), TEXT_BATCH)])
             per_class.append(F.normalize(F.normalize(emb.float(), dim=-1).mean(0), dim=-1))
         self.text_embeddings = torch.stack(per_class)
