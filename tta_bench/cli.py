@@ -21,7 +21,7 @@ DEMO_HINT = """examples:
   python run_bench.py --suite cifar10-c --method tent --teacher cifar-resnet20 --weights resnet20.th --data-root /data/CIFAR-10-C
   python run_bench.py list                   # suites, methods, teachers, settings
   python run_bench.py table results/runs/*   # comparison table of finished runs
-subcommands: list, table, plot, check (each has --help)"""
+subcommands: list, table, plot, check, metrics, sweep, reproduce (each has --help)"""
 
 
 def _csv(cast: Callable = str) -> Callable[[str], list]:
@@ -191,7 +191,45 @@ def cmd_metrics(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "table": cmd_table, "plot": cmd_plot, "check": cmd_check, "metrics": cmd_metrics}
+def cmd_sweep(argv: Sequence[str]) -> int:
+    from .sweep import sweep_command
+
+    p = argparse.ArgumentParser(prog="run_bench.py sweep",
+                                description="Run a grid of configurations from a YAML file, one run folder each "
+                                            "under results/sweeps/<name>/; rerunning skips finished runs.")
+    p.add_argument("file", help="sweep YAML: name, base, grid, overrides, exclude")
+    p.add_argument("--dry-run", action="store_true", help="list the runs, their status and cost; run nothing")
+    p.add_argument("--shard", metavar="I/N", help="run every N-th run from the I-th (0-based); default: the SLURM "
+                                                  "job array task (SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT)")
+    p.add_argument("--out", help="sweep folder (default: results/sweeps/<name>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a RunConfig field for every run, VALUE as YAML (e.g. device=cuda, weights=w.th)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    a = p.parse_args(argv)
+    return sweep_command(a.file, a.dry_run, a.shard, a.out, a.set, not a.no_progress)
+
+
+def cmd_reproduce(argv: Sequence[str]) -> int:
+    from .sweep import reproduce_command, sweep_names
+
+    p = argparse.ArgumentParser(prog="run_bench.py reproduce",
+                                description="Regenerate a paper table: run the named sweep's unfinished runs, then "
+                                            "print measured and published rows and their difference.")
+    p.add_argument("table", help=f"one of: {', '.join(sweep_names())}; or a sweep file")
+    p.add_argument("--data-root", help="a folder holding one folder per suite (e.g. imagenet/, imagenet-a/); for a "
+                                       "one-suite table, that suite's folder itself")
+    p.add_argument("--limit", type=int, help="N evenly spread samples per split (quick check; marked in the table)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs, their status and cost; run nothing")
+    p.add_argument("--out", help="sweep folder (default: results/sweeps/<table>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a RunConfig field for every run, VALUE as YAML (e.g. device=cuda, weights=w.th)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    a = p.parse_args(argv)
+    return reproduce_command(a.table, a.data_root, a.limit, a.dry_run, a.out, a.set, not a.no_progress)
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "table": cmd_table, "plot": cmd_plot, "check": cmd_check, "metrics": cmd_metrics,
+            "sweep": cmd_sweep, "reproduce": cmd_reproduce}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

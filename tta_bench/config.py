@@ -50,8 +50,9 @@ class RunConfig:
     def identity(self) -> dict[str, Any]:
         """The fields that define what a run computes; resume refuses a folder whose identity differs.
 
-        Output location, worker count and the overwrite flag do not change results."""
+        Output location, worker count, the overwrite flag and what a corrupt file does (stop, or skip: the
+        rerun that the stop message advises) do not change the predictions of the samples that run."""
         d = self.to_dict()
-        for k in ("out", "num_workers", "overwrite", "device"):
+        for k in ("out", "num_workers", "overwrite", "device", "on_error"):
             d.pop(k)
         return d

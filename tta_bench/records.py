@@ -59,7 +59,7 @@ class RunFolder:
             existing = folder.path / CONFIG
             if existing.exists():
                 old = RunConfig.from_dict(json.loads(existing.read_text())).identity()
-                if old != config.identity():
+                if old != config.identity() and folder.holds_results():
                     if not config.overwrite:
                         diff = {k: (old.get(k), v) for k, v in config.identity().items() if old.get(k) != v}
                         raise UserError(f"{folder.path} holds a run of another configuration (differs in "
@@ -72,6 +72,11 @@ class RunFolder:
         except OSError as exc:
             raise UserError(f"cannot write the run folder {folder.path}: {exc.strerror or exc}") from None
         return folder
+
+    def holds_results(self) -> bool:
+        """A folder whose run failed before its first prediction (a bad teacher name, say) holds nothing to
+        protect: the corrected command may take it over."""
+        return bool(self.records()) or (self.path / SUMMARY).exists()
 
     @property
     def predictions_path(self) -> Path:

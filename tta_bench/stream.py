@@ -25,6 +25,7 @@ SETTINGS = {
     "mixed_domains_correlated": "mixed_domains ordered by Dirichlet class proportions",
 }
 GRADUAL = (1, 2, 3, 4, 5, 4, 3, 2, 1)
+MAX_SLOTS = 100  # RoTTA: one time slot per class, at most 100
 
 
 @dataclass(frozen=True)
@@ -122,21 +123,23 @@ def _gradual_segments(splits: list[Split], order) -> list[list[Item]]:
 
 
 def dirichlet_order(labels: list[int], items: list, delta: float, rng: np.random.Generator) -> list:
-    """Class-correlated order (RoTTA / the unified TTA benchmark): each class's samples are spread over
-    time slots by Dirichlet(delta) proportions; smaller delta concentrates a class into fewer slots, giving
-    longer runs of one class."""
+    """Class-correlated order (RoTTA's sampler, used by the unified TTA benchmark): each class's samples are
+    cut into time slots by Dirichlet(delta) proportions, and each slot plays its class chunks in random order,
+    every chunk kept together; smaller delta concentrates a class into fewer slots, giving longer runs of one
+    class."""
     if delta <= 0:
         raise UserError(f"--dirichlet must be > 0, got {delta}")
     classes = sorted(set(labels))
-    slots: list[list] = [[] for _ in classes]
+    slots: list[list[list]] = [[] for _ in range(min(len(classes), MAX_SLOTS))]
     for c in classes:
         members = [items[i] for i, y in enumerate(labels) if y == c]
         members = [members[i] for i in rng.permutation(len(members))]
         proportions = rng.dirichlet([delta] * len(slots))
-        cuts = (np.cumsum(proportions)[:-1] * len(members)).astype(int)
-        for slot, chunk in zip(slots, np.split(np.asarray(members, dtype=object), cuts)):
-            slot.extend(chunk.tolist())
+        cuts = (np.cumsum(proportions)[:-1] * len(members)).astype(int).tolist()
+        for slot, lo, hi in zip(slots, [0, *cuts], [*cuts, len(members)]):
+            slot.append(members[lo:hi])
     out = []
     for slot in slots:
-        out.extend(slot[i] for i in rng.permutation(len(slot)))
+        for k in rng.permutation(len(slot)):
+            out.extend(slot[k])
     return out

@@ -28,7 +28,7 @@ def split_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
         "top1": accuracy(labels, [r["pred"] for r in scored]),
         "top5": topk_accuracy(labels, [r["top5"] for r in scored]),
         "failed": sum(r["status"] == "failed" for r in records),
-        "errors": sum(r["status"] == "error" for r in records),
+        "skipped": sum(r["status"] == "error" for r in records),  # unreadable images under --on-error skip
     }
     with_teacher = [r for r in scored if "teacher_pred" in r]
     if with_teacher:

@@ -60,6 +60,7 @@ class Teacher(nn.Module):
         """Prepare the head for the evaluated classes (indices into ``space``); called once per run.
         ``prompts``: templates with one ``{}`` for every class, or per class the texts a CLIP head averages."""
         self.classes = list(classes)
+        self.class_names = [space.names[c] for c in self.classes]
         if all(isinstance(p, str) for p in prompts):
             prompts = [[t.format(space.names[c]) for t in prompts] for c in self.classes]
         self._build_head(space, self.classes, prompts)

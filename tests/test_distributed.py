@@ -1,0 +1,66 @@
+"""torchrun sharding: 2 gloo processes on CPU merge to exactly the single-process predictions."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tta_bench import distributed, engine
+from tta_bench.records import read_records
+
+from conftest import WNIDS, write_images
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["run_bench.py", "--suite", "imagenet", "--data-root", str(data), "--allow-partial", "--teacher", "tiny",
+            "--batch-size", "4", "--workers", "0", "--device", "cpu", "--out", str(out), "--no-progress",
+            "--save-logits", *extra]
+
+
+def test_two_process_gloo_run_matches_single_process(tmp_path):
+    write_images(tmp_path / "val", {w: 7 for w in WNIDS}, size=8)
+    single = subprocess.run([sys.executable, *_args(tmp_path / "val", tmp_path / "single")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533"]
+    sharded = subprocess.run([*torchrun, *_args(tmp_path / "val", tmp_path / "sharded")], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+    assert sharded.returncode == 0, sharded.stderr
+    strip = lambda rs: [{k: v for k, v in r.items()} for r in rs]  # noqa: E731
+    assert strip(read_records(tmp_path / "sharded" / "predictions.jsonl")) == \
+           strip(read_records(tmp_path / "single" / "predictions.jsonl"))
+    a = json.loads((tmp_path / "single" / "summary.json").read_text())
+    b = json.loads((tmp_path / "sharded" / "summary.json").read_text())
+    assert b["world_size"] == 2 and a["splits"] == b["splits"]
+    assert not (tmp_path / "sharded" / "shards").exists()  # merged into predictions.jsonl
+
+
+def test_online_method_over_one_sequential_stream_refuses_to_shard(tmp_path, tiny_config, monkeypatch):
+    write_images(tmp_path / "val", {w: 2 for w in WNIDS}, size=8)
+    cfg = tiny_config(suite="imagenet", data_root=str(tmp_path / "val"), allow_partial=True, setting="continual")
+    p = engine.prepare(cfg)
+
+    class Online:
+        episodic, name = False, "online"
+
+    with pytest.raises(engine.UserError, match="cannot be split over processes"):
+        engine._batches_of_rank(p.stream, 4, Online(), distributed.Dist(rank=0, world=2))
+
+
+def test_episodic_shards_partition_the_stream(tmp_path, tiny_config):
+    write_images(tmp_path / "val", {w: 5 for w in WNIDS}, size=8)
+    p = engine.prepare(tiny_config(suite="imagenet", data_root=str(tmp_path / "val"), allow_partial=True))
+
+    class Episodic:
+        episodic, name = True, "episodic"
+
+    for world in (1, 2, 3, 4):
+        shards = [[i for b in engine._batches_of_rank(p.stream, 2, Episodic(), distributed.Dist(r, world)) for i in b]
+                  for r in range(world)]
+        flat = sorted(i for s in shards for i in s)
+        assert flat == list(range(len(p.stream.items)))

@@ -1,0 +1,128 @@
+"""Runs survive SIGKILL and Ctrl-C: a rerun of the same command completes with every sample exactly once,
+saved logits stay aligned, and a summary being rewritten when the process dies stays intact."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tta_bench.records import read_records
+from tta_bench.report.recompute import recompute
+
+from conftest import WNIDS, write_images
+
+ROOT = Path(__file__).resolve().parents[1]
+N_PER_CLASS = 60
+
+
+def _command(data: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(ROOT / "run_bench.py"), "--suite", "imagenet", "--data-root", str(data),
+            "--allow-partial", "--teacher", "tiny", "--batch-size", "1", "--workers", "0", "--device", "cpu",
+            "--out", str(out), "--no-progress", "--save-logits", *extra]
+
+
+def _start_and_stop(cmd: list[str], out: Path, sig: int, after_lines: int = 5) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    path = out / "predictions.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if path.exists() and path.read_bytes().count(b"\n") >= after_lines:
+            proc.send_signal(sig)
+            break
+        time.sleep(0.005)
+    proc.stdout_text, proc.stderr_text = proc.communicate(timeout=60)
+    return proc
+
+
+def _data(tmp_path: Path) -> Path:
+    write_images(tmp_path / "val", {w: N_PER_CLASS for w in WNIDS}, size=8)
+    return tmp_path / "val"
+
+
+def test_sigkill_then_resume_predicts_every_sample_once(tmp_path):
+    data, out = _data(tmp_path), tmp_path / "run"
+    killed = _start_and_stop(_command(data, out), out, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    partial = read_records(out / "predictions.jsonl")
+    total = N_PER_CLASS * len(WNIDS)
+    assert 0 < len(partial) < total, "the kill must land mid-run"
+    assert not (out / "summary.json").exists()
+
+    done = subprocess.run(_command(data, out), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    records = read_records(out / "predictions.jsonl")
+    keys = [(r["split"], r["id"]) for r in records]
+    assert len(keys) == len(set(keys)) == total
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["splits"]["imagenet"]["n"] == total
+    # the resumed run's saved logits are aligned with its predictions and recompute the summary exactly
+    with np.load(out / "logits" / "imagenet.npz", allow_pickle=False) as z:
+        pred_of = {r["id"]: r["pred"] for r in records}
+        classes = z["classes"]
+        assert [int(classes[k]) for k in np.argsort(-z["logits"].astype(np.float32), 1, kind="stable")[:, 0]] == \
+               [pred_of[i] for i in z["ids"]]
+    assert recompute(out, ("top1",))["imagenet"]["top1"] == summary["splits"]["imagenet"]["top1"]
+
+
+def test_same_command_and_seed_give_identical_predictions(tmp_path, tiny_config):
+    from tta_bench import engine
+
+    data = _data(tmp_path)
+    for name in ("a", "b", "c"):
+        cfg = tiny_config(suite="imagenet", data_root=str(data), allow_partial=True, limit=20, out=str(tmp_path / name),
+                          seed=7 if name == "c" else 0, save_logits=True)
+        engine.run(cfg, progress=False, log=lambda *_: None)
+    a, b, c = ((tmp_path / n / "predictions.jsonl").read_bytes() for n in "abc")
+    assert a == b
+    assert a != c  # another seed shuffles the stream into another order
+
+
+def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
+    data, out = _data(tmp_path), tmp_path / "run"
+    stopped = _start_and_stop(_command(data, out), out, signal.SIGINT)
+    assert stopped.returncode == 130, stopped.stderr_text
+    assert "rerun the same command to resume" in stopped.stderr_text
+    assert "Traceback" not in stopped.stderr_text
+    before = read_records(out / "predictions.jsonl")
+    subprocess.run(_command(data, out), check=True, capture_output=True, timeout=300)
+    after = read_records(out / "predictions.jsonl")
+    assert {(r["split"], r["id"]) for r in before} <= {(r["split"], r["id"]) for r in after}
+    assert len(after) == N_PER_CLASS * len(WNIDS)
+
+
+def test_kill_during_summary_write_keeps_the_previous_summary(tmp_path):
+    path = tmp_path / "summary.json"
+    previous = {"splits": {"x": {"top1": 50.0}}}
+    path.write_text(json.dumps(previous))
+    writer = ("import sys; from pathlib import Path; from tta_bench.records import write_json; "
+              "write_json(Path(sys.argv[1]), {'blob': ['x' * 1000] * 400000})")
+    proc = subprocess.Popen([sys.executable, "-c", writer, str(path)], cwd=ROOT)
+    tmp = tmp_path / ".summary.json.tmp"
+    deadline = time.time() + 60
+    while not tmp.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.001)
+    proc.kill()
+    proc.wait()
+    assert tmp.exists(), "the writer must have been killed mid-write"
+    assert json.loads(path.read_text()) == previous
+
+
+def test_torn_last_line_is_dropped_on_resume(tmp_path, tiny_config):
+    from tta_bench import engine
+
+    data = _data(tmp_path)
+    cfg = tiny_config(suite="imagenet", data_root=str(data), allow_partial=True, limit=6)
+    engine.run(cfg, progress=False, log=lambda *_: None)
+    path = Path(cfg.out) / "predictions.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:3]) + lines[3][:10])  # a crash in the middle of line 4
+    (Path(cfg.out) / "summary.json").unlink()
+    summary = engine.run(cfg, progress=False, log=lambda *_: None)
+    records = read_records(path)
+    assert len(records) == len({(r["split"], r["id"]) for r in records}) == 6 * 1
+    assert summary["splits"]["imagenet"]["n"] == 6
