@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import SOURCES, RunConfig
@@ -118,6 +119,14 @@ def cmd_run(argv: Sequence[str]) -> int:
         print(f"\n{suite}\n{render(table, 'md')}")
     for c in configs:
         print(f"run folder: {c.out or engine.default_out(c)}")
+    if len(summaries) > 1:
+        from .records import write_json
+        from .report.seeds import aggregate
+
+        first = Path(configs[0].out) if configs[0].out else engine.default_out(configs[0])
+        path = first.parent / f"{first.name.replace(f'seed{configs[0].seed}-', '')}-seeds-{'-'.join(map(str, a.seeds))}.json"
+        write_json(path, aggregate(summaries))
+        print(f"aggregate over seeds {a.seeds}: {path}")
     return 0
 
 
