@@ -80,3 +80,21 @@ def test_bad_reference_file_is_named(tmp_path, apm):
     (run_dir,) = write_runs(tmp_path / "runs", [apm])
     with pytest.raises(ValueError, match="reference.json: a reference is a JSON object"):
         check_command(run_dir, path, None)
+
+
+def test_a_file_of_several_references_picks_the_runs_own(tmp_path):
+    import json
+
+    from tta_bench.report import check_command
+
+    run = write_runs(tmp_path / "runs", fixture_summaries()[:1])[0]
+    summary = json.loads((run / "summary.json").read_text())
+    own = write_reference(summary)
+    other = {**own, "method": "someone-else", "splits": {k: 100.0 for k in own["splits"]}}
+    path = tmp_path / "reference.json"
+    path.write_text(json.dumps({"references": [other, own]}))
+    ok, text = check_command(run, path, None)
+    assert ok, text
+    path.write_text(json.dumps({"references": [other]}))
+    with pytest.raises(ValueError, match="0 references match"):
+        check_command(run, path, None)

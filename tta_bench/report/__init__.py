@@ -38,10 +38,11 @@ def plot_command(run_dirs: list[str], out_dir: str | Path) -> list[Path]:
 
 def check_command(run_dir: str | Path, reference_path: str | Path, tolerance: float | None) -> tuple[bool, str]:
     """(passed, readable report) of one run against a reference file; tolerance None = the file's."""
-    reference = load_reference(reference_path)
+    summary = load_summary(run_dir)
+    reference = load_reference(reference_path, summary)
     if tolerance is None:
         tolerance = float(reference.get("tolerance", DEFAULT_TOLERANCE))
-    result = check(load_summary(run_dir), reference, tolerance)
+    result = check(summary, reference, tolerance)
     return result.ok, format_check(result)
 
 

@@ -78,12 +78,22 @@ def write_reference(summary: dict, tolerance: float = DEFAULT_TOLERANCE) -> dict
     }
 
 
-def load_reference(path: str | Path) -> dict:
-    """A reference JSON file, checked for the shape `check` needs."""
+def load_reference(path: str | Path, summary: dict | None = None) -> dict:
+    """A reference JSON file, checked for the shape `check` needs. A file may hold several references
+    (``{"references": [...]}``, as results/ci/reference.json does): the one of the run's suite, method and
+    teacher is used."""
     try:
         reference = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: cannot read reference ({error})") from error
+    if isinstance(reference, dict) and isinstance(reference.get("references"), list):
+        candidates = reference["references"]
+        if summary is not None:
+            candidates = [r for r in candidates if all(r.get(k) == summary.get(k) for k in IDENTITY)]
+        if len(candidates) != 1:
+            who = "/".join(str(summary.get(k)) for k in IDENTITY) if summary else "?"
+            raise ValueError(f"{path}: {len(candidates)} references match run {who}; expected exactly one")
+        reference = candidates[0]
     splits = reference.get("splits", {}) if isinstance(reference, dict) else None
     if not isinstance(splits, dict) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in splits.values()):
