@@ -6,6 +6,7 @@ A suite says what its data is (label space, clean or corrupted, expected sizes),
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,10 +76,17 @@ def _spec_from_yaml(path: Path) -> SuiteSpec:
 SUITES: Registry[SuiteSpec] = Registry("suite")
 
 
-def _load_suites(directory: Path = SUITES_DIR) -> None:
-    for path in sorted(directory.glob("*.yaml")):
-        spec = _spec_from_yaml(path)
-        SUITES.register(spec.name, spec.description)(spec)
+def _load_suites() -> None:
+    """The repository's suites/ plus any folders in TTA_BENCH_SUITES (os.pathsep-separated): a new suite
+    with an existing layout is one YAML file."""
+    extra = [Path(p) for p in os.environ.get("TTA_BENCH_SUITES", "").split(os.pathsep) if p]
+    for directory in [SUITES_DIR, *extra]:
+        if not directory.is_dir():
+            raise FileNotFoundError(f"suite folder {directory} not found (install tta_bench from its checkout "
+                                    "with `pip install -e .`, or set TTA_BENCH_SUITES)")
+        for path in sorted(directory.glob("*.yaml")):
+            spec = _spec_from_yaml(path)
+            SUITES.register(spec.name, spec.description)(spec)
 
 
 _load_suites()

@@ -18,7 +18,7 @@ RUN_FILES = (SUMMARY, "config.json", "predictions.jsonl")
 REQUIRED = {"suite": str, "method": str, "splits": dict}
 # Config entries that do not change a result: runs differing only in these are replicates of one row.
 IGNORED_CONFIG_KEYS = frozenset({  # RunConfig fields that do not change what a run computes
-    "seed", "suite", "out", "data_root", "device", "num_workers", "overwrite",
+    "seed", "suite", "out", "data_root", "device", "num_workers", "overwrite", "on_error",
 })
 DEFAULT_SETTING = "reset_each_shift"
 

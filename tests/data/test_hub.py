@@ -1,0 +1,111 @@
+"""The ``hub`` source offline: a dataset saved with ``save_to_disk``, and an imagefolder directory."""
+from __future__ import annotations
+
+import json
+
+import datasets
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TABBY_WNID, image_stack, write_images
+from tta_bench import engine
+from tta_bench.config import RunConfig
+from tta_bench.data.build import load_suite
+from tta_bench.errors import DataError, UserError
+
+
+@pytest.fixture(autouse=True)
+def _private_hf_cache(tmp_path, monkeypatch):
+    """imagefolder builds a cache: keep it in the test's temp dir, and never reach the network."""
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+
+
+def _save(path, images, labels, label_feature, image_key="img", label_key="label"):
+    features = datasets.Features({image_key: datasets.Image(), label_key: label_feature})
+    ds = datasets.Dataset.from_dict({image_key: [Image.fromarray(a) for a in images], label_key: labels},
+                                    features=features)
+    ds.save_to_disk(str(path))
+    return path
+
+
+def _hub(suite, root, **kw):
+    return load_suite(RunConfig(suite=suite, source="hub", data_root=str(root), allow_partial=True, **kw))
+
+
+def test_save_to_disk_with_class_names_maps_through_the_suites_label_space(tmp_path):
+    # the dataset numbers its classes within its own list: dog=0, airplane=1, truck=2
+    names = datasets.ClassLabel(names=["dog", "airplane", "truck"])
+    images = image_stack(4)
+    _save(tmp_path / "saved", images, [0, 1, 2, 0], names)
+    (split,) = _hub("cifar10", tmp_path / "saved").splits
+    assert split.name == "cifar10"
+    assert split.source.labels == [5, 0, 9, 5]
+    assert split.source.ids == ["cifar10/0", "cifar10/1", "cifar10/2", "cifar10/3"]
+    assert np.array_equal(np.asarray(split.source.load(2)), images[2])
+
+
+def test_save_to_disk_with_plain_integer_labels_and_the_suites_column_names(tmp_path):
+    _save(tmp_path / "saved", image_stack(3), [7, 0, 99], datasets.Value("int64"), label_key="fine_label")
+    (split,) = _hub("cifar100", tmp_path / "saved").splits
+    assert split.source.labels == [7, 0, 99]
+
+
+def test_hub_200_class_copy_with_wnid_names_is_restricted_to_those_classes(tmp_path):
+    names = datasets.ClassLabel(names=["n01443537", TABBY_WNID])  # a 2-class copy of a 200-class suite
+    _save(tmp_path / "saved", image_stack(3), [1, 0, 1], names, image_key="image")
+    data = _hub("imagenet-r", tmp_path / "saved")
+    assert data.splits[0].source.labels == [281, 1, 281]
+    assert data.classes == [1, 281]
+
+
+def test_class_index_names_are_read_as_integers_not_by_their_sorted_position(tmp_path):
+    _save(tmp_path / "saved", image_stack(3), [0, 1, 2], datasets.ClassLabel(names=["0", "10", "2"]))
+    assert _hub("imagenet-v2", tmp_path / "saved").splits[0].source.labels == [0, 10, 2]
+
+
+def test_generated_corruptions_of_a_saved_hub_clean_set(tmp_path):
+    _save(tmp_path / "saved", image_stack(2), [4, 7], datasets.Value("int64"))
+    cfg = RunConfig(suite="cifar10-c", source="generated", data_root=str(tmp_path / "saved"), corruptions=["fog"])
+    (split,) = load_suite(cfg).splits
+    assert split.source.labels == [4, 7] and np.asarray(split.source.load(1)).shape == (32, 32, 3)
+
+
+def test_labels_outside_the_label_space_are_refused(tmp_path):
+    _save(tmp_path / "saved", image_stack(2), [3, 10], datasets.Value("int64"))
+    with pytest.raises(DataError, match="outside the cifar10 label space"):
+        _hub("cifar10", tmp_path / "saved")
+
+
+def test_unknown_class_names_are_refused(tmp_path):
+    _save(tmp_path / "saved", image_stack(1), [0], datasets.ClassLabel(names=["spaceship"]))
+    with pytest.raises(DataError, match="'spaceship' is neither"):
+        _hub("cifar10", tmp_path / "saved")
+
+
+def test_imagefolder_dir_labels_by_folder_name(tmp_path):
+    write_images(tmp_path / "folder", {"truck": 1, "cat": 2}, suffix=".png", size=32)
+    (split,) = _hub("cifar10", tmp_path / "folder").splits
+    assert sorted(split.source.labels) == [3, 3, 9]
+    assert split.source.load(0).size == (32, 32)
+
+
+def test_a_missing_hub_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        _hub("cifar10", tmp_path / "nowhere")
+
+
+def test_corruption_suites_have_no_hub_copy(tmp_path):
+    with pytest.raises(UserError, match="no standard Hugging Face copy"):
+        _hub("cifar10-c", tmp_path)
+
+
+def test_engine_runs_on_a_saved_hub_dataset(tmp_path):
+    _save(tmp_path / "saved", image_stack(5), [0, 1, 2, 3, 4], datasets.Value("int64"))
+    cfg = RunConfig(suite="cifar10", source="hub", data_root=str(tmp_path / "saved"), allow_partial=True,
+                    teacher="tiny", num_workers=0, device="cpu", out=str(tmp_path / "run"))
+    summary = engine.run(cfg, progress=False, log=lambda *_: None)
+    assert summary["source"] == "hub" and summary["splits"]["cifar10"]["n"] == 5
+    records = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert sorted((r["id"], r["label"]) for r in records) == [(f"cifar10/{i}", i) for i in range(5)]

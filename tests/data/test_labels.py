@@ -1,0 +1,46 @@
+"""Label spaces: standard class orders and names, and prompt templates."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import SHARED, needs_shared
+from tta_bench.data.labels import label_space, prompt_templates
+from tta_bench.errors import DataError
+
+
+def test_imagenet_is_the_1000_sorted_wnids_with_clip_class_names():
+    space = label_space("imagenet1k")
+    assert len(space) == 1000 and len(space.names) == 1000
+    assert list(space.keys) == sorted(space.keys) and len(set(space.keys)) == 1000
+    assert space.keys[0] == "n01440764" and space.names[0] == "tench"
+    assert space.index_of("n02123045") == 281 and space.names[281] == "tabby cat"
+
+
+def test_cifar_spaces_follow_the_standard_index_order():
+    cifar10 = label_space("cifar10")
+    assert cifar10.keys == ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    cifar100 = label_space("cifar100")
+    assert len(cifar100) == 100 and list(cifar100.keys) == sorted(cifar100.keys)
+    assert cifar100.keys[1] == "aquarium_fish" and cifar100.names[1] == "aquarium fish"
+    assert cifar100.index_of("worm") == 99
+
+
+@needs_shared
+def test_cifar10_order_matches_the_real_class_folders():
+    folders = sorted(p.name for p in (SHARED / "cifar10-test-jpeg").iterdir() if p.is_dir())
+    assert tuple(folders) == label_space("cifar10").keys
+
+
+def test_unknown_keys_and_spaces_are_user_errors():
+    with pytest.raises(DataError, match=r"'n99999999' in /some/where is not a imagenet1k class"):
+        label_space("imagenet1k").index_of("n99999999", "/some/where")
+    with pytest.raises(DataError, match="unknown label space 'svhn'"):
+        label_space("svhn")
+
+
+def test_prompt_templates():
+    assert prompt_templates("single") == ("a photo of a {}.",)
+    ensemble = prompt_templates("ensemble")
+    assert len(ensemble) == 80 and all("{}" in t for t in ensemble)
+    with pytest.raises(DataError, match="expected single or ensemble"):
+        prompt_templates("many")

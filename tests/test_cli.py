@@ -1,0 +1,133 @@
+"""Bad inputs through the command line: exit code 2 and a clear message on stderr, never a traceback."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import WNIDS, image_stack, write_arrays, write_images
+from tta_bench import engine
+from tta_bench.cli import main
+from tta_bench.config import RunConfig
+
+FAST = ["--teacher", "tiny", "--workers", "0", "--device", "cpu", "--no-progress"]
+
+
+def _fails(capsys, argv: list[str], *phrases: str) -> str:
+    """Run the CLI, expect exit 2, and return the error line, which must hold every phrase."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[0]
+    assert line.startswith("error: ")
+    for phrase in phrases:
+        assert phrase in line, (phrase, err)
+    return line
+
+
+def _imagenet(tmp_path: Path) -> Path:
+    write_images(tmp_path / "imagenet", {w: 2 for w in WNIDS})
+    return tmp_path / "imagenet"
+
+
+def test_missing_data_root(capsys, tmp_path):
+    _fails(capsys, ["--suite", "imagenet", *FAST, "--out", str(tmp_path / "run")], "imagenet needs --data-root")
+
+
+def test_data_root_that_does_not_exist(capsys, tmp_path):
+    _fails(capsys, ["--suite", "imagenet", "--data-root", str(tmp_path / "nope"), *FAST],
+           f"--data-root {tmp_path / 'nope'} does not exist")
+
+
+def test_images_directly_under_the_root_are_not_the_wnid_layout(capsys, tmp_path):
+    write_images(tmp_path / "flat", {".": 3})
+    _fails(capsys, ["--suite", "imagenet", "--data-root", str(tmp_path / "flat"), *FAST],
+           f"{tmp_path / 'flat'} holds no class folders", "<root>/<wnid>/<image>")
+
+
+def test_a_folder_that_is_not_a_wnid_is_named(capsys, tmp_path):
+    write_images(tmp_path / "data", {WNIDS[0]: 1, "cats": 1})
+    _fails(capsys, ["--suite", "imagenet", "--data-root", str(tmp_path / "data"), "--allow-partial", *FAST],
+           "'cats'", str(tmp_path / "data" / "cats"), "is not a imagenet1k class")
+
+
+@pytest.mark.parametrize("flag, value, choices", [
+    ("--suite", "imagenet-z", "expected one of: cifar10, cifar10-c"),
+    ("--method", "tnet", "expected one of:"),
+    ("--teacher", "resnet", "expected one of: cifar-resnet20"),
+    ("--setting", "iid", "expected one of: reset_each_shift, continual"),
+])
+def test_unknown_names_list_the_valid_choices(capsys, tmp_path, flag, value, choices):
+    argv = ["--suite", "imagenet", "--data-root", str(_imagenet(tmp_path)), "--allow-partial", *FAST,
+            "--out", str(tmp_path / "run"), flag, value]
+    line = _fails(capsys, argv, f"{flag.strip('-')} {value!r}", choices)
+    if flag == "--method":
+        assert "source" in line
+
+
+def test_unknown_corruption_and_bad_severity(capsys, tmp_path):
+    base = ["--suite", "imagenet-c", "--source", "generated", "--data-root", str(_imagenet(tmp_path)), *FAST]
+    _fails(capsys, base + ["--corruptions", "rain"], "unknown corruption(s) ['rain']", "gaussian_noise")
+    _fails(capsys, base + ["--severities", "6"], "severities must be in 1..5")
+
+
+def _corrupt_the_fourth_image_of_the_stream(root: Path) -> Path:
+    """The file the stream reaches fourth (folder layouts are shuffled), cut in half mid-JPEG."""
+    p = engine.prepare(RunConfig(suite="imagenet", data_root=str(root), allow_partial=True))
+    item = p.stream.items[3]
+    path = root / p.suite.splits[item.split].source.ids[item.pos]
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def test_a_truncated_image_stops_the_run_naming_it_and_keeps_earlier_predictions(capsys, tmp_path):
+    root = _imagenet(tmp_path)
+    bad = _corrupt_the_fourth_image_of_the_stream(root)
+    out = tmp_path / "run"
+    argv = ["--suite", "imagenet", "--data-root", str(root), "--allow-partial", *FAST, "--batch-size", "1",
+            "--out", str(out)]
+    _fails(capsys, argv, f"corrupt or truncated image {bad}")
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 3
+    assert not (out / "summary.json").exists()
+
+    # as the message advises: the same command with --on-error skip resumes and counts the file
+    assert main(argv + ["--on-error", "skip"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    split = summary["splits"]["imagenet"]
+    assert (split["n"], split["skipped"]) == (5, 1)
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    (error,) = [r for r in records if r["status"] == "error"]
+    assert error["id"] == bad.relative_to(root).as_posix() and str(bad) in error["error"]
+    assert not error["correct"] and len(records) == 6
+
+
+def test_cifar_c_array_length_mismatch(capsys, tmp_path):
+    write_arrays(tmp_path / "c", {"fog": image_stack(3)}, [0, 1])
+    _fails(capsys, ["--suite", "cifar10-c", "--data-root", str(tmp_path / "c"), "--corruptions", "fog",
+                    "--allow-partial", *FAST], "fog.npy holds 3 images but labels.npy holds 2 labels")
+
+
+def test_pickle_bearing_npy_is_refused(capsys, tmp_path):
+    write_arrays(tmp_path / "c", {}, [0, 1])
+    np.save(tmp_path / "c" / "images.npy", np.array([object(), None], dtype=object), allow_pickle=True)
+    _fails(capsys, ["--suite", "cifar10", "--data-root", str(tmp_path / "c"), "--allow-partial", *FAST],
+           "images.npy: refused to load")
+
+
+def test_an_output_folder_that_cannot_be_written(capsys, tmp_path):
+    (tmp_path / "file").write_text("a regular file")
+    out = tmp_path / "file" / "run"
+    _fails(capsys, ["--suite", "imagenet", "--data-root", str(_imagenet(tmp_path)), "--allow-partial", *FAST,
+                    "--out", str(out)], f"cannot write the run folder {out}")
+
+
+def test_a_good_run_exits_0_and_prints_the_table(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert main(["--suite", "imagenet", "--data-root", str(_imagenet(tmp_path)), "--allow-partial", *FAST,
+                 "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"run folder: {out}" in captured.out and "|" in captured.out
+    assert "Traceback" not in captured.err and (out / "summary.json").exists()

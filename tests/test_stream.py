@@ -1,0 +1,138 @@
+"""Test streams: settings, orders, reset points and the stream hash."""
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import WNIDS, write_images
+from tta_bench import engine
+from tta_bench.config import RunConfig
+from tta_bench.data.build import Split
+from tta_bench.data.sources import ArraySource, FileSource
+from tta_bench.errors import UserError
+from tta_bench.stream import GRADUAL, SETTINGS, build_stream, dirichlet_order
+
+CORRUPTIONS = ("gaussian_noise", "fog")
+
+
+def _folder_split(name: str, n: int, corruption: str | None = None, severity: int | None = None) -> Split:
+    """A folder-layout split (class by class on disk); nothing is read, so the files need not exist."""
+    ids = [f"{name}/{i:03d}.JPEG" for i in range(n)]
+    return Split(name, FileSource(Path("/nonexistent"), ids, [i * 3 // n for i in range(n)]), corruption, severity)
+
+
+def _array_split(name: str, n: int) -> Split:
+    return Split(name, ArraySource(Path("/nonexistent.npy"), list(range(n)), [i % 3 for i in range(n)]))
+
+
+def _graded_splits(n: int) -> list[Split]:
+    return [_folder_split(f"{c}-{s}", n, c, s) for c in CORRUPTIONS for s in range(1, 6)]
+
+
+@pytest.fixture(scope="module")
+def graded_imagenet_c(tmp_path_factory) -> Path:
+    """ImageNet-C folders with every severity of two corruptions (what gradual needs), 3 images each."""
+    root = tmp_path_factory.mktemp("imagenet-c")
+    write_images(root, {f"{c}/{s}/{w}": 1 for c in CORRUPTIONS for s in range(1, 6) for w in WNIDS})
+    return root
+
+
+def test_a_non_adapting_method_predicts_the_same_under_every_setting(graded_imagenet_c, tmp_path):
+    predictions = {}
+    for setting in SETTINGS:
+        out = tmp_path / setting
+        cfg = RunConfig(suite="imagenet-c", data_root=str(graded_imagenet_c), corruptions=list(CORRUPTIONS),
+                        severities=[1, 2, 3, 4, 5], allow_partial=True, setting=setting, teacher="tiny",
+                        num_workers=0, device="cpu", batch_size=4, out=str(out))
+        summary = engine.run(cfg, progress=False, log=lambda *_: None)
+        assert summary["setting"]["name"] == setting and summary["data"]["n_samples"] == 30
+        records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+        predictions[setting] = {(r["split"], r["id"]): (r["pred"], r["top5"]) for r in records}
+    reference = predictions["reset_each_shift"]
+    assert len(reference) == 30
+    for setting, preds in predictions.items():
+        assert preds == reference, setting
+
+
+def test_gradual_runs_severities_up_and_down_and_sees_every_sample_once():
+    splits = _graded_splits(5)
+    stream = build_stream(splits, "gradual", seed=0)
+    severities = [splits[split].severity for split, _ in itertools.groupby(it.split for it in stream.items)]
+    assert severities == list(GRADUAL) * len(CORRUPTIONS)
+    corruptions = [c for c, _ in itertools.groupby(splits[it.split].corruption for it in stream.items)]
+    assert corruptions == list(CORRUPTIONS)
+    counts = Counter(stream.items)
+    assert len(stream.items) == 50 and set(counts.values()) == {1}
+    assert stream.resets == {0}
+
+
+def test_gradual_needs_all_five_severities():
+    with pytest.raises(UserError, match=r"gradual needs severities 1-5 of fog; missing \[3\]"):
+        build_stream([s for s in _graded_splits(2) if s.name != "fog-3"], "gradual", seed=0)
+
+
+def _mean_run_length(labels: list[int]) -> float:
+    return float(np.mean([len(list(g)) for _, g in itertools.groupby(labels)]))
+
+
+def test_dirichlet_order_runs_get_longer_as_delta_falls():
+    labels = [c for c in range(10) for _ in range(60)]
+    lengths = []
+    for delta in (1.0, 0.1, 0.01, 0.001):
+        per_seed = []
+        for seed in range(3):
+            ordered = dirichlet_order(labels, list(range(len(labels))), delta, np.random.default_rng(seed))
+            assert sorted(ordered) == list(range(len(labels)))  # a permutation: every sample once
+            per_seed.append(_mean_run_length([labels[i] for i in ordered]))
+        lengths.append(np.mean(per_seed))
+    assert all(a < b for a, b in zip(lengths, lengths[1:])) and lengths[-1] > 5 * lengths[0]
+    with pytest.raises(UserError, match="--dirichlet must be > 0"):
+        dirichlet_order(labels, labels, 0.0, np.random.default_rng(0))
+
+
+def test_correlated_settings_order_by_class_within_each_domain():
+    splits = [_folder_split("a", 60), _folder_split("b", 60)]
+    stream = build_stream(splits, "correlated", seed=0, dirichlet=0.01)
+    assert stream.params == {"dirichlet": 0.01}
+    assert stream.resets == {0, 60}
+    labels = [splits[it.split].source.labels[it.pos] for it in stream.items]
+    assert _mean_run_length(labels) > 5
+
+
+def test_folder_layouts_are_shuffled_by_seed_and_array_layouts_keep_their_order():
+    folders = [_folder_split("a", 30), _folder_split("b", 30)]
+    first = [it.pos for it in build_stream(folders, "reset_each_shift", seed=0).items]
+    assert first[:30] != list(range(30)) and sorted(first[:30]) == list(range(30))
+    assert first == [it.pos for it in build_stream(folders, "reset_each_shift", seed=0).items]
+    assert first != [it.pos for it in build_stream(folders, "reset_each_shift", seed=1).items]
+    arrays = [_array_split("a", 30), _array_split("b", 30)]
+    for setting in ("reset_each_shift", "continual"):
+        stream = build_stream(arrays, setting, seed=3)
+        assert [(it.split, it.pos) for it in stream.items] == [(s, p) for s in range(2) for p in range(30)]
+
+
+def test_stream_hash_is_equal_for_the_same_seed_and_differs_for_another():
+    splits = [_folder_split("a", 20), _folder_split("b", 20)]
+    same = [build_stream(splits, "continual", seed=0).hash(splits) for _ in range(2)]
+    other = build_stream(splits, "continual", seed=1).hash(splits)
+    assert same[0] == same[1] != other and len(other) == 64
+
+
+def test_reset_points_and_batches_follow_the_setting():
+    splits = [_folder_split("a", 5), _folder_split("b", 3), _folder_split("c", 4)]
+    assert build_stream(splits, "reset_each_shift", seed=0).resets == {0, 5, 8}
+    assert build_stream(splits, "continual", seed=0).resets == {0}
+    mixed = build_stream(splits, "mixed_domains", seed=0)
+    assert mixed.resets == {0} and len({it.split for it in mixed.items[:6]}) > 1
+    batches = build_stream(splits, "reset_each_shift", seed=0).batches(4)
+    assert batches == [[0, 1, 2, 3], [4], [5, 6, 7], [8, 9, 10, 11]]  # never across a reset
+
+
+def test_unknown_setting_lists_the_choices():
+    with pytest.raises(UserError, match="unknown setting 'iid'; expected one of: reset_each_shift, continual"):
+        build_stream([_folder_split("a", 2)], "iid", seed=0)
