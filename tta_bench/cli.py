@@ -22,7 +22,7 @@ DEMO_HINT = """examples:
   python run_bench.py --suite cifar10-c --method tent --teacher cifar-resnet20 --weights resnet20.th --data-root /data/CIFAR-10-C
   python run_bench.py list                   # suites, methods, teachers, settings
   python run_bench.py table results/runs/*   # comparison table of finished runs
-subcommands: list, table, plot, check, metrics, sweep, reproduce (each has --help)"""
+subcommands: list, table, plot, check, metrics, sweep, reproduce, islands (each has --help)"""
 
 
 def _csv(cast: Callable = str) -> Callable[[str], list]:
@@ -81,13 +81,19 @@ def run_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(a: argparse.Namespace) -> RunConfig:
+def parse_opts(items: Sequence[str]) -> dict[str, object]:
+    """``--opt KEY=VALUE`` items -> method options (values stay strings; the method converts them)."""
     options: dict[str, object] = {}
-    for item in a.opt:
+    for item in items:
         k, sep, v = item.partition("=")
         if not sep:
             raise UserError(f"--opt expects KEY=VALUE, got {item!r}")
         options[k.replace("-", "_")] = v
+    return options
+
+
+def config_from_args(a: argparse.Namespace) -> RunConfig:
+    options = parse_opts(a.opt)
     for k in ("steps", "lr", "reset", "head"):
         if getattr(a, k) is not None:
             options[k] = getattr(a, k)
@@ -237,8 +243,36 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
     return reproduce_command(a.table, a.data_root, a.limit, a.dry_run, a.out, a.set, not a.no_progress)
 
 
+def cmd_islands(argv: Sequence[str]) -> int:
+    from .engine import pick_device
+    from .islands import islands_command
+    from .teachers import build_teacher
+
+    p = argparse.ArgumentParser(prog="run_bench.py islands",
+                                description="Islands of agreement (APM paper, Fig. 3/5): train one APM student on an "
+                                            "image and save the input beside the student's feature grid, coloured by a "
+                                            "3-component PCA, at a few step counts.")
+    p.add_argument("--image", required=True, help="an image file")
+    p.add_argument("--teacher", default=RunConfig().teacher, help="teacher spec, as for a run (default: %(default)s)")
+    p.add_argument("--weights", help="local checkpoint for the teacher")
+    p.add_argument("--steps", type=int, help="training steps (default: the preset's)")
+    p.add_argument("--at", type=_csv(int), help="step counts to show (default: 0, steps/10, steps/3, steps)")
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="APM option, e.g. preset=paper, lr=3e-4, dense_weight=1")
+    p.add_argument("--seed", type=int, default=0, help="the student's initialisation")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--panel", type=int, default=224, help="pixel side of each panel")
+    p.add_argument("--out", default="islands.png")
+    a = p.parse_args(argv)
+    given = parse_opts(a.opt) | ({"steps": a.steps} if a.steps else {})
+    device = pick_device(a.device)
+    teacher = build_teacher(a.teacher, a.weights).to(device).eval().requires_grad_(False)
+    print(islands_command(a.image, teacher, given, a.at, a.seed, device, a.out, a.panel))
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "list": cmd_list, "table": cmd_table, "plot": cmd_plot, "check": cmd_check, "metrics": cmd_metrics,
-            "sweep": cmd_sweep, "reproduce": cmd_reproduce}
+            "sweep": cmd_sweep, "reproduce": cmd_reproduce, "islands": cmd_islands}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,51 @@
+"""Fixtures for method tests: the seeded tiny teachers over CIFAR-10's classes, fixed image batches, and a
+bitwise state comparison."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+
+from tests.conftest import image_stack, write_arrays
+from tta_bench.config import RunConfig
+from tta_bench.data.labels import label_space
+from tta_bench.teachers import build_teacher
+from tta_bench.teachers.base import Teacher
+
+CPU = torch.device("cpu")
+SINGLE = ("a photo of a {}.",)
+
+
+def teacher(name: str) -> Teacher:
+    """A frozen teacher in eval mode, as the engine hands it to a method."""
+    t = build_teacher(name, num_classes=10).eval().requires_grad_(False)
+    t.set_classes(label_space("cifar10"), range(10), SINGLE)
+    return t
+
+
+def images(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> set[str]:
+    """Names of the state entries that are not bitwise equal to ``before``."""
+    return {k for k, v in module.state_dict().items() if not torch.equal(v, before[k])}
+
+
+@pytest.fixture
+def cifar_run(tmp_path: Path) -> Callable[..., RunConfig]:
+    """A RunConfig for a fast end-to-end run on generated CIFAR-10-C from 8 synthetic images."""
+    root = write_arrays(tmp_path / "cifar10", {"images": image_stack(8)}, [i % 10 for i in range(8)])
+
+    def make(**overrides) -> RunConfig:
+        base = dict(suite="cifar10-c", source="generated", data_root=str(root), corruptions=["gaussian_noise"],
+                    teacher="tiny", num_workers=0, device="cpu", batch_size=4, out=str(tmp_path / "run"))
+        return RunConfig(**{**base, **overrides})
+
+    return make

@@ -1,0 +1,99 @@
+"""memo: marginal entropy, seeded views, every weight adapts but each sample starts from the teacher again."""
+import copy
+import math
+
+import pytest
+import torch
+
+from tests.methods.conftest import CPU, changed, images, state, teacher
+from tta_bench import engine
+from tta_bench.errors import UserError
+from tta_bench.methods import build_method
+from tta_bench.methods.base import Batch
+from tta_bench.methods.memo import SourcePrior, augmented_views, marginal_entropy, seeded
+from tta_bench.methods.tent import entropy
+
+FAST = {"n_views": 8}
+
+
+def test_marginal_entropy_is_the_entropy_of_the_mean_softmax():
+    logits = torch.randn(5, 7, generator=torch.Generator().manual_seed(0))
+    mean = logits.softmax(-1).mean(0)
+    torch.testing.assert_close(marginal_entropy(logits), -(mean * mean.log()).sum())
+    torch.testing.assert_close(marginal_entropy(logits[:1].repeat(4, 1)), entropy(logits[:1])[0])
+    assert math.isfinite(marginal_entropy(torch.tensor([[1e4, -1e4], [1e4, -1e4]])).item())
+
+
+def test_views_depend_on_the_seed_only_and_leave_the_global_generator_alone():
+    image = images(1, 32)[0]
+    rng = torch.random.get_rng_state()
+    with seeded(7):
+        a = augmented_views(image, 4, augmix=True)
+    with seeded(7):
+        b = augmented_views(image, 4, augmix=True)
+    with seeded(8):
+        c = augmented_views(image, 4, augmix=True)
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == (4, 3, 32, 32) and 0 <= a.min() and a.max() <= 1
+
+
+def test_marginal_entropy_falls_and_every_weight_adapts_but_no_buffer():
+    t = teacher("tiny")
+    before = state(t.model)
+    method = build_method("memo", t, {"lr": 0.5, "bn_prior": -1}, CPU)  # the random teacher is near uniform
+    with seeded(0):
+        views = augmented_views(images(1, 32)[0], 16, augmix=True)
+    losses = []
+    for _ in range(4):
+        with torch.no_grad():
+            losses.append(marginal_entropy(t(views)).item())
+        method.adapt([views])
+    assert all(b < a for a, b in zip(losses, losses[1:]))
+    params = {name for name, _ in t.model.named_parameters()}
+    assert changed(before, t.model) == params  # all weights (MEMO adapts everything), no running statistic
+
+
+def test_each_sample_is_adapted_alone_and_the_teacher_is_restored_bitwise():
+    t = teacher("tiny")
+    before = state(t.model)
+    method = build_method("memo", t, FAST, CPU)
+    x = images(3, 32)
+    together = method.predict(Batch(x, [10, 11, 12])).logits
+    assert changed(before, t.model) == set() and not method.optimizer.state
+    alone = method.predict(Batch(x[1:2], [11])).logits
+    torch.testing.assert_close(alone[0], together[1])
+    source = build_method("source", teacher("tiny"), {}, CPU).predict(Batch(x, [0, 1, 2])).logits
+    assert not torch.allclose(together, source, atol=1e-5)
+
+
+def test_source_prior_mixes_statistics_and_puts_the_buffers_back():
+    t = teacher("tiny")
+    x = images(4, 32)
+    before = state(t.model)
+    with torch.no_grad():
+        plain = t(x)
+        with SourcePrior(t, 1.0):
+            torch.testing.assert_close(t(x), plain)
+        with SourcePrior(t, 16 / 17):
+            mixed = t(x)
+        reference = copy.deepcopy(t)
+        with SourcePrior(reference, 0.0):  # pure batch statistics: what train mode does, up to n/(n-1) in var
+            from_batch = reference(x)
+        assert not torch.allclose(mixed, plain, atol=1e-5) and not torch.allclose(mixed, from_batch, atol=1e-5)
+        torch.testing.assert_close(from_batch, copy.deepcopy(t).train()(x), atol=0.05, rtol=0.05)
+    assert changed(before, t.model) == set()
+    assert all(not m.training for m in t.modules())
+
+
+def test_defaults_and_errors():
+    o = build_method("memo", teacher("tiny"), {}, CPU).options
+    assert (o.steps, o.lr, o.reset, o.n_views, o.bn_prior) == (1, 0.00025, "episodic", 64, 16)
+    with pytest.raises(UserError, match="online"):
+        build_method("memo", teacher("tiny"), {"reset": "online"}, CPU)
+
+
+def test_memo_end_to_end(cifar_run):
+    summary = engine.run(cifar_run(method="memo", method_options=FAST), progress=False, log=lambda *_: None)
+    assert summary["method_options"]["n_views"] == 8 and summary["method_options"]["lr"] == 0.00025
+    assert summary["cost"]["teacher_forwards"] == 8 * (8 + 1)

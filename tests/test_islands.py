@@ -1,0 +1,42 @@
+"""Islands of agreement: the PNG the `islands` command writes, and the PCA colouring behind it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from tests.conftest import image_array
+from tta_bench.cli import main
+from tta_bench.islands import CAPTION_HEIGHT, default_steps, pca_colours
+
+
+def test_islands_command_writes_the_png(tmp_path: Path, capsys) -> None:
+    source = tmp_path / "photo.png"
+    Image.fromarray(image_array(0, size=48)).save(source)
+    out = tmp_path / "figs" / "islands.png"
+    code = main(["islands", "--image", str(source), "--teacher", "tiny", "--steps", "6", "--at", "0,3,6",
+                 "--panel", "40", "--device", "cpu", "--out", str(out)])
+    assert code == 0 and capsys.readouterr().out.strip() == str(out)
+    with Image.open(out) as png:
+        assert png.size == (40 * 4, 40 + CAPTION_HEIGHT)  # the input and three step counts
+        pixels = np.asarray(png.convert("RGB"))
+    panels = [pixels[:40, 40 * i:40 * (i + 1)] for i in range(4)]
+    assert all(len(np.unique(p.reshape(-1, 3), axis=0)) > 1 for p in panels)  # no blank panel
+
+
+def test_pca_colours_separate_groups_of_equal_features() -> None:
+    grid = torch.zeros(4, 4, 16)
+    grid[:, 2:] = torch.randn(16, generator=torch.Generator().manual_seed(0))  # right half: another feature
+    colours = pca_colours(grid)
+    assert colours.shape == (4, 4, 3) and colours.dtype == np.uint8
+    left, right = colours[:, :2].reshape(-1, 3), colours[:, 2:].reshape(-1, 3)
+    assert len(np.unique(left, axis=0)) == 1 and len(np.unique(right, axis=0)) == 1
+    assert not np.array_equal(left[0], right[0])
+    assert colours.max() == 255 and colours.min() == 0
+
+
+def test_default_steps() -> None:
+    assert default_steps(80) == [0, 8, 26, 80]
+    assert default_steps(2) == [0, 1, 2]

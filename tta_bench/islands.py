@@ -1,0 +1,91 @@
+"""Islands of agreement (APM paper, Figures 3 and 5): train one APM student on one image and show its feature grid,
+coloured by a 3-component PCA of the per-location features, at a few step counts beside the input.
+
+Locations never exchange information inside the student, so regions of one colour ("islands") are locations whose
+features the training made agree: the paper reads them as the parts of the image the student groups together.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torch import Tensor
+
+from .methods.apm import APM, check_options, fit, student_config, student_input, teacher_targets
+from .models.apm_student import APMStudent
+from .teachers.base import Teacher
+
+CAPTION_HEIGHT = 18
+BACKGROUND = (255, 255, 255)
+
+
+def default_steps(steps: int) -> list[int]:
+    """The untrained student, two intermediate counts and the end."""
+    return sorted({0, max(1, steps // 10), max(1, steps // 3), steps})
+
+
+def feature_grids(teacher: Teacher, image: Tensor, given: dict[str, Any], at: Sequence[int], seed: int
+                  ) -> dict[int, Tensor]:
+    """Train on `image` ((1, 3, H, W) in [0, 1] at the teacher's size) with APM options `given` up to max(at) steps;
+    return the (g, g, D) feature grid after each count in `at`."""
+    options = APM.parse_options({**given, "steps": max(at)})
+    check_options(options)
+    cfg = student_config(options, teacher.feature_dim)
+    student = APMStudent(cfg, seed).to(image.device)
+    x = student_input(image, cfg)
+    targets = teacher_targets(teacher, image, cfg, options)
+    grids = {}
+    for k, _, _ in fit(student, list(student.parameters()), x, targets, options):
+        if k in at:
+            with torch.no_grad():
+                grids[k] = student.feature_grid(x, options.chunk_size or None)[0].float().view(cfg.grid, cfg.grid, -1)
+    return grids
+
+
+def pca_colours(grid: Tensor) -> np.ndarray:
+    """(g, g, D) features -> (g, g, 3) uint8: the first three principal components, each scaled to [0, 255].
+
+    Component signs are fixed (largest loading positive) so that colours are comparable between panels."""
+    g = grid.shape[0]
+    f = grid.reshape(g * g, -1).double()
+    f = f - f.mean(0)
+    _, _, vh = torch.linalg.svd(f, full_matrices=False)
+    components = vh[:3]
+    components = components * components.gather(1, components.abs().argmax(1, keepdim=True)).sign()
+    proj = f @ components.T
+    proj = torch.cat([proj, proj.new_zeros(len(proj), 3 - proj.shape[1])], 1)  # fewer than 3 components: black
+    lo, hi = proj.min(0).values, proj.max(0).values
+    rgb = (proj - lo) / (hi - lo).clamp_min(1e-12)
+    return (rgb.view(g, g, 3).numpy() * 255).round().astype(np.uint8)
+
+
+def render(image: Tensor, grids: dict[int, Tensor], panel: int) -> Image.Image:
+    """One row: the input, then one PCA panel per step count, each `panel` pixels square with a caption below."""
+    tiles = [("input", Image.fromarray((image[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)))]
+    tiles += [(f"step {k}", Image.fromarray(pca_colours(grid.cpu()))) for k, grid in sorted(grids.items())]
+    canvas = Image.new("RGB", (panel * len(tiles), panel + CAPTION_HEIGHT), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    for i, (caption, tile) in enumerate(tiles):
+        resample = Image.BICUBIC if i == 0 else Image.NEAREST  # grid cells stay visible as cells
+        canvas.paste(tile.resize((panel, panel), resample), (i * panel, 0))
+        draw.text((i * panel + 4, panel + 3), caption, fill=(0, 0, 0))
+    return canvas
+
+
+def islands_command(image_path: str, teacher: Teacher, given: dict[str, Any], at: Sequence[int] | None, seed: int,
+                    device: torch.device, out: str, panel: int) -> Path:
+    """Load and preprocess the image as the teacher would, train, and write the PNG; returns its path."""
+    with Image.open(image_path) as im:
+        image = teacher.transform(im.convert("RGB"))[None].to(device)
+    steps = APM.parse_options(given).steps
+    at = sorted(set(at)) if at else default_steps(steps)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        grids = feature_grids(teacher, image, given, at, seed)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    render(image, grids, panel).save(path)
+    return path

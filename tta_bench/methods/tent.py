@@ -1,0 +1,80 @@
+"""tent: test entropy minimisation (Wang et al., ICLR 2021).
+
+BatchNorm layers normalise with test-batch statistics and only their affine scale and shift are trained, to
+minimise the mean Shannon entropy of the batch's predictions; every other parameter stays frozen. The model
+adapts online over the stream (reset at the engine's reset points); ``--reset episodic`` restores model and
+optimizer before every batch instead.
+
+Prediction choice, as in the reference implementation: the logits returned for a batch are those of the forward
+that computed the loss, so batch t is predicted with the affine parameters learned on batches before it and the
+statistics of batch t itself; the update made on batch t acts from batch t+1 on (with ``steps`` > 1, the
+logits of the last forward, after ``steps - 1`` updates on this batch).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from ..errors import UserError
+from ..teachers.base import Teacher
+from .base import Batch, Method, Options, Output, StateSnapshot
+from .bn_adapt import use_batch_statistics
+
+ADAM_BETAS = (0.9, 0.999)
+SGD_MOMENTUM = 0.9  # TENT's ImageNet optimiser: SGD, momentum 0.9, lr 0.00025, batch 64
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy (nats) of each row's softmax, in float32 whatever the autocast dtype."""
+    log_p = F.log_softmax(logits.float(), dim=-1)
+    return -(log_p.exp() * log_p).sum(-1)
+
+
+@dataclass
+class TentOptions(Options):
+    steps: int = 1
+    lr: float = 1e-3  # Adam, the paper's CIFAR setting (ImageNet: --opt optimizer=sgd --lr 0.00025)
+    reset: str = "online"
+    optimizer: str = "adam"  # adam | sgd (momentum 0.9)
+
+
+class Tent(Method):
+    name = "tent"
+    options_class = TentOptions
+
+    def __init__(self, teacher: Teacher, options: TentOptions, device: torch.device) -> None:
+        super().__init__(teacher, options, device)
+        teacher.requires_grad_(False)
+        layers = use_batch_statistics(teacher, self.name)
+        params = [p for layer in layers for p in (layer.weight, layer.bias) if p is not None]
+        if not params:
+            raise UserError(f"tent trains BatchNorm scale and shift, and teacher {teacher.name}'s BN layers have none")
+        for p in params:
+            p.requires_grad_(True)
+        if options.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=options.lr, betas=ADAM_BETAS)
+        elif options.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(params, lr=options.lr, momentum=SGD_MOMENTUM)
+        else:
+            raise UserError(f"tent optimizer must be adam or sgd, got {options.optimizer!r}")
+        self.snapshot = StateSnapshot(teacher, self.optimizer)
+
+    def reset(self) -> None:
+        self.snapshot.restore()
+
+    def predict(self, batch: Batch) -> Output:
+        if self.options.reset == "episodic":
+            self.reset()
+        if self.options.steps == 0:
+            with torch.no_grad():
+                return Output(self.teacher(batch.images), teacher_forwards=len(batch.images))
+        with torch.enable_grad():
+            for _ in range(self.options.steps):
+                logits = self.teacher(batch.images)
+                entropy(logits).mean().backward()
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+        n = len(batch.images)
+        return Output(logits.detach(), adaptation_steps=self.options.steps, teacher_forwards=n * self.options.steps)
