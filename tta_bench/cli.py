@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .config import SOURCES, RunConfig
+from .config import SOURCES, RunConfig, parse_key_values
 from .errors import UserError
 from .registry import UnknownNameError
 
@@ -83,13 +83,7 @@ def run_parser() -> argparse.ArgumentParser:
 
 def parse_opts(items: Sequence[str]) -> dict[str, object]:
     """``--opt KEY=VALUE`` items -> method options (values stay strings; the method converts them)."""
-    options: dict[str, object] = {}
-    for item in items:
-        k, sep, v = item.partition("=")
-        if not sep:
-            raise UserError(f"--opt expects KEY=VALUE, got {item!r}")
-        options[k.replace("-", "_")] = v
-    return options
+    return parse_key_values(list(items), "--opt")
 
 
 def config_from_args(a: argparse.Namespace) -> RunConfig:

@@ -56,3 +56,17 @@ class RunConfig:
         for k in ("out", "num_workers", "overwrite", "device", "on_error"):
             d.pop(k)
         return d
+
+
+def parse_key_values(items: list[str], flag: str, convert=lambda v: v) -> dict[str, Any]:
+    """``KEY=VALUE`` command-line items (``--opt``, ``--set``) -> {key: convert(value)}; dashes in keys become
+    underscores."""
+    from .errors import UserError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"{flag} expects KEY=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = convert(value)
+    return out

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 import yaml
 
-from .config import RunConfig
+from .config import RunConfig, parse_key_values
 from .errors import UserError
 from .registry import UnknownNameError
 
@@ -425,13 +425,7 @@ def reproduction_text(sweep: Sweep, summaries: list[dict], published: pd.DataFra
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
     """--set KEY=VALUE (VALUE read as YAML: 5, [5], {steps: 25}, cuda) -> {key: value}."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
-    return out
+    return parse_key_values(items, "--set", yaml.safe_load)
 
 
 def sweep_command(path: str, dry_run: bool = False, shard_text: str | None = None, out: str | None = None,
