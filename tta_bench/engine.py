@@ -7,6 +7,7 @@ run folder as it goes (so a rerun of the same command resumes), then writes the 
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import re
 import resource
@@ -127,6 +128,8 @@ def run(cfg: RunConfig, progress: bool = True, log=print) -> dict[str, Any]:
         log(f"{folder.path} is complete; reusing its summary")
         return json.loads((folder.path / SUMMARY).read_text())
     device = pick_device(cfg.device, dist.local_rank)
+    if device.type == "cpu" and cfg.num_workers:  # leave the decoding workers their cores: oversubscribed
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - cfg.num_workers))  # BLAS threads stall badly
     teacher = build_teacher(cfg.teacher, cfg.weights, cfg.method_options.get("head"), len(p.suite.space))
     teacher = teacher.to(device).eval().requires_grad_(False)
     teacher.set_classes(p.suite.space, p.suite.classes, prompts)
