@@ -156,8 +156,9 @@ def cmd_table(argv: Sequence[str]) -> int:
     p.add_argument("--format", choices=("md", "csv", "latex"), default="md")
     p.add_argument("--published", action="store_true", help="add published numbers (results/published)")
     p.add_argument("--metric", default="top1")
+    p.add_argument("--at-step", type=int, help="accuracy after N test-time steps (runs made with --record-steps)")
     a = p.parse_args(argv)
-    print(table_command(a.runs, a.format, a.published, a.metric))
+    print(table_command(a.runs, a.format, a.published, a.metric, a.at_step))
     return 0
 
 

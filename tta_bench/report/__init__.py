@@ -7,13 +7,17 @@ from pathlib import Path
 
 from .check import DEFAULT_TOLERANCE, CheckResult, check, format_check, load_reference, write_reference
 from .published import load_published
-from .runs import RunFolderError, group_runs, load_runs, load_summary
+from .runs import RunFolderError, find_run_dirs, group_runs, load_runs, load_summary
 from .tables import build_tables, metric_of, render, render_tables
 
 
-def table_command(run_dirs: list[str], fmt: str, published: bool, metric: str) -> str:
-    """All tables of the runs under `run_dirs`, rendered as md, csv or latex."""
-    tables = build_tables(load_runs(run_dirs), metric, load_published() if published else None)
+def table_command(run_dirs: list[str], fmt: str, published: bool, metric: str, at_step: int | None = None) -> str:
+    """All tables of the runs under `run_dirs`, rendered as md, csv or latex; ``at_step``: as the runs stood
+    after that many test-time steps (from --record-steps)."""
+    from .steps import runs_at_step
+
+    summaries = runs_at_step(run_dirs, at_step) if at_step is not None else load_runs(run_dirs)
+    tables = build_tables(summaries, metric, load_published() if published else None)
     if not tables:
         raise ValueError(f"no run has metric {metric!r}")
     return render_tables(tables, fmt, metric)
@@ -21,7 +25,7 @@ def table_command(run_dirs: list[str], fmt: str, published: bool, metric: str) -
 
 def plot_command(run_dirs: list[str], out_dir: str | Path) -> list[Path]:
     """Every plot the runs can show; a ValueError only when none can be drawn."""
-    from .plots import plot_corruption_bars, plot_cost, plot_severity  # matplotlib only when plotting
+    from .plots import plot_corruption_bars, plot_cost, plot_severity, plot_steps  # matplotlib only here
 
     summaries = load_runs(run_dirs)
     paths: list[Path] = []
@@ -31,6 +35,10 @@ def plot_command(run_dirs: list[str], out_dir: str | Path) -> list[Path]:
             paths += plot(summaries, out_dir)
         except ValueError as error:
             reasons.append(str(error))
+    try:
+        paths += plot_steps([d for p in run_dirs for d in find_run_dirs(p)], out_dir)
+    except ValueError as error:
+        reasons.append(str(error))
     if not paths:
         raise ValueError("nothing to plot: " + "; ".join(reasons))
     return paths

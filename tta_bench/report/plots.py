@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from .runs import RunGroup, group_runs, run_label
+from .runs import RunGroup, group_runs, load_summary, run_label
 from .splits import CORRUPTIONS, is_aggregate, parse_corruption, split_value
 from .tables import replicate_values
 
@@ -181,4 +181,35 @@ def plot_cost(summaries: list[dict], out_dir: str | Path) -> list[Path]:
         paths += _save(figure, out_dir, f"cost_{table}")
     if not paths:
         raise ValueError("no run has cost.seconds_per_sample")
+    return paths
+
+
+def plot_steps(run_dirs: list[Path], out_dir: str | Path) -> list[Path]:
+    """Accuracy and teacher agreement against recorded TTT steps, seconds per sample on a second axis (linear in
+    the steps of the run, from its measured cost)."""
+    from .steps import curve
+
+    paths = []
+    for run_dir in run_dirs:
+        try:
+            steps, acc, agree = curve(run_dir)
+        except Exception:  # runs without per-step records have nothing to show here
+            continue
+        summary = load_summary(run_dir)
+        figure = Figure(figsize=(6.4, 4.4), layout="constrained")
+        ax = figure.add_subplot()
+        ax.plot(steps, acc, "o-", color=_COLORS[0], label="top-1")
+        ax.plot(steps, agree, "s--", color=_COLORS[1], label="agreement with teacher")
+        ax.set_xlabel("test-time training steps")
+        ax.set_ylabel("% (mean over splits)")
+        ax.legend(loc="lower right")
+        total = (summary.get("method_options") or {}).get("steps") or max(steps)
+        per_sample = (summary.get("cost") or {}).get("seconds_per_sample")
+        if per_sample:
+            top = ax.secondary_xaxis("top", functions=(lambda s: s * per_sample / total, lambda t: t * total / per_sample))
+            top.set_xlabel("≈ seconds per sample")
+        ax.set_title(run_label(summary), fontsize=9)
+        paths += _save(figure, out_dir, f"steps_{Path(run_dir).name}")
+    if not paths:
+        raise ValueError("no run has per-step records (--record-steps)")
     return paths
