@@ -67,6 +67,7 @@ def run_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, help="adaptation steps per sample or batch")
     g.add_argument("--lr", type=float, help="learning rate")
     g.add_argument("--reset", choices=("episodic", "online"), help="online methods: reset every batch or keep adapting")
+    g.add_argument("--apm-preset", help="APM: paper (p14, g32, 448 px, MLP to 768, Adam 1e-4) or cpu (the default)")
     g.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="any other method option")
     g = p.add_argument_group("execution and outputs")
     g.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -91,6 +92,8 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
     for k in ("steps", "lr", "reset", "head"):
         if getattr(a, k) is not None:
             options[k] = getattr(a, k)
+    if a.apm_preset is not None:
+        options["preset"] = a.apm_preset
     return RunConfig(suite=a.suite, method=a.method, teacher=a.teacher, data_root=a.data_root, source=a.source,
                      corruptions=a.corruptions, severities=a.severities, limit=a.limit, subset=a.subset,
                      setting=a.setting, dirichlet=a.dirichlet, seed=a.seed, batch_size=a.batch_size,

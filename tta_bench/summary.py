@@ -45,6 +45,11 @@ def summarize(records: list[dict[str, Any]], split_order: list[str], meta: dict[
     summary = {**meta, "splits": splits}
     summary["mean_top1"] = _mean(s["top1"] for s in splits.values())
     summary["mean_top5"] = _mean(s["top5"] for s in splits.values())
+    severities = {name.rpartition("-")[2] for name in splits if name.rpartition("-")[2].isdigit()}
+    if len(severities) > 1:  # e.g. gradual: published tables average severity 5 only
+        summary["mean_top1_by_severity"] = {
+            sev: _mean(v["top1"] for name, v in splits.items() if name.rpartition("-")[2] == sev)
+            for sev in sorted(severities)}
     if splits and all("teacher_top1" in s for s in splits.values()):
         summary["teacher_mean_top1"] = _mean(s["teacher_top1"] for s in splits.values())
         summary["mean_agreement"] = _mean(s["agreement"] for s in splits.values())

@@ -1,0 +1,20 @@
+"""summary.json from records: per split, means, teacher agreement, severity means."""
+from __future__ import annotations
+
+from tta_bench.summary import summarize
+
+
+def _r(split, label, pred, **extra):
+    return {"split": split, "id": f"{split}/{label}/{pred}", "label": label, "pred": pred, "top5": [pred, label],
+            "correct": label == pred, "status": "ok", **extra}
+
+
+def test_summary_means_and_teacher_agreement():
+    records = [_r("fog-1", 0, 0, teacher_pred=0), _r("fog-1", 1, 2, teacher_pred=1),
+               _r("fog-5", 0, 0, teacher_pred=1), _r("fog-5", 1, 1, teacher_pred=1),
+               {**_r("fog-5", 2, 0), "status": "error", "pred": -1, "top5": []}]
+    s = summarize(records, ["fog-1", "fog-5"], {"suite": "x"})
+    assert s["splits"]["fog-1"]["top1"] == 50.0 and s["splits"]["fog-1"]["top5"] == 100.0
+    assert s["splits"]["fog-5"]["n"] == 2 and s["splits"]["fog-5"]["skipped"] == 1
+    assert s["splits"]["fog-5"]["agreement"] == 50.0 and s["splits"]["fog-5"]["teacher_top1"] == 50.0
+    assert s["mean_top1"] == 75.0 and s["mean_top1_by_severity"] == {"1": 50.0, "5": 100.0}
