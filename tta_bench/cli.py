@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -281,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, UnknownNameError, ValueError) as exc:  # report commands raise ValueError for bad input
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head`: stop quietly
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print("\ninterrupted: predictions so far are kept; rerun the same command to resume", file=sys.stderr)
         return 130
