@@ -11,7 +11,7 @@ import copy
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 
@@ -72,6 +72,22 @@ class Method(ABC):
     def on_out_of_memory(self) -> bool:
         """Shrink the working set after an out-of-memory error; True if the batch is worth retrying."""
         return False
+
+
+class StepRecorder:
+    """One sample's predictions at the listed adaptation steps (``--record-steps``; step 0 = before adapting).
+    Methods call it with the step count before each step and once after the last."""
+
+    def __init__(self, wanted: tuple[int, ...], logits_now: Callable[[], torch.Tensor]) -> None:
+        self.wanted, self.logits_now, self.records = set(wanted), logits_now, {}
+
+    def __call__(self, step: int) -> None:
+        if step in self.wanted:
+            with torch.no_grad():
+                self.records[str(step)] = {"pred": int(self.logits_now().argmax())}
+
+    def extras(self) -> dict[str, Any]:
+        return {"steps": self.records} if self.wanted else {}
 
 
 class StateSnapshot:

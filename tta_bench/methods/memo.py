@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -21,7 +21,7 @@ from torchvision.transforms import v2 as T
 
 from ..errors import UserError
 from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output, StateSnapshot
+from .base import Batch, Method, Options, Output, StateSnapshot, StepRecorder
 from .bn_adapt import batch_norm_layers
 
 AUGMIX_SEVERITY = 1  # MEMO's and TPT's AugMix: severity 1, width 3, depth 1-3, Dirichlet/Beta(1)
@@ -122,26 +122,30 @@ class Memo(Method):
         n = self.options.bn_prior
         return nullcontext() if n < 0 else SourcePrior(self.teacher, n / (n + 1))
 
-    def adapt(self, views: list[torch.Tensor]) -> None:
+    def adapt(self, views: list[torch.Tensor], on_step: Callable[[int], None] = lambda step: None) -> None:
         """One optimizer step per batch of views (the model is not reset here)."""
         with torch.enable_grad():
-            for step_views in views:
+            for k, step_views in enumerate(views):
+                on_step(k)
                 marginal_entropy(self.teacher(step_views)).backward()
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
+        on_step(len(views))
 
     def predict(self, batch: Batch) -> Output:
-        logits = []
+        logits, extras = [], []
         for image, seed in zip(batch.images, batch.seeds):
             with seeded(seed):  # fresh views for every step, as MEMO draws them
                 views = [augmented_views(image, self.options.n_views, augmix=True) for _ in range(self.options.steps)]
+            recorder = StepRecorder(batch.record_steps, lambda: self.teacher(image[None]))
             try:
                 with self._prior():
-                    self.adapt(views)
+                    self.adapt(views, recorder)
                     with torch.no_grad():
                         logits.append(self.teacher(image[None]))
             finally:
                 self.reset()
+            extras.append(recorder.extras())
         n, steps = len(batch.images), self.options.steps
-        return Output(torch.cat(logits), adaptation_steps=n * steps,
+        return Output(torch.cat(logits), extras, adaptation_steps=n * steps,
                       teacher_forwards=n * (steps * self.options.n_views + 1))

@@ -14,6 +14,7 @@ once, with the initial prompt, as in TPT's code. The tuned prompt replaces the t
 from __future__ import annotations
 
 import math
+from typing import Callable
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +24,7 @@ from torch.nn import functional as F
 from ..errors import UserError
 from ..teachers.base import Teacher
 from ..teachers.clip import LOGIT_SCALE, ClipTeacher
-from .base import Batch, Method, Options, Output, StateSnapshot
+from .base import Batch, Method, Options, Output, StateSnapshot, StepRecorder
 from .memo import augmented_views, marginal_entropy, seeded
 from .tent import entropy
 
@@ -116,32 +117,36 @@ class Tpt(Method):
         with torch.autocast(features.device.type, enabled=False):
             return LOGIT_SCALE * features.float() @ text.float().T
 
-    def adapt(self, features: torch.Tensor) -> torch.Tensor | None:
+    def adapt(self, features: torch.Tensor, on_step: Callable[[int], None] = lambda step: None) -> torch.Tensor | None:
         """``steps`` AdamW steps on the context, from normalised view features (N, D); the confident views are
         chosen once, with the context as it is on entry. Returns their indices (None for 0 steps)."""
         chosen = None
         with torch.enable_grad():
-            for _ in range(self.options.steps):
+            for k in range(self.options.steps):
+                on_step(k)
                 view_logits = self.logits(features)
                 if chosen is None:
                     chosen = select_confident(view_logits.detach(), self.options.fraction)
                 marginal_entropy(view_logits[chosen]).backward()
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
+        on_step(self.options.steps)
         return chosen
 
     def predict(self, batch: Batch) -> Output:
-        logits = []
+        logits, extras = [], []
         for image, seed in zip(batch.images, batch.seeds):
             with seeded(seed):
                 views = augmented_views(image, self.options.n_views - 1, augmix=self.options.views == "augmix")
             with torch.no_grad():  # the image tower is frozen: encode the image and its views once
                 features = F.normalize(self.teacher.encode(torch.cat([image[None], views])).float(), dim=-1)
+            recorder = StepRecorder(batch.record_steps, lambda: self.logits(features[:1]))
             try:
-                self.adapt(features)
+                self.adapt(features, recorder)
                 with torch.no_grad():
                     logits.append(self.logits(features[:1]))
             finally:
                 self.reset()
+            extras.append(recorder.extras())
         n, steps = len(batch.images), self.options.steps
-        return Output(torch.cat(logits), adaptation_steps=n * steps, teacher_forwards=n * self.options.n_views)
+        return Output(torch.cat(logits), extras, adaptation_steps=n * steps, teacher_forwards=n * self.options.n_views)
