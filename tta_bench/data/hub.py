@@ -45,7 +45,7 @@ def _label_map(ds: Any, label_key: str, space: LabelSpace) -> list[int] | None:
     by_name = {n: i for i, n in enumerate(space.names)}
     out = []
     for n in names:
-        if n in space._index():
+        if n in space:
             out.append(space.index_of(n))
         elif n.isdigit() and int(n) < len(space):
             out.append(int(n))

@@ -29,6 +29,9 @@ class LabelSpace:
             raise DataError(f"{key!r}{' in ' + where if where else ''} is not a {self.name} class "
                             f"(expected one of its {len(self)} class keys, e.g. {self.keys[0]!r})") from None
 
+    def __contains__(self, key: str) -> bool:
+        return key in self._index()
+
     def _index(self) -> dict[str, int]:
         return _index_of(self)
 
