@@ -107,10 +107,11 @@ def cifar_c(root: Path, space: LabelSpace, corruptions: Sequence[str], severitie
     labels = _load_labels(root / "labels.npy")
     domains = [(c, s) for c in corruptions for s in severities]
     present = _present(root, "cifar-c", domains, lambda c, s: (root / f"{c}.npy").exists(), allow_partial, notes)
+    for c in dict.fromkeys(c for c, _ in present):  # each corruption's file once, not once per severity
+        _check_array(root / f"{c}.npy", len(labels))
     out = []
     for c, s in present:
         path = root / f"{c}.npy"
-        _check_array(path, len(labels))
         rows = list(range((s - 1) * CIFAR_C_PER_SEVERITY, min(s * CIFAR_C_PER_SEVERITY, len(labels))))
         if not rows:
             raise DataError(f"{path} holds {len(labels)} images: no severity {s} (10,000 per severity)")

@@ -307,7 +307,6 @@ def _parallel(value: bool | str, device: torch.device) -> bool:
 def check_options(o: APMOptions) -> None:
     """Every problem with the options in one message."""
     problems = [
-        o.reset != "episodic" and "apm trains a fresh student for every sample: --reset online does not apply",
         o.steps < 1 and f"steps must be >= 1, got {o.steps}",
         o.lr <= 0 and f"lr must be > 0, got {o.lr}",
         o.readout not in READOUTS and f"readout must be one of {', '.join(READOUTS)}, got {o.readout!r}",

@@ -61,6 +61,8 @@ class Method(ABC):
         options = cls.options_class(**{k: _coerce(fields[k], v) for k, v in given.items()})
         if options.reset not in ("episodic", "online"):
             raise UserError(f"--reset must be episodic or online, got {options.reset!r}")
+        if cls.episodic and options.reset != "episodic":
+            raise UserError(f"{cls.name} adapts on each sample alone and resets after it: --reset online does not apply")
         return options
 
     def reset(self) -> None:

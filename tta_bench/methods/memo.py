@@ -107,8 +107,6 @@ class Memo(Method):
 
     def __init__(self, teacher: Teacher, options: MemoOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)
-        if options.reset != "episodic":
-            raise UserError("memo adapts on each sample alone and resets after it: --reset online does not apply")
         if options.n_views < 1 or options.steps < 1:
             raise UserError(f"memo needs n_views >= 1 and steps >= 1, got {options.n_views} and {options.steps}")
         teacher.eval().requires_grad_(True)  # MEMO adapts every parameter

@@ -96,8 +96,6 @@ class Tpt(Method):
         if not isinstance(teacher, ClipTeacher) or not hasattr(teacher.model, "token_embedding"):
             raise UserError(f"tpt tunes the text prompt of a CLIP teacher (e.g. clip:ViT-B-16/openai); "
                             f"{teacher.name} has no CLIP text tower")
-        if options.reset != "episodic":
-            raise UserError("tpt tunes the prompt on each sample alone and resets after it: --reset online does not apply")
         if options.views not in VIEW_KINDS:
             raise UserError(f"tpt views must be one of {', '.join(VIEW_KINDS)}, got {options.views!r}")
         if options.n_views < 1 or not 0 < options.fraction <= 1:
