@@ -1,17 +1,51 @@
 """Shared fixtures: small generated images in the published layouts, and the real data of ../shared."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tta_bench.config import RunConfig
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data beside the checkout; TTA_BENCH_SHARED_DATA points elsewhere (the GPU check carries a copy)
+SHARED = Path(os.environ.get("TTA_BENCH_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"real test data not found at {SHARED}")
+
+
+def _accelerator() -> torch.device | None:
+    """Where the `cuda` tests run: CUDA when torch sees it. TTA_BENCH_TEST_DEVICE=cpu rehearses them on the CPU
+    (bf16 autocast there), as benchmarks/gpu_check.sh --device cpu does before a GPU machine is spent."""
+    name = os.environ.get("TTA_BENCH_TEST_DEVICE")
+    if name:
+        return torch.device(name)
+    return torch.device("cuda") if torch.cuda.is_available() else None
+
+
+ACCELERATOR = _accelerator()
+ACCELERATOR_MARKS = (pytest.mark.cuda, pytest.mark.skipif(ACCELERATOR is None, reason="no CUDA device"))
+CUDA_MARKS = (pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"))
+
+
+def _marked(test: Callable, marks: Iterable[pytest.MarkDecorator]) -> Callable:
+    for mark in marks:
+        test = mark(test)
+    return test
+
+
+def on_accelerator(test: Callable) -> Callable:
+    """A `cuda` test that runs on ACCELERATOR (a CPU rehearsal included) and skips without one."""
+    return _marked(test, ACCELERATOR_MARKS)
+
+
+def on_cuda(test: Callable) -> Callable:
+    """A `cuda` test that needs CUDA itself (its allocator, NCCL): no CPU rehearsal."""
+    return _marked(test, CUDA_MARKS)
+
 
 WNIDS = ("n01440764", "n01443537", "n01484850")  # ImageNet classes 0, 1, 2 (sorted-wnid order)
 TABBY_WNID = "n02123045"  # ImageNet class 281, the class of skimage's chelsea

@@ -11,7 +11,7 @@ import pytest
 from tta_bench import distributed, engine
 from tta_bench.records import read_records
 
-from conftest import WNIDS, write_images
+from conftest import CUDA_MARKS, WNIDS, write_images
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,3 +64,22 @@ def test_episodic_shards_partition_the_stream(tmp_path, tiny_config):
                   for r in range(world)]
         flat = sorted(i for s in shards for i in s)
         assert flat == list(range(len(p.stream.items)))
+
+
+@pytest.mark.parametrize("device, backend", [("cpu", "gloo"), pytest.param("cuda", "nccl", marks=CUDA_MARKS)])
+def test_one_process_torchrun_joins_a_process_group_and_equals_a_plain_run(tmp_path, device, backend):
+    """A one-process torchrun runs through the collective path (NCCL on CUDA) and gives the plain run's output."""
+    write_images(tmp_path / "val", {w: 5 for w in WNIDS}, size=8)
+    args = [*_args(tmp_path / "val", tmp_path / "x"), "--device", device]
+    plain = subprocess.run([sys.executable, *args[:-2], "--out", str(tmp_path / "plain"), "--device", device],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stderr
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1", "--master_port=29534"]
+    launched = subprocess.run([*torchrun, *args[:-2], "--out", str(tmp_path / "launched"), "--device", device],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert launched.returncode == 0, launched.stderr
+    assert read_records(tmp_path / "launched" / "predictions.jsonl") == read_records(tmp_path / "plain" /
+                                                                                    "predictions.jsonl")
+    a = json.loads((tmp_path / "plain" / "summary.json").read_text())
+    b = json.loads((tmp_path / "launched" / "summary.json").read_text())
+    assert a["splits"] == b["splits"] and (a["process_group"], b["process_group"]) == (None, backend)

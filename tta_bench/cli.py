@@ -74,6 +74,9 @@ def run_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=d.batch_size)
     g.add_argument("--workers", type=int, default=d.num_workers, help="DataLoader workers")
     g.add_argument("--device", default=d.device, help="auto, cpu or cuda")
+    g.add_argument("--precision", default=d.precision,
+                   help="auto (the method's reference precision on CUDA: bf16 autocast for APM and TPT, float32 "
+                        "otherwise; float32 on the CPU), fp32 or bf16")
     g.add_argument("--out", help="run folder (default: results/runs/<suite>-<method>-<teacher>-seed<S>-<config hash>)")
     g.add_argument("--overwrite", action="store_true", help="discard a run folder of another configuration")
     g.add_argument("--save-logits", action="store_true", help="keep every sample's logits (float16, logits/<split>.npz)")
@@ -98,7 +101,8 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
     return RunConfig(suite=a.suite, method=a.method, teacher=a.teacher, data_root=a.data_root, source=a.source,
                      corruptions=a.corruptions, severities=a.severities, limit=a.limit, subset=a.subset,
                      setting=a.setting, dirichlet=a.dirichlet, seed=a.seed, batch_size=a.batch_size,
-                     num_workers=a.workers, device=a.device, out=a.out, prompts=a.prompts, weights=a.weights,
+                     num_workers=a.workers, device=a.device, precision=a.precision, out=a.out, prompts=a.prompts,
+                     weights=a.weights,
                      hub_id=a.hub_id, hub_split=a.hub_split, on_error=a.on_error, allow_partial=a.allow_partial,
                      overwrite=a.overwrite, save_logits=a.save_logits, record_steps=a.record_steps,
                      method_options=options)

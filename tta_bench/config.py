@@ -27,6 +27,7 @@ class RunConfig:
     batch_size: int = 64
     num_workers: int = 2
     device: str = "auto"
+    precision: str = "auto"  # auto: the method's (its reference code's) on CUDA, float32 on the CPU; or fp32 | bf16
     out: str | None = None
     prompts: str = "single"
     weights: str | None = None

@@ -14,10 +14,10 @@ import resource
 import shutil
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -31,7 +31,7 @@ from .data.prompts import class_prompts, file_hash
 from .data.sources import sample_seed
 from .errors import UserError
 from .methods import METHODS, build_method
-from .methods.base import Batch, Method
+from .methods.base import PRECISIONS, Batch, Method
 from .records import SUMMARY, RunFolder
 from .stream import Stream, build_stream, required_severities
 from .summary import git_commit, summarize, versions
@@ -48,6 +48,31 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda", local_rank)
+
+
+def resolve_precision(asked: str, method: type[Method] | Method, device: torch.device) -> str:
+    """``auto``: the method's own precision (its reference code's) on CUDA, float32 on the CPU (bf16 is slow there)."""
+    if asked != "auto":
+        return asked
+    return method.precision if device.type == "cuda" else "fp32"
+
+
+def autocast(device: torch.device, precision: str = "bf16") -> ContextManager:
+    """The region every ``predict`` runs in: bf16 autocast, or float32 (on CUDA without TF32, which cuDNN uses for
+    convolutions by default: its 10-bit mantissa would make "fp32" a third precision)."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return _exact_float32() if device.type == "cuda" else nullcontext()
+
+
+@contextmanager
+def _exact_float32() -> Iterator[None]:
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
 
 
 def default_out(cfg: RunConfig) -> Path:
@@ -95,6 +120,8 @@ def prepare(cfg: RunConfig) -> Prepared:
     """Everything a run needs that does not touch a model: the data, its self-check and the stream."""
     if cfg.method not in METHODS:
         METHODS.get(cfg.method)  # raises the unknown-name error with the choices
+    if cfg.precision not in ("auto", *PRECISIONS):
+        raise UserError(f"--precision must be auto, {' or '.join(PRECISIONS)}, got {cfg.precision!r}")
     severities = required_severities(cfg.setting)
     if severities and cfg.severities not in (None, severities):
         raise UserError(f"setting {cfg.setting} runs severities 1-5; drop --severities")
@@ -137,14 +164,15 @@ def run(cfg: RunConfig, progress: bool = True, log=print) -> dict[str, Any]:
     method = build_method(cfg.method, teacher, method_options, device)
     if dist.main:
         log(plan(p))
+    precision = resolve_precision(cfg.precision, method, device)
     try:
-        return _loop(p, folder, method, device, dist, progress and dist.main, log)
+        return _loop(p, folder, method, device, precision, dist, progress and dist.main, log)
     finally:
         distributed.shutdown(dist)
 
 
-def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, dist: distributed.Dist,
-          progress: bool, log) -> dict[str, Any]:
+def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, precision: str,
+          dist: distributed.Dist, progress: bool, log) -> dict[str, Any]:
     cfg, suite, stream = p.cfg, p.suite, p.stream
     done = {(r["split"], r["id"]) for r in folder.records()}
     key = lambda i: (suite.splits[stream.items[i].split].name,  # noqa: E731
@@ -158,7 +186,7 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
     loader = DataLoader(StreamDataset(suite, stream, method.teacher.transform, cfg.on_error == "skip"),
                         batch_sampler=batches, num_workers=cfg.num_workers, collate_fn=_collate,
                         pin_memory=device.type == "cuda")
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    amp = autocast(device, precision)
     n_todo = sum(len(b) for b in batches)
     steps_each = getattr(method.options, "steps", 0)
     if dist.main:
@@ -212,7 +240,7 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
     order = {key(i): i for i in range(len(stream.items))}
     records = folder.merge(order, suite.classes)
     summary = summarize(records, [s.name for s in suite.splits],
-                        _meta(p, method, seconds, n_todo * dist.world, steps, forwards, device, dist))
+                        _meta(p, method, seconds, n_todo * dist.world, steps, forwards, device, precision, dist))
     folder.write_summary(summary)
     return summary
 
@@ -292,7 +320,7 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def _meta(p: Prepared, method: Method, seconds: float, n: int, steps: int, forwards: int,
-          device: torch.device, dist: distributed.Dist) -> dict[str, Any]:
+          device: torch.device, precision: str, dist: distributed.Dist) -> dict[str, Any]:
     cfg, suite = p.cfg, p.suite
     options = method.options.__dict__.copy()
     return {
@@ -305,7 +333,9 @@ def _meta(p: Prepared, method: Method, seconds: float, n: int, steps: int, forwa
                     "stream_hash": p.stream.hash(suite.splits)},
         "seed": cfg.seed, "seeds": None, "config": cfg.to_dict(), "method_options": options,
         "prompts": {"spec": cfg.prompts, "sha256": file_hash(cfg.prompts)},
-        "versions": versions(), "git_commit": git_commit(), "device": str(device), "world_size": dist.world,
+        "versions": versions(), "git_commit": git_commit(), "device": str(device),
+        "precision": precision, "world_size": dist.world,
+        "process_group": torch.distributed.get_backend() if torch.distributed.is_initialized() else None,
         "cost": {"seconds": seconds, "samples": n, "samples_per_second": n / seconds if seconds else None,
                  "seconds_per_sample": seconds / n if n else None, "peak_memory_mb": _peak_memory_mb(device),
                  "teacher_forwards": forwards, "adaptation_steps": steps,

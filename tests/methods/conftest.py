@@ -49,3 +49,24 @@ def cifar_run(tmp_path: Path) -> Callable[..., RunConfig]:
         return RunConfig(**{**base, **overrides})
 
     return make
+
+
+def photographs(n: int, size: int) -> torch.Tensor:
+    """``n`` real photographs (the demo suite's, from scikit-image) as (n, 3, size, size) in [0, 1]: each photo whole
+    and in fixed off-centre crops, so a batch holds distinct natural images on any machine, offline."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from tta_bench.data.demo import demo_photos
+
+    source = demo_photos(None, label_space("imagenet1k"), "demo")[0][1]
+    photos = [TF.to_image(source.load(i)) for i in range(len(source.ids))]
+    boxes = [(0.0, 0.0, 1.0), (0.0, 0.0, 0.7), (0.3, 0.3, 0.7), (0.15, 0.1, 0.8), (0.3, 0.0, 0.6), (0.0, 0.3, 0.6)]
+    out = []
+    for k in range(n):
+        photo = photos[k % len(photos)]
+        top, left, side = boxes[(k // len(photos)) % len(boxes)]
+        h, w = photo.shape[-2:]
+        s = int(side * min(h, w))
+        crop = TF.crop(photo, int(top * (h - s)), int(left * (w - s)), s, s)
+        out.append(TF.resize(crop, [size, size], antialias=True))
+    return torch.stack(out).float() / 255

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import SHARED, needs_shared
 from tests.methods.conftest import CPU, images, teacher
 from tta_bench import engine
 from tta_bench.config import RunConfig
@@ -19,7 +20,6 @@ from tta_bench.methods.base import Batch
 from tta_bench.models.apm_student import APMStudent, analytic_flops_per_step
 from tta_bench.records import RunFolder
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 FAST = {"steps": 12}
 
 
@@ -160,7 +160,7 @@ def test_engine_run_records_teacher_and_steps(cifar_run) -> None:
     assert cost["flops_per_sample"] > 6 * analytic_flops_per_step(build_method("apm", teacher("tiny"), {}, CPU).cfg)
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason=f"real test data not found at {SHARED}")
+@needs_shared
 def test_student_agrees_with_a_real_teacher_on_imagenet_photographs(tmp_path: Path) -> None:
     cfg = RunConfig(suite="imagenet", data_root=str(SHARED / "imagenet-sample"), limit=50, allow_partial=True,
                     method="apm", teacher="effnet-lite0", num_workers=0, device="cpu", batch_size=25,
@@ -171,3 +171,15 @@ def test_student_agrees_with_a_real_teacher_on_imagenet_photographs(tmp_path: Pa
     assert summary["data"]["n_samples"] == 50
     assert summary["mean_agreement"] >= 90
     assert summary["mean_top1"] >= summary["teacher_mean_top1"] - 10
+
+
+def test_student_learns_inside_one_autocast_region() -> None:
+    """The engine wraps a whole batch in one bf16 autocast region, where a trainable weight's bf16 copy is cached at
+    its first cast; unless every update clears that cache, all later steps run on the initial weights and the loss
+    never moves (as it did before the fix)."""
+    x = images(2, 32)
+    method = apm(steps=12)
+    with engine.autocast(CPU, "bf16"):
+        out = predict(method, x, [1, 2], (0, 12))
+    for e in out.extras:
+        assert e["steps"]["12"]["loss"] < 0.5 * e["steps"]["0"]["loss"]

@@ -97,3 +97,16 @@ def test_memo_end_to_end(cifar_run):
     summary = engine.run(cifar_run(method="memo", method_options=FAST), progress=False, log=lambda *_: None)
     assert summary["method_options"]["n_views"] == 8 and summary["method_options"]["lr"] == 0.00025
     assert summary["cost"]["teacher_forwards"] == 8 * (8 + 1)
+
+
+def test_adapted_prediction_inside_one_autocast_region():
+    """Under the engine's autocast region (one per batch) the prediction after the update must use the updated
+    weights, not the bf16 copies cached while adapting, and the next sample must start from the restored ones."""
+    x = images(2, 32)
+    options = {**FAST, "lr": 5.0}
+    unadapted = build_method("memo", teacher("tiny"), {**options, "lr": 0.0}, CPU).predict(Batch(x, [0, 1])).logits
+    adapted = build_method("memo", teacher("tiny"), options, CPU).predict(Batch(x, [0, 1])).logits
+    with engine.autocast(CPU, "bf16"):
+        mixed = build_method("memo", teacher("tiny"), options, CPU).predict(Batch(x, [0, 1])).logits.float()
+    assert (adapted - unadapted).norm() > 0.1 * unadapted.norm()  # the step moves the prediction a lot
+    assert (mixed - adapted).norm() < 0.2 * (adapted - unadapted).norm()

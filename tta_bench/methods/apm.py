@@ -56,7 +56,7 @@ from ..models.apm_student import (
     preset,
 )
 from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output
+from .base import Batch, Method, Options, Output, optimizer_step
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SCHEDULES = ("constant", "step")
@@ -78,6 +78,8 @@ class APMOptions(Options):
     dense_weight: float = 0.0  # weight of the dense term (teachers with a patch grid: DINO)
     rgb_weight: float = 0.0  # weight of the per-location mean-colour term (enables the RGB head)
     compile: bool = False  # torch.compile the student's forward
+    init_device: str = "train"  # where initial weights are drawn: train (the student's device, as the official
+    # code) | cpu (the same start on every device; costs ~0.1 s per paper-preset student on a GPU machine)
 
 
 PRESET_OPTIONS: dict[str, APMOptions] = {
@@ -159,6 +161,7 @@ def fit(forward: Callable[..., APMOutput], parameters: list[Tensor], x: Tensor, 
     """Train from the parameters' current values; yields (k, output, per-sample loss) for the student after k updates,
     k = 0..steps. Each forward serves both the report at k and the update k -> k+1; the last one runs without grad."""
     optimizer = torch.optim.Adam(parameters, lr=options.lr, fused=True)
+    optimizer.zero_grad(set_to_none=True)  # nothing left over from an earlier sample (an interrupted one included)
     schedule = _schedule(optimizer, options)
     keep_grid = options.dense_weight > 0
     for k in range(options.steps + 1):
@@ -169,9 +172,8 @@ def fit(forward: Callable[..., APMOutput], parameters: list[Tensor], x: Tensor, 
         yield k, out, loss.detach()
         if final:
             return
-        optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()  # a sum: each student's gradient is that of its own loss
-        optimizer.step()
+        optimizer_step(optimizer)
         schedule.step()
 
 
@@ -188,6 +190,7 @@ class _Trace:
 class APM(Method):
     name = "apm"
     episodic = True
+    precision = "bf16"  # the official code trains under mixed precision
     options_class = APMOptions
 
     @classmethod
@@ -209,6 +212,7 @@ class APM(Method):
         self.teacher_flops: int | None = None
         self.flops_per_sample = self._student_flops()
         self._compiled: dict[int, Callable[..., APMOutput]] = {}
+        self._init_device = "cpu" if options.init_device == "cpu" else None  # None: the student's own device
 
     def _student_flops(self) -> int:
         """Training steps plus the final forward; the teacher's forward is added once measured."""
@@ -235,7 +239,10 @@ class APM(Method):
         if self._last_group == 1:
             return False
         self.group = self._last_group // 2
-        torch.cuda.empty_cache()
+        self.stacked = None  # its parameters are sized for the larger group: rebuilt at the new size
+        self._compiled.clear()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
         return True
 
     def _targets(self, images: Tensor) -> Targets:
@@ -250,12 +257,12 @@ class APM(Method):
     def _train(self, x: Tensor, targets: Targets, seeds: list[int], record: list[int]) -> _Trace:
         if self.options.parallel:
             if self.stacked is None:
-                self.stacked = StackedAPMStudent(self.cfg, seeds).to(self.device)
+                self.stacked = StackedAPMStudent(self.cfg, seeds, self.device, self._init_device)
             else:
                 self.stacked.reset_(seeds)
             student, x, targets = self.stacked, x[:, None], targets.take(lambda t: t[:, None])
         else:
-            student = init_student_(self.student, seeds[0])
+            student = init_student_(self.student, seeds[0], self._init_device)
         failed = torch.zeros(len(seeds), dtype=torch.bool, device=x.device)
         steps: dict[int, tuple[Tensor, Tensor]] = {}
         for k, out, loss in fit(self._forward(student), list(student.parameters()), x, targets, self.options):
@@ -314,6 +321,7 @@ def check_options(o: APMOptions) -> None:
         o.chunk_size < 0 and f"chunk_size must be >= 0, got {o.chunk_size}",
         (o.dense_weight < 0 or o.rgb_weight < 0) and "dense_weight and rgb_weight must be >= 0",
         o.preset not in PRESETS and f"unknown network preset {o.preset!r}",
+        o.init_device not in ("train", "cpu") and f"init_device must be train or cpu, got {o.init_device!r}",
     ]
     found = [p for p in problems if p]
     if found:

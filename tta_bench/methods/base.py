@@ -44,9 +44,17 @@ class Output:
     teacher_forwards: int = 0  # teacher forward passes spent on this batch
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 class Method(ABC):
     name: ClassVar[str]
     episodic: ClassVar[bool] = False  # adapts on each sample alone and resets per sample
+    # Arithmetic on CUDA unless --precision says otherwise: what the method's reference code used (float32 for the
+    # classifier TTA methods, as their official code and the unified benchmark run them; mixed precision for the
+    # CLIP test-time methods, whose official code runs under autocast). bf16 moves logits by ~1% through a
+    # network, and BN layers normalising with batch statistics amplify it (benchmarks/RESULTS.md).
+    precision: ClassVar[str] = "fp32"
     options_class: ClassVar[type[Options]] = Options
 
     def __init__(self, teacher: Teacher, options: Options, device: torch.device) -> None:
@@ -92,6 +100,15 @@ class StepRecorder:
         return {"steps": self.records} if self.wanted else {}
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
+    """One update, then gradients cleared. Also drops autocast's cache of weight casts: inside one autocast region
+    (the engine's spans a whole batch) a trainable weight is cast to bf16 once and the copy reused, so without this
+    every later forward of the region would run on the weights from before the update."""
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    torch.clear_autocast_cache()
+
+
 class StateSnapshot:
     """A deep copy of modules' state dicts, to restore bitwise on reset (models and optimizers alike)."""
 
@@ -102,6 +119,7 @@ class StateSnapshot:
     def restore(self) -> None:
         for obj, state in zip(self.objects, self.states):
             obj.load_state_dict(copy.deepcopy(state))
+        torch.clear_autocast_cache()  # cached bf16 copies of the weights just overwritten in place
 
 
 def _coerce(f: dataclasses.Field, value: Any) -> Any:

@@ -21,7 +21,7 @@ from torchvision.transforms import v2 as T
 
 from ..errors import UserError
 from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output, StateSnapshot, StepRecorder
+from .base import Batch, Method, Options, Output, StateSnapshot, StepRecorder, optimizer_step
 from .bn_adapt import batch_norm_layers
 
 AUGMIX_SEVERITY = 1  # MEMO's and TPT's AugMix: severity 1, width 3, depth 1-3, Dirichlet/Beta(1)
@@ -126,8 +126,7 @@ class Memo(Method):
             for k, step_views in enumerate(views):
                 on_step(k)
                 marginal_entropy(self.teacher(step_views)).backward()
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
+                optimizer_step(self.optimizer)
         on_step(len(views))
 
     def predict(self, batch: Batch) -> Output:

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from ..errors import UserError
 from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output, StateSnapshot
+from .base import Batch, Method, Options, Output, StateSnapshot, optimizer_step
 from .bn_adapt import use_batch_statistics
 
 ADAM_BETAS = (0.9, 0.999)
@@ -74,7 +74,6 @@ class Tent(Method):
             for _ in range(self.options.steps):
                 logits = self.teacher(batch.images)
                 entropy(logits).mean().backward()
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
+                optimizer_step(self.optimizer)
         n = len(batch.images)
         return Output(logits.detach(), adaptation_steps=self.options.steps, teacher_forwards=n * self.options.steps)

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from ..errors import UserError
 from ..teachers.base import Teacher
 from ..teachers.clip import LOGIT_SCALE, ClipTeacher
-from .base import Batch, Method, Options, Output, StateSnapshot, StepRecorder
+from .base import Batch, Method, Options, Output, StateSnapshot, StepRecorder, optimizer_step
 from .memo import augmented_views, marginal_entropy, seeded
 from .tent import entropy
 
@@ -89,6 +89,7 @@ class TptOptions(Options):
 class Tpt(Method):
     name = "tpt"
     episodic = True
+    precision = "bf16"  # TPT's official code runs CLIP under torch.cuda.amp autocast
     options_class = TptOptions
 
     def __init__(self, teacher: Teacher, options: TptOptions, device: torch.device) -> None:
@@ -126,8 +127,7 @@ class Tpt(Method):
                 if chosen is None:
                     chosen = select_confident(view_logits.detach(), self.options.fraction)
                 marginal_entropy(view_logits[chosen]).backward()
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
+                optimizer_step(self.optimizer)
         on_step(self.options.steps)
         return chosen
 

@@ -184,20 +184,26 @@ class APMStudent(nn.Module):
             yield features, (self.rgb(torch.cat([features, queries], dim=-1)) if self.rgb is not None else None)
 
 
-def _initial_value(name: str, shape: torch.Size, generator: torch.Generator, std: float) -> Tensor:
-    """APM initialisation: weights N(0, std), biases zero. Drawn on the CPU so every device gets the same numbers."""
-    if name.endswith("bias"):
-        return torch.zeros(shape)
-    return torch.randn(shape, generator=generator) * std
+def _initial_value(shape: torch.Size, generator: torch.Generator, std: float) -> Tensor:
+    """N(0, std) for every parameter, biases included: the official code re-initialises each parameter of its student
+    with normal_(0, 0.01) before every test sample (rajatmodi62/apm, single_token_segmentation/train_tta.py,
+    randomize_weights_student). Drawn on the generator's device."""
+    return torch.randn(shape, generator=generator, device=generator.device) * std
+
+
+def _generator(seed: int, device: torch.device | str) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 @torch.no_grad()
-def init_student_(student: APMStudent, seed: int) -> APMStudent:
+def init_student_(student: APMStudent, seed: int, device: torch.device | str | None = None) -> APMStudent:
     """Re-initialise every parameter from a generator seeded with `seed`, so a sample's start does not depend on
-    its position in the run."""
-    generator = torch.Generator().manual_seed(seed)
-    for name, param in student.named_parameters():
-        param.copy_(_initial_value(name, param.shape, generator, student.cfg.init_std))
+    its position in the run. The draw happens on `device` (default: where the student is), as the official code
+    draws on the GPU it trains on: the same seed gives the same start on the same kind of device; pass "cpu" for a
+    start that is identical on every device (slower on a GPU: ~0.1 s per paper-preset student)."""
+    generator = _generator(seed, device or student.column.weight.device)
+    for param in student.parameters():
+        param.copy_(_initial_value(param.shape, generator, student.cfg.init_std))
     return student
 
 
@@ -208,14 +214,17 @@ class StackedAPMStudent(nn.Module):
     `parameters()` adapts all S students independently (Adam's updates are element-wise).
     """
 
-    def __init__(self, cfg: APMConfig, seeds: Sequence[int]) -> None:
+    def __init__(self, cfg: APMConfig, seeds: Sequence[int], device: torch.device | str = "cpu",
+                 init_device: torch.device | str | None = None) -> None:
+        """Built on `device` directly; `init_device` as for init_student_ (default: `device`)."""
         super().__init__()
         self.cfg = cfg
+        self.init_device = init_device
         template = APMStudent(cfg, seed=None)
         self._param_shapes = [(name, p.shape) for name, p in template.named_parameters()]
         self._buffer_names = {name.replace(".", "_"): name for name, _ in template.named_buffers()}
         for attr, name in self._buffer_names.items():
-            self.register_buffer(attr, template.get_buffer(name), persistent=False)
+            self.register_buffer(attr, template.get_buffer(name).to(device), persistent=False)
         # Kept outside the module tree (a tuple) so that .to() never touches its meta tensors.
         self._template = (template.to("meta"),)
         self.reset_(seeds)
@@ -227,12 +236,12 @@ class StackedAPMStudent(nn.Module):
     @torch.no_grad()
     def reset_(self, seeds: Sequence[int]) -> None:
         """Fresh parameters for a new group of samples (any count); build a new optimizer afterwards."""
-        generators = [torch.Generator().manual_seed(seed) for seed in seeds]
         like = self.get_buffer("query_posenc")
-        self.params = nn.ParameterList(
-            nn.Parameter(torch.stack([_initial_value(name, shape, g, self.cfg.init_std) for g in generators]).to(like))
-            for name, shape in self._param_shapes
-        )
+        generators = [_generator(seed, self.init_device or like.device) for seed in seeds]
+        # student s's k-th parameter is the k-th draw of generator s, as init_student_ draws them
+        per_student = [[_initial_value(shape, g, self.cfg.init_std) for _, shape in self._param_shapes]
+                       for g in generators]
+        self.params = nn.ParameterList(nn.Parameter(torch.stack(draws).to(like)) for draws in zip(*per_student))
 
     def forward(
         self, x: Tensor, chunk_size: int | None = None, order: Tensor | None = None, *, keep_grid: bool = False
