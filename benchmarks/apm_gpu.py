@@ -242,6 +242,17 @@ def official_vs_ours(a: argparse.Namespace, cfg: APMConfig, best: dict, device: 
             "projected_from": {k: best[k] for k in ("samples", "compiled", "ms_per_step")}}
 
 
+def profile(cfg: APMConfig, options, s: int, device: torch.device, steps: int) -> None:
+    """The kernels of `steps` eager training steps of S students, by device time (where the step's time goes)."""
+    student, x, targets = problem(cfg, s, device)
+    with autocast(device, "bf16"):
+        fit_seconds(student, student, x, targets, 2, options, Clock(device))
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]) as prof:
+            fit_seconds(student, student, x, targets, steps, options, Clock(device))
+    print(prof.key_averages().table(sort_by="self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total",
+                                    row_limit=25, max_name_column_width=70))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda")
@@ -255,6 +266,7 @@ def main() -> None:
     p.add_argument("--official-steps", type=int, default=5)
     p.add_argument("--project-steps", type=int, default=250, help="steps per sample for samples/s (paper preset)")
     p.add_argument("--json", help="write every figure here")
+    p.add_argument("--profile", type=int, metavar="S", help="only print the kernel profile of S students' steps")
     a = p.parse_args()
     device = torch.device(a.device)
     name = "paper"
@@ -264,6 +276,8 @@ def main() -> None:
     cfg = preset(name, 768)  # ViT-L/14's width
     options = PRESET_OPTIONS[name]
     clock = Clock(device)
+    if a.profile:
+        return profile(cfg, options, a.profile, device, a.steps)
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     print(f"device {hardware}, torch {torch.__version__}, preset {name} ({cfg.grid}x{cfg.grid} grid, "
           f"{cfg.readout} readout, D={cfg.feature_dim}), bf16 autocast", flush=True)

@@ -19,13 +19,14 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-device=cuda quick=0 prepare=0
+device=cuda quick=0 prepare=0 stages=1,2,3
 while (($#)); do
   case $1 in
     --device) device=$2; shift ;;
     --quick) quick=1 ;;
     --prepare) prepare=1 ;;
-    *) echo "usage: $0 [--prepare] [--device cuda|cpu] [--quick]" >&2; exit 2 ;;
+    --stages) stages=$2; shift ;;  # a comma list of 1, 2, 3 and p (a kernel profile of 32 students' steps)
+    *) echo "usage: $0 [--prepare] [--device cuda|cpu] [--quick] [--stages 1,2,3,p]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -47,6 +48,7 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 start=$SECONDS
 stage() { echo; echo "=== $1 (t=$((SECONDS - start)) s)"; }
+wanted() { [[ ,$stages, == *,$1,* ]]; }
 
 check() {
 
@@ -61,12 +63,13 @@ fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__,
 'cuda', torch.cuda.is_available())"
-commit=$(git rev-parse HEAD 2>/dev/null || cat .gpu_data/COMMIT 2>/dev/null || echo unknown)
+commit=$(cat .gpu_data/COMMIT 2>/dev/null || git rev-parse HEAD 2>/dev/null || echo unknown)
 echo "commit $commit"
 if [[ -d .gpu_data ]]; then export TTA_BENCH_SHARED_DATA=$PWD/.gpu_data; fi
 data=${TTA_BENCH_SHARED_DATA:-../shared/data}/imagenet-sample
 workers=$(( $(nproc) > 8 ? 8 : $(nproc) ))
 
+if wanted 1; then
 stage "1. pytest -m cuda"
 [[ $device == cpu ]] && export TTA_BENCH_TEST_DEVICE=cpu
 export TTA_BENCH_GPU_REPORT=$OUT/cuda_tests.jsonl
@@ -75,16 +78,24 @@ rm -f "$TTA_BENCH_GPU_REPORT"
 mapfile -t modules < <(grep -rlE "on_accelerator|on_cuda|CUDA_MARKS" tests --include='test_*.py')
 timeout 150 python3 -m pytest -m cuda -q -rA -p no:cacheprovider --junitxml=/tmp/gpu_check_tests.xml "${modules[@]}"
 echo "pytest exit $?"
+fi
 
-stage "2. APM speed"
 quick_flag=()
 ((quick)) && quick_flag=(--quick)
+runs=/tmp/gpu_check_runs
+if wanted 2; then
+stage "2. APM speed"
 timeout 200 python3 benchmarks/apm_gpu.py --device "$device" --compile-budget 80 --json "$OUT/apm_speed.json" \
   "${quick_flag[@]}"
 echo "apm_gpu exit $?"
+fi
+if wanted p; then
+  stage "p. kernel profile"
+  timeout 60 python3 benchmarks/apm_gpu.py --device "$device" --profile 32 --steps 3 "${quick_flag[@]}"
+fi
 
+if wanted 3; then
 stage "3. end to end"
-runs=/tmp/gpu_check_runs
 rm -rf "$runs"
 limit=$((quick ? 300 : 50))  # seconds per run; the CPU rehearsal trains APM on 200 samples at ~0.3 s each
 for run in source:auto source:bf16 apm:auto apm:fp32; do
@@ -98,6 +109,7 @@ for run in source:auto source:bf16 apm:auto apm:fp32; do
   python3 run_bench.py check "$runs/$name" --reference results/ci/reference.json
   echo "$name: check exit $?"
 done
+fi
 
 stage "report"
 python3 benchmarks/gpu_check_report.py "$OUT" --runs "$runs" --junit /tmp/gpu_check_tests.xml --commit "$commit"

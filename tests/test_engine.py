@@ -166,3 +166,17 @@ def test_effnet_lite0_on_the_imagenet_sample_agrees_with_an_independent_evaluati
     expected_top1 = 100 * np.mean([p == truth[r["id"]] for p, r in zip(independent, records)])
     assert summary["mean_top1"] == pytest.approx(expected_top1)
     assert summary["mean_top1"] >= 50.0  # 68.8% over all 500 images
+
+
+@pytest.mark.parametrize("device, precision", [("cpu", "fp32"), ("cpu", "bf16"), ("cuda", "fp32")])
+def test_the_precision_region_can_be_entered_once_per_batch(device, precision):
+    """The engine builds the region once and enters it for every batch (a one-shot context manager broke the
+    float32 CUDA runs); float32 on CUDA turns TF32 off inside and restores it after."""
+    region = engine.autocast(torch.device(device), precision)
+    before = torch.backends.cudnn.allow_tf32
+    for _ in range(3):
+        with region:
+            assert torch.is_autocast_enabled(device) == (precision == "bf16")
+            if device == "cuda":
+                assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    assert torch.backends.cudnn.allow_tf32 == before

@@ -14,10 +14,10 @@ import resource
 import shutil
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ContextManager, Iterator
+from typing import Any, ContextManager
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -62,17 +62,18 @@ def autocast(device: torch.device, precision: str = "bf16") -> ContextManager:
     convolutions by default: its 10-bit mantissa would make "fp32" a third precision)."""
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
-    return _exact_float32() if device.type == "cuda" else nullcontext()
+    return ExactFloat32() if device.type == "cuda" else nullcontext()
 
 
-@contextmanager
-def _exact_float32() -> Iterator[None]:
-    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+class ExactFloat32:
+    """TF32 off for matrix products and convolutions inside the block (re-enterable: the engine enters it per batch)."""
+
+    def __enter__(self) -> None:
+        self.flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+
+    def __exit__(self, *exc: object) -> None:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.flags
 
 
 def default_out(cfg: RunConfig) -> Path:

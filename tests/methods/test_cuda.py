@@ -150,7 +150,7 @@ def test_out_of_memory_halves_the_group_and_finishes() -> None:
     """Paper-preset students cost ~0.4 GB each (float32 weights, gradients, two Adam moments); with the process
     allowed ~2.5 GB, 16 together cannot fit: the engine's back-off halves the group until they do, and the batch
     finishes with the predictions of an unconstrained run."""
-    device = torch.device("cuda")
+    device = torch.device("cuda", torch.cuda.current_device())
     x, seeds = photographs(16, 224).to(device), list(range(16))
     free = apm_on(device, preset="paper", steps=2)
     with engine.autocast(device, "bf16"):
