@@ -184,8 +184,9 @@ def test_stacked_equals_separate_students_forward_and_training() -> None:
         after = stacked(x).feature
         for s, student in enumerate(separate):
             torch.testing.assert_close(after[s], student(x[s]).feature, rtol=1e-4, atol=1e-6)
-            for stacked_param, param in zip(stacked.params, student.parameters()):
-                torch.testing.assert_close(stacked_param[s], param, rtol=1e-4, atol=1e-6)
+            stacked_params = stacked.student_parameters(s)
+            for name, param in student.named_parameters():
+                torch.testing.assert_close(stacked_params[name], param, rtol=1e-4, atol=1e-6)
 
 
 def test_stacked_reset_and_shape_checks() -> None:
@@ -193,7 +194,8 @@ def test_stacked_reset_and_shape_checks() -> None:
     stacked = StackedAPMStudent(cfg, [1, 2])
     stacked.reset_([7, 8, 9])
     assert stacked.num_students == 3
-    assert torch.equal(stacked.params[0][1], APMStudent(cfg, seed=8).column.weight)
+    fresh = APMStudent(cfg, seed=8)
+    assert all(torch.equal(p, dict(fresh.named_parameters())[n]) for n, p in stacked.student_parameters(1).items())
     with pytest.raises(ValueError, match="inputs on dim 0"):
         stacked(image(cfg, 2, 1))
 

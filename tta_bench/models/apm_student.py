@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
+from torch.nn import functional as F
 
 READOUTS = ("mean", "attention")
 
@@ -68,7 +68,7 @@ PRESETS: dict[str, APMConfig] = {
 
 
 class APMOutput(NamedTuple):
-    """What a forward pass returns (a NamedTuple so that torch.func.vmap can carry it)."""
+    """What a forward pass returns."""
 
     feature: Tensor  # (B, D) pooled feature
     grid: Tensor | None  # (B, g², D) per-location features in location order, when asked for
@@ -104,8 +104,7 @@ class AttentionReadout(nn.Module):
 
     def forward(self, grid: Tensor) -> Tensor:
         keys = grid + self.posenc
-        # need_weights=True keeps MultiheadAttention on its explicit matmul path, which vmap batches natively.
-        pooled, _ = self.attn(self.query.expand(grid.shape[0], -1, -1), keys, keys, need_weights=True)
+        pooled, _ = self.attn(self.query.expand(grid.shape[0], -1, -1), keys, keys, need_weights=False)
         return pooled[:, 0]
 
 
@@ -207,11 +206,21 @@ def init_student_(student: APMStudent, seed: int, device: torch.device | str | N
     return student
 
 
-class StackedAPMStudent(nn.Module):
-    """S independent students (one per test sample, each from its own seed) run in parallel through torch.func.vmap.
+def _plus_bias(x: Tensor, bias: Tensor) -> Tensor:
+    """(S, M, out) + per-student bias (S, out), in x's dtype."""
+    return x + bias.to(x.dtype)[:, None]
 
-    Output s equals `APMStudent(cfg, seeds[s])(x[s])`; parameters carry a leading S dimension, so one optimizer over
-    `parameters()` adapts all S students independently (Adam's updates are element-wise).
+
+class StackedAPMStudent(nn.Module):
+    """S independent students (one per test sample, each from its own seed) computed together as batched matrix
+    products: every layer holds a leading S dimension.
+
+    Output s equals `APMStudent(cfg, seeds[s])(x[s])`, parameter for parameter (`student_parameters(s)` returns them
+    in APMStudent's layout). One optimizer over `parameters()` adapts all S students independently (Adam is
+    element-wise). A linear layer's weights are stored as (S, in, out), so the weight gradient that the batched
+    product yields, xᵀ·grad, already has the parameter's layout: torch.func.vmap over nn.Linear, the first version,
+    produced (S, in, out) gradients and transposed them into (S, out, in) at every step, 38% of a step's GPU time
+    on an H200 (benchmarks/RESULTS.md).
     """
 
     def __init__(self, cfg: APMConfig, seeds: Sequence[int], device: torch.device | str = "cpu",
@@ -221,42 +230,120 @@ class StackedAPMStudent(nn.Module):
         self.cfg = cfg
         self.init_device = init_device
         template = APMStudent(cfg, seed=None)
-        self._param_shapes = [(name, p.shape) for name, p in template.named_parameters()]
-        self._buffer_names = {name.replace(".", "_"): name for name, _ in template.named_buffers()}
-        for attr, name in self._buffer_names.items():
-            self.register_buffer(attr, template.get_buffer(name).to(device), persistent=False)
-        # Kept outside the module tree (a tuple) so that .to() never touches its meta tensors.
-        self._template = (template.to("meta"),)
+        self._shapes = [(name, p.shape) for name, p in template.named_parameters()]
+        self.register_buffer("query_posenc", template.query_posenc.to(device), persistent=False)
+        readout_posenc = template.readout.posenc if template.readout is not None else torch.zeros(0)
+        self.register_buffer("readout_posenc", readout_posenc.to(device), persistent=False)
+        self.params = nn.ParameterDict()
         self.reset_(seeds)
 
     @property
     def num_students(self) -> int:
-        return self.params[0].shape[0]
+        return self.params["column_weight"].shape[0]
+
+    @staticmethod
+    def _stored(name: str) -> str:
+        return name.replace(".", "_")
+
+    @staticmethod
+    def _transposed(name: str, shape: torch.Size) -> bool:
+        """Linear weights (out, in) are stored as (in, out); the column filter and vectors keep their shape."""
+        return len(shape) == 2 and name.endswith("weight")
 
     @torch.no_grad()
     def reset_(self, seeds: Sequence[int]) -> None:
         """Fresh parameters for a new group of samples (any count); build a new optimizer afterwards."""
-        like = self.get_buffer("query_posenc")
+        like = self.query_posenc
         generators = [_generator(seed, self.init_device or like.device) for seed in seeds]
         # student s's k-th parameter is the k-th draw of generator s, as init_student_ draws them
-        per_student = [[_initial_value(shape, g, self.cfg.init_std) for _, shape in self._param_shapes]
-                       for g in generators]
-        self.params = nn.ParameterList(nn.Parameter(torch.stack(draws).to(like)) for draws in zip(*per_student))
+        per_student = [[_initial_value(shape, g, self.cfg.init_std) for _, shape in self._shapes] for g in generators]
+        self.params = nn.ParameterDict()
+        for (name, shape), draws in zip(self._shapes, zip(*per_student)):
+            value = torch.stack(draws).to(like)
+            self.params[self._stored(name)] = nn.Parameter(value.transpose(1, 2).contiguous()
+                                                           if self._transposed(name, shape) else value)
+
+    def student_parameters(self, s: int) -> dict[str, Tensor]:
+        """Student s's parameters under APMStudent's names and layout."""
+        out = {}
+        for name, shape in self._shapes:
+            value = self.params[self._stored(name)][s]
+            out[name] = value.t() if self._transposed(name, shape) else value
+        return out
+
+    def _linear(self, name: str, x: Tensor) -> Tensor:
+        """x (S, M, in) -> (S, M, out) through layer `name` of every student (in the product's dtype, as nn.Linear
+        under autocast: a float32 bias would promote the activations back to float32)."""
+        return _plus_bias(torch.bmm(x, self.params[f"{name}_weight"]), self.params[f"{name}_bias"])
+
+    def _mlp(self, prefix: str, x: Tensor, layers: int, last_relu: bool) -> Tensor:
+        for i in range(layers):
+            x = self._linear(f"{prefix}_{2 * i}", x)
+            if last_relu or i < layers - 1:
+                x = torch.relu(x)
+        return x
 
     def forward(
         self, x: Tensor, chunk_size: int | None = None, order: Tensor | None = None, *, keep_grid: bool = False
     ) -> APMOutput:
         """x (S, B, 3, H, W) -> APMOutput with a leading S on every field; see APMStudent.forward."""
+        cfg, n = self.cfg, self.cfg.locations
         if x.shape[0] != self.num_students:
             raise ValueError(f"expected {self.num_students} inputs on dim 0, got {x.shape[0]}")
-        params = {name: p for (name, _), p in zip(self._param_shapes, self.params)}
-        buffers = {name: self.get_buffer(attr) for attr, name in self._buffer_names.items()}
+        if x.shape[-3:] != (3, cfg.image_size, cfg.image_size):
+            raise ValueError(f"expected input (S, B, 3, {cfg.image_size}, {cfg.image_size}), got {tuple(x.shape)}")
+        order = torch.arange(n, device=x.device) if order is None else order
+        if order.shape != (n,):
+            raise ValueError(f"order must be a permutation of range({n}), got shape {tuple(order.shape)}")
+        students, batch = x.shape[:2]
+        # the column filter of every student at once: a grouped convolution, one group per student
+        column = F.conv2d(x.transpose(0, 1).reshape(batch, students * 3, cfg.image_size, cfg.image_size),
+                          self.params["column_weight"].reshape(students, 3, cfg.patch, cfg.patch),
+                          self.params["column_bias"].reshape(students), stride=cfg.patch, groups=students)
+        trigger = column.reshape(batch, students, n).transpose(0, 1)  # (S, B, g²)
+        attention = cfg.readout == "attention"
+        need_grid = keep_grid or attention
+        total: Tensor | int = 0
+        grids, rgbs = [], []
+        for idx in order.split(chunk_size or n):
+            k = len(idx)
+            queries = torch.cat([trigger[:, :, None].expand(students, batch, k, n),
+                                 self.query_posenc[idx].expand(students, batch, k, n)], dim=-1)
+            flat = queries.reshape(students, batch * k, cfg.query_dim)
+            features = self._linear("head", self._mlp("mlp", flat, len(cfg.hidden), last_relu=True))
+            if cfg.rgb_head:
+                rgb = self._mlp("rgb", torch.cat([features, flat.to(features.dtype)], dim=-1),
+                                len(cfg.rgb_hidden) + 1, last_relu=False)
+                rgbs.append(rgb.reshape(students, batch, k, 3))
+            features = features.reshape(students, batch, k, cfg.feature_dim)
+            if need_grid:
+                grids.append(features)
+            else:
+                total = total + features.sum(dim=2)
+        inverse = torch.argsort(order)
+        grid = torch.cat(grids, dim=2)[:, :, inverse] if need_grid else None
+        if attention:
+            feature = self._attention_readout(grid)
+        else:
+            feature = grid.mean(dim=2) if grid is not None else total / n
+        rgb_grid = torch.cat(rgbs, dim=2)[:, :, inverse] if rgbs else None
+        return APMOutput(feature, grid if keep_grid else None, rgb_grid)
 
-        def one(p: dict[str, Tensor], xs: Tensor) -> APMOutput:
-            return functional_call(self._template[0], (p, buffers), (xs, chunk_size, order), {"keep_grid": keep_grid})
-
-        out_dims = APMOutput(0, 0 if keep_grid else None, 0 if self.cfg.rgb_head else None)
-        return vmap(one, out_dims=out_dims)(params, x)
+    def _attention_readout(self, grid: Tensor) -> Tensor:
+        """AttentionReadout for every student: one learned query over the grid (+ positional encoding), as
+        nn.MultiheadAttention computes it (in-projection, scaled dot-product per head, out-projection)."""
+        students, batch, n, d = grid.shape
+        heads = self.cfg.heads
+        w_in, b_in = self.params["readout_attn_in_proj_weight"], self.params["readout_attn_in_proj_bias"]  # (S, D, 3D)
+        keys = (grid + self.readout_posenc.to(grid.dtype)).reshape(students, batch * n, d)
+        q = _plus_bias(torch.bmm(self.params["readout_query"].reshape(students, 1, d), w_in[:, :, :d]), b_in[:, :d])
+        kv = _plus_bias(torch.bmm(keys, w_in[:, :, d:]), b_in[:, d:])
+        k, v = kv.reshape(students * batch, n, 2, heads, d // heads).permute(2, 0, 3, 1, 4)
+        q = q.to(k.dtype).reshape(students, 1, 1, heads, d // heads).expand(students, batch, 1, heads, d // heads)
+        q = q.reshape(students * batch, 1, heads, d // heads).transpose(1, 2)
+        pooled = F.scaled_dot_product_attention(q, k, v).reshape(students, batch, d)  # one query: heads concatenate
+        return _plus_bias(torch.bmm(pooled, self.params["readout_attn_out_proj_weight"]),
+                          self.params["readout_attn_out_proj_bias"])
 
     def feature_grid(self, x: Tensor, chunk_size: int | None = None, order: Tensor | None = None) -> Tensor:
         """(S, B, g², D) per-location features in location order."""
