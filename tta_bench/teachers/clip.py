@@ -36,14 +36,16 @@ class ClipTeacher(Teacher):
 
     @torch.no_grad()
     def _build_head(self, space: LabelSpace, classes: list[int], prompts: Sequence[Sequence[str]]) -> None:
-        """Each class: the normalised mean of its prompts' normalised text embeddings (once per run)."""
+        """Each class: the normalised mean of its prompts' normalised text embeddings (once per run). Every class's
+        texts go through the text tower together, TEXT_BATCH at a time (one call per class cost 6.7 s for 1000
+        classes on an H200, one prompt each)."""
         device = next(self.model.parameters()).device
-        per_class = []
-        for texts in prompts:
-            tokens = self.tokenizer(list(texts)).to(device)
-            emb = torch.cat([self.model.encode_text(tokens[i:i + TEXT_BATCH]) for i in range(0, len(tokens), TEXT_BATCH)])
-            per_class.append(F.normalize(F.normalize(emb.float(), dim=-1).mean(0), dim=-1))
-        self.text_embeddings = torch.stack(per_class)
+        texts = [t for class_texts in prompts for t in class_texts]
+        owner = torch.tensor([c for c, class_texts in enumerate(prompts) for _ in class_texts], device=device)
+        emb = torch.cat([F.normalize(self.model.encode_text(self.tokenizer(texts[i:i + TEXT_BATCH]).to(device)).float(),
+                                     dim=-1) for i in range(0, len(texts), TEXT_BATCH)])
+        sums = torch.zeros(len(prompts), emb.shape[1], device=device).index_add_(0, owner, emb)
+        self.text_embeddings = F.normalize(sums / torch.bincount(owner, minlength=len(prompts))[:, None], dim=-1)
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
         # float32 even under bf16 autocast: 100 x cosine in bf16 moves in steps of ~0.2 and swaps close classes
