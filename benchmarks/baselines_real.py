@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tta_bench import engine  # noqa: E402
 from tta_bench.config import RunConfig  # noqa: E402
-from tta_bench.data.suites import CORRUPTIONS  # noqa: E402
+from tta_bench.vocabulary import CORRUPTIONS  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

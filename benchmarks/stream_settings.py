@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tta_bench import engine
 from tta_bench.config import RunConfig
-from tta_bench.data.suites import CORRUPTIONS
+from tta_bench.vocabulary import CORRUPTIONS
 
 SETTINGS = ("reset_each_shift", "continual", "mixed_domains", "correlated")
 METHODS = ("source", "bn_adapt", "tent")

@@ -11,6 +11,7 @@ from conftest import WNIDS, image_stack, write_arrays, write_images
 from tta_bench import engine
 from tta_bench.cli import main
 from tta_bench.config import RunConfig
+from tta_bench.vocabulary import PREDICTIONS, SUMMARY
 
 FAST = ["--teacher", "tiny", "--workers", "0", "--device", "cpu", "--no-progress"]
 
@@ -90,15 +91,15 @@ def test_a_truncated_image_stops_the_run_naming_it_and_keeps_earlier_predictions
     argv = ["--suite", "imagenet", "--data-root", str(root), "--allow-partial", *FAST, "--batch-size", "1",
             "--out", str(out)]
     _fails(capsys, argv, f"corrupt or truncated image {bad}")
-    assert len((out / "predictions.jsonl").read_text().splitlines()) == 3
-    assert not (out / "summary.json").exists()
+    assert len((out / PREDICTIONS).read_text().splitlines()) == 3
+    assert not (out / SUMMARY).exists()
 
     # as the message advises: the same command with --on-error skip resumes and counts the file
     assert main(argv + ["--on-error", "skip"]) == 0
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / SUMMARY).read_text())
     split = summary["splits"]["imagenet"]
     assert (split["n"], split["skipped"]) == (5, 1)
-    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (out / PREDICTIONS).read_text().splitlines()]
     (error,) = [r for r in records if r["status"] == "error"]
     assert error["id"] == bad.relative_to(root).as_posix() and str(bad) in error["error"]
     assert not error["correct"] and len(records) == 6
@@ -130,4 +131,4 @@ def test_a_good_run_exits_0_and_prints_the_table(capsys, tmp_path):
                  "--out", str(out)]) == 0
     captured = capsys.readouterr()
     assert f"run folder: {out}" in captured.out and "|" in captured.out
-    assert "Traceback" not in captured.err and (out / "summary.json").exists()
+    assert "Traceback" not in captured.err and (out / SUMMARY).exists()

@@ -12,6 +12,7 @@ from tta_bench import distributed, engine
 from tta_bench.records import read_records
 
 from conftest import CUDA_MARKS, WNIDS, write_images
+from tta_bench.vocabulary import PREDICTIONS, SUMMARY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,10 +33,10 @@ def test_two_process_gloo_run_matches_single_process(tmp_path):
                              capture_output=True, text=True, timeout=300)
     assert sharded.returncode == 0, sharded.stderr
     strip = lambda rs: [{k: v for k, v in r.items()} for r in rs]  # noqa: E731
-    assert strip(read_records(tmp_path / "sharded" / "predictions.jsonl")) == \
-           strip(read_records(tmp_path / "single" / "predictions.jsonl"))
-    a = json.loads((tmp_path / "single" / "summary.json").read_text())
-    b = json.loads((tmp_path / "sharded" / "summary.json").read_text())
+    assert strip(read_records(tmp_path / "sharded" / PREDICTIONS)) == \
+           strip(read_records(tmp_path / "single" / PREDICTIONS))
+    a = json.loads((tmp_path / "single" / SUMMARY).read_text())
+    b = json.loads((tmp_path / "sharded" / SUMMARY).read_text())
     assert b["world_size"] == 2 and a["splits"] == b["splits"]
     assert not (tmp_path / "sharded" / "shards").exists()  # merged into predictions.jsonl
 
@@ -78,8 +79,7 @@ def test_one_process_torchrun_joins_a_process_group_and_equals_a_plain_run(tmp_p
     launched = subprocess.run([*torchrun, *args[:-2], "--out", str(tmp_path / "launched"), "--device", device],
                               cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert launched.returncode == 0, launched.stderr
-    assert read_records(tmp_path / "launched" / "predictions.jsonl") == read_records(tmp_path / "plain" /
-                                                                                    "predictions.jsonl")
-    a = json.loads((tmp_path / "plain" / "summary.json").read_text())
-    b = json.loads((tmp_path / "launched" / "summary.json").read_text())
+    assert read_records(tmp_path / "launched" / PREDICTIONS) == read_records(tmp_path / "plain" / PREDICTIONS)
+    a = json.loads((tmp_path / "plain" / SUMMARY).read_text())
+    b = json.loads((tmp_path / "launched" / SUMMARY).read_text())
     assert a["splits"] == b["splits"] and (a["process_group"], b["process_group"]) == (None, backend)

@@ -13,17 +13,18 @@ import torch
 from conftest import SHARED, WNIDS, needs_shared
 from tta_bench import engine
 from tta_bench.errors import UserError
+from tta_bench.vocabulary import CONFIG, PREDICTIONS, SUMMARY
 
 RECORD_FIELDS = {"split": str, "id": str, "label": int, "pred": int, "top5": list, "correct": bool, "status": str}
 SUMMARY_FIELDS = {"run_name", "suite", "method", "teacher", "source", "data", "setting", "splits", "mean_top1",
-                  "mean_top5", "seed", "seeds", "config", "method_options", "versions", "git_commit", "device", "cost"}
+                  "mean_top5", "seed", "config", "method_options", "versions", "git_commit", "device", "cost"}
 SPLIT_FIELDS = {"n", "top1", "top5", "failed", "skipped"}
 COST_FIELDS = {"seconds", "samples_per_second", "seconds_per_sample", "peak_memory_mb", "teacher_forwards",
                "adaptation_steps", "flops_per_sample"}
 
 
 def _records(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (out / PREDICTIONS).read_text().splitlines()]
 
 
 def _run(cfg, logs: list[str] | None = None) -> dict:
@@ -34,7 +35,7 @@ def test_run_folder_holds_config_predictions_and_summary_in_the_documented_schem
     cfg = tiny_config(suite="imagenet", data_root=str(imagenet_folder), allow_partial=True)
     summary = _run(cfg)
     out = Path(cfg.out)
-    assert json.loads((out / "config.json").read_text()) == cfg.to_dict()
+    assert json.loads((out / CONFIG).read_text()) == cfg.to_dict()
 
     records = _records(out)
     assert len(records) == 6 and len({r["id"] for r in records}) == 6
@@ -45,14 +46,14 @@ def test_run_folder_holds_config_predictions_and_summary_in_the_documented_schem
         assert r["label"] == WNIDS.index(r["id"].split("/")[0])
         assert len(r["top5"]) == 5 and r["top5"][0] == r["pred"] and r["correct"] == (r["pred"] == r["label"])
 
-    assert SUMMARY_FIELDS <= set(summary) and summary == json.loads((out / "summary.json").read_text())
+    assert SUMMARY_FIELDS <= set(summary) and summary == json.loads((out / SUMMARY).read_text())
     assert (summary["suite"], summary["method"], summary["teacher"], summary["source"]) == \
         ("imagenet", "source", "tiny", "published")
     assert summary["run_name"] == out.name and summary["device"] == "cpu" and summary["seed"] == 0
     assert summary["data"] == {**summary["data"], "subset": "full", "generated": False, "partial": True,
                                "n_samples": 6}
-    assert set(summary["setting"]) >= {"name", "dirichlet", "stream_hash"}
-    assert summary["setting"]["name"] == "reset_each_shift" and summary["setting"]["dirichlet"] is None
+    assert set(summary["setting"]) == {"name", "stream_hash"}  # an uncorrelated stream has no Dirichlet parameter
+    assert summary["setting"]["name"] == "reset_each_shift"
     split = summary["splits"]["imagenet"]
     assert SPLIT_FIELDS <= set(split) and split["n"] == 6 and split["failed"] == split["skipped"] == 0
     assert split["top1"] == pytest.approx(100 * np.mean([r["correct"] for r in records]))
@@ -68,11 +69,11 @@ def test_run_folder_holds_config_predictions_and_summary_in_the_documented_schem
 def test_a_second_run_of_the_same_config_reuses_the_finished_folder(imagenet_folder, tiny_config):
     cfg = tiny_config(suite="imagenet", data_root=str(imagenet_folder), allow_partial=True)
     first = _run(cfg)
-    before = (Path(cfg.out) / "predictions.jsonl").read_bytes()
+    before = (Path(cfg.out) / PREDICTIONS).read_bytes()
     logs: list[str] = []
     assert _run(cfg, logs) == first
     assert any("complete; reusing its summary" in line for line in logs)
-    assert (Path(cfg.out) / "predictions.jsonl").read_bytes() == before
+    assert (Path(cfg.out) / PREDICTIONS).read_bytes() == before
 
 
 def test_an_interrupted_run_resumes_without_duplicates_or_a_torn_line(imagenet_folder, tiny_config):
@@ -80,9 +81,9 @@ def test_an_interrupted_run_resumes_without_duplicates_or_a_torn_line(imagenet_f
     first = _run(cfg)
     out = Path(cfg.out)
     complete = _records(out)
-    lines = (out / "predictions.jsonl").read_text().splitlines(keepends=True)
-    (out / "predictions.jsonl").write_text("".join(lines[:2]) + lines[2][:17])  # crash mid-write of line 3
-    (out / "summary.json").unlink()
+    lines = (out / PREDICTIONS).read_text().splitlines(keepends=True)
+    (out / PREDICTIONS).write_text("".join(lines[:2]) + lines[2][:17])  # crash mid-write of line 3
+    (out / SUMMARY).unlink()
     logs: list[str] = []
     resumed = _run(cfg, logs)
     assert any(re.search(r"4 samples to run.*\(2 already done\)", line) for line in logs)
@@ -98,7 +99,7 @@ def test_a_run_folder_of_another_config_is_refused_unless_overwrite(imagenet_fol
         _run(tiny_config(suite="imagenet", data_root=str(imagenet_folder), allow_partial=True, seed=1))
     summary = _run(tiny_config(suite="imagenet", data_root=str(imagenet_folder), allow_partial=True, seed=1,
                                overwrite=True))
-    assert summary["seed"] == 1 and json.loads((Path(cfg.out) / "config.json").read_text())["seed"] == 1
+    assert summary["seed"] == 1 and json.loads((Path(cfg.out) / CONFIG).read_text())["seed"] == 1
 
 
 def test_a_folder_left_by_a_run_that_failed_before_predicting_is_not_a_conflict(imagenet_folder, tiny_config):

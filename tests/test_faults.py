@@ -18,6 +18,7 @@ from tta_bench.records import read_records
 from tta_bench.registry import Entry
 
 from conftest import WNIDS, write_images
+from tta_bench.vocabulary import CONFIG, PREDICTIONS
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def test_disk_full_stops_with_a_clear_message_and_keeps_the_config(tmp_path, dat
     real_fsync = os.fsync
 
     def fsync(fd: int) -> None:  # the disk fills up when the first predictions are flushed
-        if os.readlink(f"/proc/self/fd/{fd}").endswith("predictions.jsonl"):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(PREDICTIONS):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_fsync(fd)
 
@@ -45,7 +46,7 @@ def test_disk_full_stops_with_a_clear_message_and_keeps_the_config(tmp_path, dat
     err = capsys.readouterr().err
     assert code == 2
     assert "cannot write predictions" in err and "No space left on device" in err and "Traceback" not in err
-    assert json.loads((out / "config.json").read_text())["suite"] == "imagenet"
+    assert json.loads((out / CONFIG).read_text())["suite"] == "imagenet"
 
 
 class FlakyMemory(Method):
@@ -100,7 +101,7 @@ def test_failed_samples_are_recorded_counted_and_scored_wrong(monkeypatch, tiny_
     _register(monkeypatch, FailsOdd)
     cfg = tiny_config(suite="imagenet", data_root=str(data), allow_partial=True, method=FailsOdd.name)
     summary = engine.run(cfg, progress=False, log=lambda *_: None)
-    records = read_records(Path(cfg.out) / "predictions.jsonl")
+    records = read_records(Path(cfg.out) / PREDICTIONS)
     failed = [r for r in records if r["status"] == "failed"]
     assert failed and all(not r["correct"] for r in failed)
     assert summary["splits"]["imagenet"]["failed"] == len(failed)

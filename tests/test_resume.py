@@ -15,6 +15,7 @@ from tta_bench.records import read_records
 from tta_bench.report.recompute import recompute
 
 from conftest import WNIDS, write_images
+from tta_bench.vocabulary import PREDICTIONS, SUMMARY
 
 ROOT = Path(__file__).resolve().parents[1]
 N_PER_CLASS = 60
@@ -28,7 +29,7 @@ def _command(data: Path, out: Path, *extra: str) -> list[str]:
 
 def _start_and_stop(cmd: list[str], out: Path, sig: int, after_lines: int = 5) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    path = out / "predictions.jsonl"
+    path = out / PREDICTIONS
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if path.exists() and path.read_bytes().count(b"\n") >= after_lines:
@@ -48,17 +49,17 @@ def test_sigkill_then_resume_predicts_every_sample_once(tmp_path):
     data, out = _data(tmp_path), tmp_path / "run"
     killed = _start_and_stop(_command(data, out), out, signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL
-    partial = read_records(out / "predictions.jsonl")
+    partial = read_records(out / PREDICTIONS)
     total = N_PER_CLASS * len(WNIDS)
     assert 0 < len(partial) < total, "the kill must land mid-run"
-    assert not (out / "summary.json").exists()
+    assert not (out / SUMMARY).exists()
 
     done = subprocess.run(_command(data, out), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    records = read_records(out / "predictions.jsonl")
+    records = read_records(out / PREDICTIONS)
     keys = [(r["split"], r["id"]) for r in records]
     assert len(keys) == len(set(keys)) == total
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / SUMMARY).read_text())
     assert summary["splits"]["imagenet"]["n"] == total
     # the resumed run's saved logits are aligned with its predictions and recompute the summary exactly
     with np.load(out / "logits" / "imagenet.npz", allow_pickle=False) as z:
@@ -77,7 +78,7 @@ def test_same_command_and_seed_give_identical_predictions(tmp_path, tiny_config)
         cfg = tiny_config(suite="imagenet", data_root=str(data), allow_partial=True, limit=20, out=str(tmp_path / name),
                           seed=7 if name == "c" else 0, save_logits=True)
         engine.run(cfg, progress=False, log=lambda *_: None)
-    a, b, c = ((tmp_path / n / "predictions.jsonl").read_bytes() for n in "abc")
+    a, b, c = ((tmp_path / n / PREDICTIONS).read_bytes() for n in "abc")
     assert a == b
     assert a != c  # another seed shuffles the stream into another order
 
@@ -88,15 +89,15 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     assert stopped.returncode == 130, stopped.stderr_text
     assert "rerun the same command to resume" in stopped.stderr_text
     assert "Traceback" not in stopped.stderr_text
-    before = read_records(out / "predictions.jsonl")
+    before = read_records(out / PREDICTIONS)
     subprocess.run(_command(data, out), check=True, capture_output=True, timeout=300)
-    after = read_records(out / "predictions.jsonl")
+    after = read_records(out / PREDICTIONS)
     assert {(r["split"], r["id"]) for r in before} <= {(r["split"], r["id"]) for r in after}
     assert len(after) == N_PER_CLASS * len(WNIDS)
 
 
 def test_kill_during_summary_write_keeps_the_previous_summary(tmp_path):
-    path = tmp_path / "summary.json"
+    path = tmp_path / SUMMARY
     previous = {"splits": {"x": {"top1": 50.0}}}
     path.write_text(json.dumps(previous))
     writer = ("import sys; from pathlib import Path; from tta_bench.records import write_json; "
@@ -118,10 +119,10 @@ def test_torn_last_line_is_dropped_on_resume(tmp_path, tiny_config):
     data = _data(tmp_path)
     cfg = tiny_config(suite="imagenet", data_root=str(data), allow_partial=True, limit=6)
     engine.run(cfg, progress=False, log=lambda *_: None)
-    path = Path(cfg.out) / "predictions.jsonl"
+    path = Path(cfg.out) / PREDICTIONS
     lines = path.read_bytes().splitlines(keepends=True)
     path.write_bytes(b"".join(lines[:3]) + lines[3][:10])  # a crash in the middle of line 4
-    (Path(cfg.out) / "summary.json").unlink()
+    (Path(cfg.out) / SUMMARY).unlink()
     summary = engine.run(cfg, progress=False, log=lambda *_: None)
     records = read_records(path)
     assert len(records) == len({(r["split"], r["id"]) for r in records}) == 6 * 1

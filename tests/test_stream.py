@@ -16,6 +16,7 @@ from tta_bench.data.build import Split
 from tta_bench.data.sources import ArraySource, FileSource
 from tta_bench.errors import UserError
 from tta_bench.stream import GRADUAL, SETTINGS, build_stream, dirichlet_order
+from tta_bench.vocabulary import PREDICTIONS
 
 CORRUPTIONS = ("gaussian_noise", "fog")
 
@@ -51,7 +52,7 @@ def test_a_non_adapting_method_predicts_the_same_under_every_setting(graded_imag
                         num_workers=0, device="cpu", batch_size=4, out=str(out))
         summary = engine.run(cfg, progress=False, log=lambda *_: None)
         assert summary["setting"]["name"] == setting and summary["data"]["n_samples"] == 30
-        records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+        records = [json.loads(line) for line in (out / PREDICTIONS).read_text().splitlines()]
         predictions[setting] = {(r["split"], r["id"]): (r["pred"], r["top5"]) for r in records}
     reference = predictions["reset_each_shift"]
     assert len(reference) == 30

@@ -125,16 +125,8 @@ def cmd_run(argv: Sequence[str]) -> int:
         return 0
     for suite, table in build_tables(summaries).items():
         print(f"\n{suite}\n{render(table, 'md')}")
-    for c in configs:
+    for c in configs:  # the table above is the aggregate over seeds (mean ± std); `table` rebuilds it any time
         print(f"run folder: {c.out or engine.default_out(c)}")
-    if len(summaries) > 1:
-        from .records import write_json
-        from .report.seeds import aggregate
-
-        first = Path(configs[0].out) if configs[0].out else engine.default_out(configs[0])
-        path = first.parent / f"{first.name.replace(f'seed{configs[0].seed}-', '')}-seeds-{'-'.join(map(str, a.seeds))}.json"
-        write_json(path, aggregate(summaries))
-        print(f"aggregate over seeds {a.seeds}: {path}")
     return 0
 
 

@@ -5,6 +5,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .vocabulary import DEFAULT_SETTING, NOT_IDENTITY
+
 SOURCES = ("published", "hub", "generated")
 
 
@@ -21,7 +23,7 @@ class RunConfig:
     severities: list[int] | None = None  # None: the suite's default (5 for corruption suites)
     limit: int | None = None  # first N samples of every split (after the subset)
     subset: str | None = None  # "5k": the RobustBench 5,000-image ImageNet list
-    setting: str = "reset_each_shift"
+    setting: str = DEFAULT_SETTING
     dirichlet: float = 0.1
     seed: int = 0
     batch_size: int = 64
@@ -49,14 +51,9 @@ class RunConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define what a run computes; resume refuses a folder whose identity differs.
-
-        Output location, worker count, the overwrite flag and what a corrupt file does (stop, or skip: the
-        rerun that the stop message advises) do not change the predictions of the samples that run."""
-        d = self.to_dict()
-        for k in ("out", "num_workers", "overwrite", "device", "on_error"):
-            d.pop(k)
-        return d
+        """The fields that define what a run computes (all but vocabulary.NOT_IDENTITY); resume refuses a folder
+        whose identity differs."""
+        return {k: v for k, v in self.to_dict().items() if k not in NOT_IDENTITY}
 
 
 def parse_key_values(items: list[str], flag: str, convert=lambda v: v) -> dict[str, Any]:

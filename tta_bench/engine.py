@@ -32,10 +32,11 @@ from .data.sources import sample_seed
 from .errors import UserError
 from .methods import METHODS, build_method
 from .methods.base import PRECISIONS, Batch, Method
-from .records import SUMMARY, RunFolder
+from .records import RunFolder
 from .stream import Stream, build_stream, required_severities
 from .summary import git_commit, summarize, versions
 from .teachers import build_teacher
+from .vocabulary import SUMMARY
 
 RUNS_DIR = Path("results/runs")
 
@@ -242,8 +243,8 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
     records = folder.merge(order, suite.classes)
     summary = summarize(records, [s.name for s in suite.splits],
                         _meta(p, method, seconds, n_todo * dist.world, steps, forwards, device, precision, dist))
-    folder.write_summary(summary)
-    return summary
+    folder.write_summary(summary.to_dict())
+    return summary.to_dict()
 
 
 def _predict(method: Method, batch: Batch):
@@ -330,9 +331,8 @@ def _meta(p: Prepared, method: Method, seconds: float, n: int, steps: int, forwa
         "data": {"subset": suite.subset, "generated": suite.generated, "partial": suite.partial,
                  "n_samples": len(p.stream.items), "notes": suite.notes, "classes": len(suite.classes),
                  "label_space": suite.space.name},
-        "setting": {"name": p.stream.setting, "dirichlet": None, **p.stream.params,
-                    "stream_hash": p.stream.hash(suite.splits)},
-        "seed": cfg.seed, "seeds": None, "config": cfg.to_dict(), "method_options": options,
+        "setting": {"name": p.stream.setting, **p.stream.params, "stream_hash": p.stream.hash(suite.splits)},
+        "seed": cfg.seed, "config": cfg.to_dict(), "method_options": options,
         "prompts": {"spec": cfg.prompts, "sha256": file_hash(cfg.prompts)},
         "versions": versions(), "git_commit": git_commit(), "device": str(device),
         "precision": precision, "world_size": dist.world,

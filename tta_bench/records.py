@@ -13,11 +13,10 @@ from typing import Any, Iterable
 
 from .config import RunConfig
 from .errors import UserError
+from .vocabulary import CONFIG, LOGITS, PREDICTIONS, SHARDS, SUMMARY
 
 import numpy as np
 
-PREDICTIONS, SUMMARY, CONFIG = "predictions.jsonl", "summary.json", "config.json"
-SHARDS, LOGITS = "shards", "logits"
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -5,16 +5,19 @@ an uninterrupted one.
 """
 from __future__ import annotations
 
+import dataclasses
 import platform
 import subprocess
 from collections import defaultdict
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .metrics import accuracy, agreement, topk_accuracy
+from .vocabulary import parse_split
 
 VERSIONED = ("torch", "torchvision", "timm", "open_clip_torch", "numpy", "datasets", "imagecorruptions-imaug",
              "tta-bench")
@@ -37,23 +40,64 @@ def split_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def summarize(records: list[dict[str, Any]], split_order: list[str], meta: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class Summary:
+    """summary.json: a run's accuracies (per split and means) and its provenance. The engine writes it, the report
+    and the test fixtures build it the same way (``Summary.of``); ``to_dict`` is the file's content."""
+
+    run_name: str
+    suite: str
+    method: str
+    teacher: str
+    source: str
+    data: dict[str, Any]  # subset, generated, partial, n_samples, notes, classes, label_space
+    setting: dict[str, Any]  # name, its parameters, stream_hash
+    seed: int
+    config: dict[str, Any]  # the RunConfig, as config.json holds it
+    method_options: dict[str, Any]  # the options the method ran with
+    cost: dict[str, Any]  # seconds, samples, samples/s, peak memory, forwards, steps, FLOPs
+    splits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mean_top1: float = float("nan")
+    mean_top5: float = float("nan")
+    prompts: dict[str, Any] | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    git_commit: str | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
+    world_size: int = 1
+    process_group: str | None = None
+    # present only where they apply
+    mean_top1_by_severity: dict[str, float] | None = None  # several severities (gradual)
+    teacher_mean_top1: float | None = None  # methods that report their teacher (APM)
+    mean_agreement: float | None = None
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("mean_top1_by_severity", "teacher_mean_top1", "mean_agreement")
+
+    @classmethod
+    def of(cls, splits: dict[str, dict[str, Any]], **fields: Any) -> "Summary":
+        """A summary whose means are computed from `splits` (each split's metrics as split_metrics returns them)."""
+        summary = cls(splits=splits, **fields)
+        summary.mean_top1 = _mean(s["top1"] for s in splits.values())
+        summary.mean_top5 = _mean(s["top5"] for s in splits.values() if "top5" in s)
+        severity = {name: parsed[1] for name in splits if (parsed := parse_split(name))}
+        if len(set(severity.values())) > 1:  # e.g. gradual: published tables average severity 5 only
+            summary.mean_top1_by_severity = {
+                str(sev): _mean(v["top1"] for name, v in splits.items() if severity.get(name) == sev)
+                for sev in sorted(set(severity.values()))}
+        if splits and all("teacher_top1" in s for s in splits.values()):
+            summary.teacher_mean_top1 = _mean(s["teacher_top1"] for s in splits.values())
+            summary.mean_agreement = _mean(s["agreement"] for s in splits.values())
+        return summary
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None or k not in self.OPTIONAL}
+
+
+def summarize(records: list[dict[str, Any]], split_order: list[str], meta: dict[str, Any]) -> Summary:
     by_split: dict[str, list] = defaultdict(list)
     for r in records:
         by_split[r["split"]].append(r)
-    splits = {name: split_metrics(by_split[name]) for name in split_order if by_split.get(name)}
-    summary = {**meta, "splits": splits}
-    summary["mean_top1"] = _mean(s["top1"] for s in splits.values())
-    summary["mean_top5"] = _mean(s["top5"] for s in splits.values())
-    severities = {name.rpartition("-")[2] for name in splits if name.rpartition("-")[2].isdigit()}
-    if len(severities) > 1:  # e.g. gradual: published tables average severity 5 only
-        summary["mean_top1_by_severity"] = {
-            sev: _mean(v["top1"] for name, v in splits.items() if name.rpartition("-")[2] == sev)
-            for sev in sorted(severities)}
-    if splits and all("teacher_top1" in s for s in splits.values()):
-        summary["teacher_mean_top1"] = _mean(s["teacher_top1"] for s in splits.values())
-        summary["mean_agreement"] = _mean(s["agreement"] for s in splits.values())
-    return summary
+    return Summary.of({name: split_metrics(by_split[name]) for name in split_order if by_split.get(name)}, **meta)
 
 
 def _mean(values) -> float:

@@ -249,7 +249,7 @@ def parse_shard(text: str | None, env: Mapping[str, str] | None = None) -> tuple
 
 def status(run: SweepRun) -> str:
     """done: the folder holds a summary of this very configuration; partial: predictions without a summary."""
-    from .records import CONFIG, PREDICTIONS, SUMMARY
+    from .vocabulary import CONFIG, PREDICTIONS, SUMMARY
 
     folder = Path(run.cfg.out)
     if (folder / SUMMARY).is_file() and (folder / CONFIG).is_file():
@@ -335,7 +335,7 @@ def run_sweep(runs: list[SweepRun], progress: bool = True, log: Callable[[str], 
     A run that fails with a user error (no data, unknown method) is recorded and the sweep goes on, so that one
     bad cell does not waste a job array."""
     from . import engine
-    from .records import SUMMARY
+    from .vocabulary import SUMMARY
 
     result = SweepResult([], [])
     for k, run in enumerate(runs, 1):

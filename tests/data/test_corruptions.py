@@ -5,7 +5,8 @@ import pytest
 from imagecorruptions import get_corruption_names
 from PIL import Image
 
-from tta_bench.data.corruptions import CORRUPTIONS, FAMILIES, corrupt
+from tta_bench.data.corruptions import FAMILIES, corrupt
+from tta_bench.vocabulary import CORRUPTIONS
 from tta_bench.data.corruptions_cifar import CIFAR_C_CONSTANTS
 
 SIZE = {"imagenet-c": 224, "cifar-c": 32}  # the size each family is made for

@@ -11,6 +11,7 @@ from tta_bench import engine
 from tta_bench.config import RunConfig
 from tta_bench.data.build import load_suite
 from tta_bench.errors import UserError
+from tta_bench.vocabulary import PREDICTIONS
 
 
 def _generated(suite, root, **kw):
@@ -76,7 +77,7 @@ def test_engine_on_generated_data_keeps_the_clean_labels(clean_cifar, tmp_path):
     summary = engine.run(cfg, progress=False, log=lambda *_: None)
     assert summary["source"] == "generated" and summary["data"]["generated"] is True
     assert set(summary["splits"]) == {"fog-5", "pixelate-5"}
-    records = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "run" / PREDICTIONS).read_text().splitlines()]
     labels = [3, 8, 8, 0, 6, 6]
     assert len(records) == 12 and all(r["label"] == labels[int(r["id"])] for r in records)
 

@@ -13,6 +13,7 @@ from tta_bench import engine
 from tta_bench.config import RunConfig
 from tta_bench.data.build import load_suite
 from tta_bench.errors import DataError, UserError
+from tta_bench.vocabulary import PREDICTIONS
 
 
 @pytest.fixture(autouse=True)
@@ -107,5 +108,5 @@ def test_engine_runs_on_a_saved_hub_dataset(tmp_path):
                     teacher="tiny", num_workers=0, device="cpu", out=str(tmp_path / "run"))
     summary = engine.run(cfg, progress=False, log=lambda *_: None)
     assert summary["source"] == "hub" and summary["splits"]["cifar10"]["n"] == 5
-    records = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "run" / PREDICTIONS).read_text().splitlines()]
     assert sorted((r["id"], r["label"]) for r in records) == [(f"cifar10/{i}", i) for i in range(5)]

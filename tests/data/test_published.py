@@ -13,6 +13,7 @@ from tta_bench.config import RunConfig
 from tta_bench.data import published
 from tta_bench.data.build import load_suite
 from tta_bench.errors import DataError
+from tta_bench.vocabulary import PREDICTIONS
 
 LEOPARD = "n02128385"  # ImageNet class 288
 
@@ -49,7 +50,7 @@ def test_200_class_suites_restrict_the_head_to_the_wnids_present(tmp_path, suite
     summary = engine.run(RunConfig(suite=suite, data_root=str(tmp_path / "data"), allow_partial=True, teacher="tiny",
                                    num_workers=0, device="cpu", out=str(tmp_path / "run")), progress=False,
                          log=lambda *_: None)
-    records = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "run" / PREDICTIONS).read_text().splitlines()]
     assert len(records) == 5
     assert all(r["pred"] in data.classes and set(r["top5"]) <= set(data.classes) for r in records)
     assert {r["label"] for r in records} == {2, 281, 288}

@@ -12,6 +12,7 @@ from tta_bench.errors import UserError
 from tta_bench.methods import build_method
 from tta_bench.methods.base import Batch
 from tta_bench.methods.bn_adapt import batch_norm_layers
+from tta_bench.vocabulary import SUMMARY
 
 
 def predict(method, x: torch.Tensor) -> torch.Tensor:
@@ -52,5 +53,5 @@ def test_bn_adapt_end_to_end_records_its_options(cifar_run):
     summary = engine.run(cifar_run(method="bn_adapt"), progress=False, log=lambda *_: None)
     assert summary["method_options"] == {"steps": 0, "lr": 0.0, "reset": "online"}
     assert summary["data"]["n_samples"] == 8
-    saved = json.loads((Path(cifar_run().out) / "summary.json").read_text())
+    saved = json.loads((Path(cifar_run().out) / SUMMARY).read_text())
     assert saved["method"] == "bn_adapt"

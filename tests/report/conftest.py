@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tta_bench.summary import Summary
+from tta_bench.vocabulary import CONFIG, DEFAULT_SETTING, SUMMARY
 
 
 def make_summary(name: str, method: str, teacher: str | None, splits: dict, *, suite: str = "imagenet-c",
@@ -14,21 +16,14 @@ def make_summary(name: str, method: str, teacher: str | None, splits: dict, *, s
                  options: dict | None = None) -> dict:
     """A summary.json as the engine writes it, with means computed from `splits`."""
     options = options or {}
-    config = {"suite": suite, "method": method, "teacher": teacher, "source": source, "setting": "reset_each_shift",
+    config = {"suite": suite, "method": method, "teacher": teacher, "source": source, "setting": DEFAULT_SETTING,
               "seed": seed, "subset": subset, "limit": None, "method_options": options, "out": f"/runs/{name}"}
-    summary = {
-        "run_name": name, "suite": suite, "method": method, "teacher": teacher, "source": source,
-        "data": {"subset": subset, "generated": source == "generated", "partial": False, "n_samples": 100},
-        "setting": {"name": "reset_each_shift", "dirichlet": None, "stream_hash": f"sha256-{name}"},
-        "splits": copy.deepcopy(splits),
-        "mean_top1": sum(s["top1"] for s in splits.values()) / len(splits),
-        "seed": seed, "seeds": None, "config": config, "method_options": options,
-        "cost": {"seconds": 10.0, "samples_per_second": 1 / seconds, "seconds_per_sample": seconds},
-    }
-    if any("teacher_top1" in s for s in splits.values()):
-        summary["teacher_mean_top1"] = sum(s["teacher_top1"] for s in splits.values()) / len(splits)
-        summary["mean_agreement"] = sum(s["agreement"] for s in splits.values()) / len(splits)
-    return summary
+    return Summary.of(
+        copy.deepcopy(splits), run_name=name, suite=suite, method=method, teacher=teacher, source=source,
+        data={"subset": subset, "generated": source == "generated", "partial": False, "n_samples": 100},
+        setting={"name": DEFAULT_SETTING, "stream_hash": f"sha256-{name}"}, seed=seed, config=config,
+        method_options=options, cost={"seconds": 10.0, "samples_per_second": 1 / seconds, "seconds_per_sample": seconds},
+    ).to_dict()
 
 
 def split(top1: float, **extra: float) -> dict:
@@ -67,8 +62,8 @@ def write_runs(root: Path, summaries: list[dict]) -> list[Path]:
     for summary in summaries:
         run_dir = root / summary["run_name"]
         run_dir.mkdir(parents=True)
-        (run_dir / "config.json").write_text(json.dumps(summary["config"]))
-        (run_dir / "summary.json").write_text(json.dumps(summary))
+        (run_dir / CONFIG).write_text(json.dumps(summary["config"]))
+        (run_dir / SUMMARY).write_text(json.dumps(summary))
         dirs.append(run_dir)
     return dirs
 

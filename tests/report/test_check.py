@@ -8,6 +8,7 @@ import pytest
 from tta_bench.report import check, check_command, format_check, write_reference
 
 from .conftest import fixture_summaries, write_runs
+from tta_bench.vocabulary import SUMMARY
 
 
 @pytest.fixture
@@ -88,7 +89,7 @@ def test_a_file_of_several_references_picks_the_runs_own(tmp_path):
     from tta_bench.report import check_command
 
     run = write_runs(tmp_path / "runs", fixture_summaries()[:1])[0]
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads((run / SUMMARY).read_text())
     own = write_reference(summary)
     other = {**own, "method": "someone-else", "splits": {k: 100.0 for k in own["splits"]}}
     path = tmp_path / "reference.json"

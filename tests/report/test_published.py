@@ -5,7 +5,7 @@ import pytest
 
 from tta_bench.report import load_published
 from tta_bench.report.published import COLUMNS
-from tta_bench.report.splits import CORRUPTIONS
+from tta_bench.vocabulary import CORRUPTIONS
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import pytest
 from tta_bench.report import RunFolderError, load_runs, load_summary
 
 from .conftest import fixture_summaries, write_runs
+from tta_bench.vocabulary import CONFIG, SUMMARY
 
 
 def test_loads_a_run_folder_and_a_tree_of_them(runs_root):
@@ -20,17 +21,17 @@ def test_loads_a_run_folder_and_a_tree_of_them(runs_root):
 def test_missing_summary_names_the_folder(runs_root):
     unfinished = runs_root / "imagenet-c" / "unfinished"
     unfinished.mkdir()
-    (unfinished / "config.json").write_text("{}")
+    (unfinished / CONFIG).write_text("{}")
     with pytest.raises(RunFolderError, match=r"unfinished: no summary\.json"):
         load_runs([runs_root])
 
 
 def test_malformed_summary_names_the_file(tmp_path):
     bad_json, bad_shape = write_runs(tmp_path, fixture_summaries()[:2])
-    (bad_json / "summary.json").write_text("{not json")
+    (bad_json / SUMMARY).write_text("{not json")
     with pytest.raises(RunFolderError, match=r"source-run.summary\.json: malformed JSON"):
         load_summary(bad_json)
-    (bad_shape / "summary.json").write_text(json.dumps({"suite": "imagenet-c", "splits": {"fog-5": 3}}))
+    (bad_shape / SUMMARY).write_text(json.dumps({"suite": "imagenet-c", "splits": {"fog-5": 3}}))
     with pytest.raises(RunFolderError, match=r"apm-run.summary\.json: malformed summary: 'method' missing.*'fog-5'"):
         load_summary(bad_shape)
 

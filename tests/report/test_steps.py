@@ -10,6 +10,7 @@ from tta_bench.report.runs import RunFolderError
 from tta_bench.report.steps import curve, summary_at_step
 
 from .conftest import make_summary
+from tta_bench.vocabulary import CONFIG, PREDICTIONS, SUMMARY
 
 
 def _run(tmp_path):
@@ -17,10 +18,10 @@ def _run(tmp_path):
     run.mkdir()
     splits = {"fog-5": {"n": 4, "top1": 75.0, "top5": 100.0, "teacher_top1": 75.0, "agreement": 100.0}}
     summary = make_summary("apm-run", "apm", "tiny", splits, source="generated", options={"steps": 10})
-    (run / "summary.json").write_text(json.dumps(summary))
-    (run / "config.json").write_text(json.dumps(summary["config"]))
+    (run / SUMMARY).write_text(json.dumps(summary))
+    (run / CONFIG).write_text(json.dumps(summary["config"]))
     labels, at0, at10 = [0, 1, 2, 3], [5, 5, 5, 3], [0, 1, 2, 0]
-    with open(run / "predictions.jsonl", "w") as f:
+    with open(run / PREDICTIONS, "w") as f:
         for i, (y, p0, p10) in enumerate(zip(labels, at0, at10)):
             f.write(json.dumps({"split": "fog-5", "id": str(i), "label": y, "pred": p10, "status": "ok",
                                 "steps": {"0": {"pred": p0, "agree": False}, "10": {"pred": p10, "agree": i != 3}}}) + "\n")

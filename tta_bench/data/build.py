@@ -20,6 +20,7 @@ from .labels import LabelSpace, label_space
 from .published import LAYOUTS
 from .sources import CorruptedSource, Geometry, SampleSource
 from .suites import SUITES, SuiteSpec
+from ..vocabulary import parse_split, split_name
 
 SUBSETS = {"5k": "imagenet_5000_val_ids.txt"}
 
@@ -65,7 +66,7 @@ def load_suite(cfg: RunConfig) -> SuiteData:
         clean = _clean_source(SUITES.get(spec.clean), cfg, space)
         clean = _select(clean, cfg)
         geometry = Geometry(*spec.geometry)
-        splits = [Split(f"{c}-{s}", CorruptedSource(clean, c, s, spec.family, geometry, cfg.seed), c, s)
+        splits = [Split(split_name(c, s), CorruptedSource(clean, c, s, spec.family, geometry, cfg.seed), c, s)
                   for c in corruptions for s in severities]
     elif source == "hub":
         if spec.is_corruption:
@@ -102,10 +103,7 @@ def _domains(spec: SuiteSpec, cfg: RunConfig) -> tuple[list[str], list[int]]:
 
 
 def _domain_of(name: str, spec: SuiteSpec) -> tuple[str | None, int | None]:
-    if not spec.is_corruption:
-        return None, None
-    corruption, _, severity = name.rpartition("-")
-    return corruption, int(severity)
+    return (parse_split(name) or (None, None)) if spec.is_corruption else (None, None)
 
 
 def _root(spec: SuiteSpec, cfg: RunConfig) -> Path | None:

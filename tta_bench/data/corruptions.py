@@ -15,26 +15,9 @@ import numpy as np
 from imagecorruptions import corrupt as imagecorruptions_corrupt
 
 from tta_bench.data.corruptions_cifar import corrupt_cifar
+from tta_bench.vocabulary import CORRUPTIONS, SEVERITIES
 
-CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
 FAMILIES = ("imagenet-c", "cifar-c")
-SEVERITIES = (1, 2, 3, 4, 5)
 
 # imagecorruptions draws these two from a fresh, unseeded generator unless given `seed=`; all others use np.random.
 _TAKES_SEED_ARGUMENT = frozenset({"impulse_noise", "glass_blur"})

@@ -15,6 +15,7 @@ from ..registry import Registry
 from .images import is_image
 from .labels import LabelSpace
 from .sources import ArraySource, FileSource, SampleSource
+from ..vocabulary import split_name
 
 CIFAR_C_PER_SEVERITY = 10_000
 Layout = Callable[..., list[tuple[str, SampleSource]]]
@@ -72,7 +73,7 @@ def imagenet_c(root: Path, space: LabelSpace, corruptions: Sequence[str], severi
     what = "<root>/<corruption>/<severity 1-5>/<wnid>/<image>"
     domains = [(c, s) for c in corruptions for s in severities]
     present = _present(root, "imagenet-c", domains, lambda c, s: (root / c / str(s)).is_dir(), allow_partial, notes)
-    return [(f"{c}-{s}", _folder_source(root, root / c / str(s), _by_key(space), what)) for c, s in present]
+    return [(split_name(c, s), _folder_source(root, root / c / str(s), _by_key(space), what)) for c, s in present]
 
 
 def _present(root: Path, suite: str, domains: list[tuple[str, int]], exists: Callable[[str, int], bool],
@@ -115,7 +116,7 @@ def cifar_c(root: Path, space: LabelSpace, corruptions: Sequence[str], severitie
         rows = list(range((s - 1) * CIFAR_C_PER_SEVERITY, min(s * CIFAR_C_PER_SEVERITY, len(labels))))
         if not rows:
             raise DataError(f"{path} holds {len(labels)} images: no severity {s} (10,000 per severity)")
-        out.append((f"{c}-{s}", ArraySource(path, rows, [labels[r] for r in rows])))
+        out.append((split_name(c, s), ArraySource(path, rows, [labels[r] for r in rows])))
     return out
 
 

@@ -14,11 +14,8 @@ from typing import Any
 import yaml
 
 from ..registry import Registry
+from ..vocabulary import CORRUPTIONS
 
-CORRUPTIONS = (
-    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
-    "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",
-)
 SUITES_DIR = Path(__file__).resolve().parents[2] / "suites"
 
 
@@ -48,7 +45,6 @@ class SuiteSpec:
     expected_images: int | None = None  # per split (per corruption and severity for corruption suites)
     expected_classes: int | None = None
     hub: HubSpec | None = None
-    subsets: tuple[str, ...] = ()
 
     @property
     def is_corruption(self) -> bool:
@@ -63,7 +59,7 @@ def _spec_from_yaml(path: Path) -> SuiteSpec:
     data: dict[str, Any] = yaml.safe_load(path.read_text())
     if data.get("hub"):
         data["hub"] = HubSpec(**data["hub"])
-    for key in ("corruptions", "severities", "geometry", "subsets"):
+    for key in ("corruptions", "severities", "geometry"):
         if key in data and data[key] is not None:
             data[key] = tuple(data[key])
     known = {f.name for f in dataclasses.fields(SuiteSpec)}

@@ -15,7 +15,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from .runs import RunGroup, group_runs, load_summary, run_label
-from .splits import CORRUPTIONS, is_aggregate, parse_corruption, split_value
+from ..vocabulary import CORRUPTIONS
+from .splits import is_aggregate, parse_corruption, split_value
 from .tables import replicate_values
 
 FORMATS = ("png", "svg")

@@ -12,21 +12,21 @@ from pathlib import Path
 import numpy as np
 
 from ..metrics import brier_score, expected_calibration_error, negative_log_likelihood, ECE_BINS
+from ..vocabulary import LOGITS, METRICS, PREDICTIONS
 from .runs import RunFolderError, load_summary
 
 METRICS = ("top1", "top5", "ece", "nll", "brier", "per-class")
-METRICS_FILE = "metrics.json"
 
 
 def split_arrays(run_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(logits float32 (N, C), label positions within the evaluated classes (N,), classes (C,))."""
-    path = run_dir / "logits" / f"{split}.npz"
+    path = run_dir / LOGITS / f"{split}.npz"
     if not path.is_file():
         raise RunFolderError(f"{run_dir}: no saved logits for split {split} (run it with --save-logits)")
     with np.load(path, allow_pickle=False) as z:
         logits, ids, classes = z["logits"].astype(np.float32), z["ids"], z["classes"]
     labels = {}
-    with open(run_dir / "predictions.jsonl") as f:
+    with open(run_dir / PREDICTIONS) as f:
         for line in f:
             r = json.loads(line)
             if r["split"] == split:
@@ -74,7 +74,7 @@ def metrics_command(run_dirs: list[str], names: tuple[str, ...]) -> str:
     lines = [f"ECE: {ECE_BINS} equal-width confidence bins, percent; NLL in nats; Brier summed over classes"]
     for run_dir in run_dirs:
         values = recompute(run_dir, names)
-        path = Path(run_dir) / METRICS_FILE
+        path = Path(run_dir) / METRICS
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps({"ece_bins": ECE_BINS, "splits": values}, indent=2, sort_keys=True) + "\n")
         tmp.replace(path)

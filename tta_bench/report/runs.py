@@ -10,17 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from ..vocabulary import DEFAULT_SETTING, METRICS, RUN_FILES, SUMMARY
 from .splits import table_of
 
-SUMMARY = "summary.json"
 # Any of these marks a folder as a run folder (so a run without summary.json is reported, not skipped).
-RUN_FILES = (SUMMARY, "config.json", "predictions.jsonl")
 REQUIRED = {"suite": str, "method": str, "splits": dict}
 # Config entries that do not change a result: runs differing only in these are replicates of one row.
 IGNORED_CONFIG_KEYS = frozenset({  # RunConfig fields that do not change what a run computes
     "seed", "suite", "out", "data_root", "device", "num_workers", "overwrite", "on_error",
 })
-DEFAULT_SETTING = "reset_each_shift"
 
 
 class RunFolderError(ValueError):
@@ -50,7 +48,7 @@ def load_summary(run_dir: str | Path) -> dict:
     problems = _problems(summary)
     if problems:
         raise RunFolderError(f"{path}: malformed summary: {'; '.join(problems)}")
-    extra = Path(run_dir) / "metrics.json"  # written by `metrics`: ECE, NLL, ... recomputed from saved logits
+    extra = Path(run_dir) / METRICS  # written by `metrics`: ECE, NLL, ... recomputed from saved logits
     if extra.is_file():
         for split, values in json.loads(extra.read_text(encoding="utf-8"))["splits"].items():
             if split in summary["splits"]:

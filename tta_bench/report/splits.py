@@ -4,23 +4,16 @@ Kept apart from `tta_bench.data` so that the report imports without torch or any
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Iterable
 
-# ImageNet-C order (Hendrycks & Dietterich): noise, blur, weather, digital. CIFAR-C extras sort after these.
-CORRUPTIONS = (
-    "gaussian_noise", "shot_noise", "impulse_noise",
-    "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
-    "snow", "frost", "fog",
-    "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",
-)
+from ..vocabulary import CORRUPTIONS, parse_split
+
 IMAGENET_FAMILY = ("imagenet", "imagenet-a", "imagenet-v2", "imagenet-r", "imagenet-sketch")
 OOD_SPLITS = IMAGENET_FAMILY[1:]
 # The five ImageNet-family suites share one table so that TPT-style rows (IN / A / V2 / R / Sketch) line up.
 FAMILY_TABLE = "imagenet-family"
 MEAN = "mean"
 
-_CORRUPTION_SPLIT = re.compile(r"^([a-z_]+)-(\d+)$")
 # Metrics that are 100 minus each other: a table asked for one can show a run or paper that gave the other.
 _COMPLEMENTS = (("error", "top1"), ("top1", "error"))
 
@@ -32,10 +25,7 @@ def is_aggregate(split: str) -> bool:
 
 def parse_corruption(split: str) -> tuple[str, int] | None:
     """'gaussian_noise-5' -> ('gaussian_noise', 5); None for clean or aggregate splits."""
-    match = _CORRUPTION_SPLIT.match(split)
-    if match is None or is_aggregate(split):
-        return None
-    return match.group(1), int(match.group(2))
+    return None if is_aggregate(split) else parse_split(split)
 
 
 def split_key(split: str) -> tuple:

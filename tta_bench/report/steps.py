@@ -11,13 +11,14 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..metrics import accuracy
+from ..vocabulary import PREDICTIONS
 from .runs import RunFolderError, find_run_dirs, load_summary
 
 
 def step_records(run_dir: Path) -> dict[int, dict[str, list[tuple[int, int, bool]]]]:
     """step -> split -> [(label, pred, agrees with the teacher)] over the samples that recorded it."""
     out: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    with open(Path(run_dir) / "predictions.jsonl") as f:
+    with open(Path(run_dir) / PREDICTIONS) as f:
         for line in f:
             r = json.loads(line)
             for step, v in (r.get("steps") or {}).items():

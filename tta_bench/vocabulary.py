@@ -1,0 +1,56 @@
+"""The words a run folder is written in, in one torch-free place: file names, the corruption list, split names (build
+and parse), which configuration fields are a run's identity, and the default stream setting.
+
+The engine writes with them, the report reads with them, data and test fixtures build names with them: a rename
+happens here once. Imports nothing of tta_bench, so a table can be rebuilt without torch.
+"""
+from __future__ import annotations
+
+import re
+
+# -- the run folder ---------------------------------------------------------------------------------------------
+CONFIG = "config.json"  # the RunConfig, written at start
+PREDICTIONS = "predictions.jsonl"  # one record per sample (per visit, for settings that revisit a sample)
+SUMMARY = "summary.json"  # written atomically at the end
+METRICS = "metrics.json"  # written by `metrics` from saved logits
+INPUTS = "inputs.json"  # fingerprints of what determines predictions (weights, prompts, the stream's samples)
+LOCK = ".lock"  # held by the process that runs in the folder
+SHARDS = "shards"  # per-rank predictions of an unfinished torchrun
+LOGITS = "logits"  # float16 logits per split (--save-logits)
+RUN_FILES = (SUMMARY, CONFIG, PREDICTIONS)  # any of these marks a folder as a run folder
+
+# -- corruptions (ImageNet-C order, Hendrycks & Dietterich 2019: noise, blur, weather, digital) ----------------------
+CORRUPTIONS: tuple[str, ...] = (
+    "gaussian_noise", "shot_noise", "impulse_noise",
+    "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
+    "snow", "frost", "fog",
+    "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",
+)
+SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+# column headers of corruption tables, as TTA papers print them
+SHORT_NAMES = dict(zip(CORRUPTIONS, ("gauss", "shot", "impul", "defoc", "glass", "motn", "zoom", "snow", "frost",
+                                     "fog", "brit", "contr", "elast", "pixel", "jpeg")))
+
+# -- split names: a clean set is named after its suite; a corruption split "<corruption>-<severity>" -----------------
+_CORRUPTION_SPLIT = re.compile(r"^([a-z_]+)-([1-9]\d*)$")
+
+
+def split_name(corruption: str, severity: int) -> str:
+    return f"{corruption}-{severity}"
+
+
+def parse_split(name: str) -> tuple[str, int] | None:
+    """'gaussian_noise-5' -> ('gaussian_noise', 5); None for a clean split or an aggregate ('mean-5')."""
+    match = _CORRUPTION_SPLIT.match(name)
+    if match is None or match.group(1) == "mean":
+        return None
+    return match.group(1), int(match.group(2))
+
+
+# -- identity: the RunConfig fields that do not change what a run predicts ----------------------------------------
+# Where it is written, how many workers decode, whether a corrupt file stops the run (the rerun the stop message
+# advises). A resume with other values of these continues the same run; any other field starts another one.
+NOT_IDENTITY = frozenset({"out", "num_workers", "overwrite", "device", "on_error"})
+
+# -- stream settings --------------------------------------------------------------------------------------------
+DEFAULT_SETTING = "reset_each_shift"
