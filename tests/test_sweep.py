@@ -54,7 +54,7 @@ def test_expand_orders_the_grid_and_applies_overrides_and_exclude(tmp_path: Path
     assert len(runs) == 2 * 3 * 2 - 3 and not any(c[0] == "cifar10-c" and c[2] == 1 for c in cells)
     assert [r.index for r in runs] == list(range(len(runs)))
     by_method = {r.cfg.method: r.cfg for r in runs}
-    assert by_method["tent"].batch_size == 200 and by_method["source"].batch_size == 64
+    assert by_method["tent"].batch_size == 200 and by_method["source"].batch_size is None  # None: the table's
     assert by_method["not-registered-yet"].method_options == {"lr": 0.5, "steps": 25}  # merged, not replaced
     assert by_method["source"].method_options == {"lr": 0.5} and all(r.cfg.limit == 5 for r in runs)
     outs = [Path(r.cfg.out) for r in runs]

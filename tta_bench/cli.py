@@ -71,7 +71,9 @@ def run_parser() -> argparse.ArgumentParser:
     g.add_argument("--apm-preset", help="APM: paper (p14, g32, 448 px, MLP to 768, Adam 1e-4) or cpu (the default)")
     g.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="any other method option")
     g = p.add_argument_group("execution and outputs")
-    g.add_argument("--batch-size", type=int, default=d.batch_size)
+    g.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="samples per batch (default: the method's for the suite family, e.g. TENT 200 on CIFAR, 64 on "
+                        "ImageNet; else 64)")
     g.add_argument("--workers", type=int, default=d.num_workers, help="DataLoader workers")
     g.add_argument("--device", default=d.device, help="auto, cpu or cuda")
     g.add_argument("--precision", default=d.precision,

@@ -26,7 +26,7 @@ class RunConfig:
     setting: str = DEFAULT_SETTING
     dirichlet: float = 0.1
     seed: int = 0
-    batch_size: int = 64
+    batch_size: int | None = None  # None: the method's default for the suite family (methods/defaults.py), else 64
     num_workers: int = 2
     device: str = "auto"
     precision: str = "auto"  # auto: the method's (its reference code's) on CUDA, float32 on the CPU; or fp32 | bf16

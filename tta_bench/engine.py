@@ -32,6 +32,7 @@ from .data.sources import sample_seed
 from .errors import UserError
 from .methods import METHODS, build_method
 from .methods.base import PRECISIONS, Batch, Method
+from .methods.defaults import Resolved, resolve as resolve_defaults
 from .records import RunFolder
 from .stream import Stream, build_stream, required_severities
 from .summary import git_commit, summarize, versions
@@ -116,6 +117,8 @@ class Prepared:
     suite: SuiteData
     stream: Stream
     out: Path
+    defaults: Resolved  # the batch size and method options after the suite family's defaults
+    notes: list[str]  # what a reader of the results must know (shown at start, kept in the summary)
 
 
 def prepare(cfg: RunConfig) -> Prepared:
@@ -130,15 +133,38 @@ def prepare(cfg: RunConfig) -> Prepared:
     data_cfg = RunConfig.from_dict({**cfg.to_dict(), "severities": severities or cfg.severities})
     suite = load_suite(data_cfg)
     stream = build_stream(suite.splits, cfg.setting, cfg.seed, cfg.dirichlet)
-    return Prepared(cfg, suite, stream, Path(cfg.out) if cfg.out else default_out(cfg))
+    given = {k: v for k, v in cfg.method_options.items() if k != "head"}
+    defaults = resolve_defaults(cfg.method, suite.spec.family, cfg.batch_size, given)
+    if defaults.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {defaults.batch_size}")
+    notes = [_one_batch_note(cfg.method, stream, defaults.batch_size)]
+    return Prepared(cfg, suite, stream, Path(cfg.out) if cfg.out else default_out(cfg), defaults, [n for n in notes if n])
+
+
+def _one_batch_note(method: str, stream: Stream, batch_size: int) -> str | None:
+    """An online method whose every reset segment fits in one batch predicts each segment before its first update:
+    it reduces to BN adaptation (seen: TENT = BN adaptation exactly on a 100-sample-per-domain CIFAR-10-C run)."""
+    if METHODS.get(method).episodic:
+        return None
+    starts = sorted(stream.resets) + [len(stream.items)]
+    longest = max(b - a for a, b in zip(starts[:-1], starts[1:]))
+    if batch_size < longest:
+        return None
+    return (f"one-batch segments: batch size {batch_size} >= the longest reset segment ({longest} samples), so "
+            f"{method} predicts every sample before any update of its segment")
 
 
 def plan(p: Prepared) -> str:
     lines = [f"suite {p.suite.spec.name} ({p.suite.source}, {p.suite.subset}{', partial' if p.suite.partial else ''}), "
-             f"setting {p.stream.setting}, {len(p.stream.items):,} samples, {len(p.stream.resets)} reset point(s)"]
+             f"setting {p.stream.setting}, {len(p.stream.items):,} samples, {len(p.stream.resets)} reset point(s), "
+             f"batch size {p.defaults.batch_size}"]
     for s in p.suite.splits:
         lines.append(f"  {s.name:24s} {len(s.source):>8,d} samples")
     lines += [f"  note: {n}" for n in p.suite.notes]
+    if p.defaults.record["applied"]:
+        lines.append(f"  {p.cfg.method} defaults for {p.defaults.record['family']} suites: "
+                     + ", ".join(f"{k}={v}" for k, v in p.defaults.record["applied"].items()))
+    lines += [f"  WARNING: {n}" for n in p.notes]
     lines.append(f"run folder: {p.out}")
     return "\n".join(lines)
 
@@ -162,8 +188,7 @@ def run(cfg: RunConfig, progress: bool = True, log=print) -> dict[str, Any]:
     teacher = build_teacher(cfg.teacher, cfg.weights, cfg.method_options.get("head"), len(p.suite.space))
     teacher = teacher.to(device).eval().requires_grad_(False)
     teacher.set_classes(p.suite.space, p.suite.classes, prompts)
-    method_options = {k: v for k, v in cfg.method_options.items() if k != "head"}
-    method = build_method(cfg.method, teacher, method_options, device)
+    method = build_method(cfg.method, teacher, p.defaults.options, device)
     if dist.main:
         log(plan(p))
     precision = resolve_precision(cfg.precision, method, device)
@@ -179,7 +204,7 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
     done = {(r["split"], r["id"]) for r in folder.records()}
     key = lambda i: (suite.splits[stream.items[i].split].name,  # noqa: E731
                      suite.splits[stream.items[i].split].source.ids[stream.items[i].pos])
-    batches = _batches_of_rank(stream, cfg.batch_size, method, dist)
+    batches = _batches_of_rank(stream, p.defaults.batch_size, method, dist)
     if method.episodic:  # per-sample results do not depend on what came before: skip finished samples
         batches = [b for b in ([i for i in b if key(i) not in done] for b in batches) if b]
     else:  # online state depends on the whole segment: replay segments that are not finished
@@ -332,7 +357,8 @@ def _meta(p: Prepared, method: Method, seconds: float, n: int, steps: int, forwa
                  "n_samples": len(p.stream.items), "notes": suite.notes, "classes": len(suite.classes),
                  "label_space": suite.space.name},
         "setting": {"name": p.stream.setting, **p.stream.params, "stream_hash": p.stream.hash(suite.splits)},
-        "seed": cfg.seed, "config": cfg.to_dict(), "method_options": options,
+        "seed": cfg.seed, "config": cfg.to_dict(), "method_options": options, "defaults": p.defaults.record,
+        "notes": p.notes,
         "prompts": {"spec": cfg.prompts, "sha256": file_hash(cfg.prompts)},
         "versions": versions(), "git_commit": git_commit(), "device": str(device),
         "precision": precision, "world_size": dist.world,

@@ -56,6 +56,8 @@ class Summary:
     config: dict[str, Any]  # the RunConfig, as config.json holds it
     method_options: dict[str, Any]  # the options the method ran with
     cost: dict[str, Any]  # seconds, samples, samples/s, peak memory, forwards, steps, FLOPs
+    defaults: dict[str, Any] = field(default_factory=dict)  # the suite family's method defaults: applied, overridden
+    notes: list[str] = field(default_factory=list)  # what makes the number not the standard one (e.g. one-batch)
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)
     mean_top1: float = float("nan")
     mean_top5: float = float("nan")

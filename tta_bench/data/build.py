@@ -66,7 +66,7 @@ def load_suite(cfg: RunConfig) -> SuiteData:
         clean = _clean_source(SUITES.get(spec.clean), cfg, space)
         clean = _select(clean, cfg)
         geometry = Geometry(*spec.geometry)
-        splits = [Split(split_name(c, s), CorruptedSource(clean, c, s, spec.family, geometry, cfg.seed), c, s)
+        splits = [Split(split_name(c, s), CorruptedSource(clean, c, s, spec.constants, geometry, cfg.seed), c, s)
                   for c in corruptions for s in severities]
     elif source == "hub":
         if spec.is_corruption:

@@ -37,7 +37,8 @@ class SuiteSpec:
     split: str | None = None  # split name of a clean suite (default: the suite name)
     default_source: str = "published"
     clean: str | None = None  # corruption suites: the clean suite that ``generated`` corrupts
-    family: str | None = None  # corruption constants: imagenet-c | cifar-c
+    family: str = "imagenet"  # what methods' per-suite defaults and the default stream parameters key on
+    constants: str | None = None  # corruption constants of ``generated``: imagenet-c | cifar-c
     geometry: tuple[int | None, int | None] = (None, None)  # (resize, crop) before corrupting
     corruptions: tuple[str, ...] = CORRUPTIONS
     severities: tuple[int, ...] = (5,)

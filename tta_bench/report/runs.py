@@ -99,6 +99,7 @@ def run_label(summary: dict) -> str:
         data.get("subset") if data.get("subset") not in (None, "full") else None,
         "partial" if data.get("partial") else None,
         setting if setting not in (None, DEFAULT_SETTING) else None,
+        "one-batch segments" if any(n.startswith("one-batch segments") for n in summary.get("notes") or []) else None,
     ]
     label = summary["method"]
     if summary.get("teacher"):
