@@ -57,6 +57,9 @@ def run_parser() -> argparse.ArgumentParser:
     g.add_argument("--allow-partial", action="store_true", help="run on an incomplete dataset (recorded, marked)")
     g.add_argument("--hub-id", help="Hugging Face dataset id overriding the suite's")
     g.add_argument("--hub-split", help="Hugging Face split overriding the suite's")
+    g.add_argument("--source-data", help="clean images in the clean suite's layout for methods that need source "
+                                         "statistics before the stream (EATA); default for generated suites: the "
+                                         "clean set of --data-root")
     g.add_argument("--on-error", choices=("stop", "skip"), default=d.on_error,
                    help="a corrupt image stops the run (default) or is skipped and counted")
     g = p.add_argument_group("test stream")
@@ -104,7 +107,7 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
                      corruptions=a.corruptions, severities=a.severities, limit=a.limit, subset=a.subset,
                      setting=a.setting, dirichlet=a.dirichlet, seed=a.seed, batch_size=a.batch_size,
                      num_workers=a.workers, device=a.device, precision=a.precision, out=a.out, prompts=a.prompts,
-                     weights=a.weights,
+                     weights=a.weights, source_data=a.source_data,
                      hub_id=a.hub_id, hub_split=a.hub_split, on_error=a.on_error, allow_partial=a.allow_partial,
                      overwrite=a.overwrite, save_logits=a.save_logits, record_steps=a.record_steps,
                      method_options=options)

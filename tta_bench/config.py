@@ -33,6 +33,7 @@ class RunConfig:
     out: str | None = None
     prompts: str = "single"
     weights: str | None = None
+    source_data: str | None = None  # clean images for methods that need source statistics (EATA's Fisher)
     hub_id: str | None = None
     hub_split: str | None = None
     on_error: str = "stop"  # what a corrupt image does: stop the run, or skip it and count it

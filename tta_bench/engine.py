@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .config import RunConfig
-from .data.build import SuiteData, load_suite
+from .data.build import SuiteData, load_source_data, load_suite
 from .data.images import CorruptImageError
 from .data.prompts import class_prompts, file_hash
 from .data.sources import sample_seed
@@ -119,6 +119,7 @@ class Prepared:
     out: Path
     defaults: Resolved  # the batch size and method options after the suite family's defaults
     notes: list[str]  # what a reader of the results must know (shown at start, kept in the summary)
+    source_data: dict[str, Any] | None = None  # the clean images a method used before the stream
 
 
 def prepare(cfg: RunConfig) -> Prepared:
@@ -192,6 +193,7 @@ def run(cfg: RunConfig, progress: bool = True, log=print) -> dict[str, Any]:
     if dist.main:
         log(plan(p))
     precision = resolve_precision(cfg.precision, method, device)
+    p.source_data = _prepare_source(method, p, device, precision, log if dist.main else (lambda *_: None))
     try:
         return _loop(p, folder, method, device, precision, dist, progress and dist.main, log)
     finally:
@@ -270,6 +272,32 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
                         _meta(p, method, seconds, n_todo * dist.world, steps, forwards, device, precision, dist))
     folder.write_summary(summary.to_dict())
     return summary.to_dict()
+
+
+def _prepare_source(method: Method, p: Prepared, device: torch.device, precision: str, log) -> dict[str, Any] | None:
+    """The one hook for source statistics: load the clean images the method asks for and let it digest them."""
+    n = method.source_samples()
+    if not n:
+        return None
+    data = load_source_data(p.cfg, n)
+    log(f"{method.name}: {len(data.source)} clean source images from {data.origin}")
+    images = _SourceImages(data.source, method.teacher.transform)
+    loader = DataLoader(images, batch_size=p.defaults.batch_size, num_workers=p.cfg.num_workers)
+    with autocast(device, precision):
+        method.prepare_source(batch.to(device) for batch in loader)
+    return {"n": len(data.source), "origin": data.origin, "ids_sha256": hashlib.sha256(
+        "\n".join(data.source.ids).encode()).hexdigest()}
+
+
+class _SourceImages(Dataset):
+    def __init__(self, source, transform) -> None:
+        self.source, self.transform = source, transform
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.transform(self.source.load(i))
 
 
 def _predict(method: Method, batch: Batch):
@@ -358,7 +386,7 @@ def _meta(p: Prepared, method: Method, seconds: float, n: int, steps: int, forwa
                  "label_space": suite.space.name},
         "setting": {"name": p.stream.setting, **p.stream.params, "stream_hash": p.stream.hash(suite.splits)},
         "seed": cfg.seed, "config": cfg.to_dict(), "method_options": options, "defaults": p.defaults.record,
-        "notes": p.notes,
+        "notes": p.notes, "source_data": p.source_data,
         "prompts": {"spec": cfg.prompts, "sha256": file_hash(cfg.prompts)},
         "versions": versions(), "git_commit": git_commit(), "device": str(device),
         "precision": precision, "world_size": dist.world,

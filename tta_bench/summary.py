@@ -58,6 +58,7 @@ class Summary:
     cost: dict[str, Any]  # seconds, samples, samples/s, peak memory, forwards, steps, FLOPs
     defaults: dict[str, Any] = field(default_factory=dict)  # the suite family's method defaults: applied, overridden
     notes: list[str] = field(default_factory=list)  # what makes the number not the standard one (e.g. one-batch)
+    source_data: dict[str, Any] | None = None  # clean images a method digested before the stream (EATA)
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)
     mean_top1: float = float("nan")
     mean_top5: float = float("nan")

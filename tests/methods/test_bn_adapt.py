@@ -11,7 +11,7 @@ from tta_bench import engine
 from tta_bench.errors import UserError
 from tta_bench.methods import build_method
 from tta_bench.methods.base import Batch
-from tta_bench.methods.bn_adapt import batch_norm_layers
+from tta_bench.methods.common import batch_norm_layers
 from tta_bench.vocabulary import SUMMARY
 
 

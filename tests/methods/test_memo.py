@@ -10,8 +10,8 @@ from tta_bench import engine
 from tta_bench.errors import UserError
 from tta_bench.methods import build_method
 from tta_bench.methods.base import Batch
-from tta_bench.methods.memo import SourcePrior, augmented_views, marginal_entropy, seeded
-from tta_bench.methods.tent import entropy
+from tta_bench.methods.common import augmented_views, entropy, marginal_entropy, seeded
+from tta_bench.methods.memo import SourcePrior
 
 FAST = {"n_views": 8}
 

@@ -1,4 +1,4 @@
-"""tent: entropy falls, only BN scale/shift move, reset is bitwise, episodic mode restarts every batch."""
+"""tent: entropy falls, only norm-layer scale/shift move (BN; LayerNorm on a ViT), reset is bitwise, episodic mode restarts every batch."""
 import pytest
 import torch
 
@@ -7,7 +7,7 @@ from tta_bench import engine
 from tta_bench.errors import UserError
 from tta_bench.methods import build_method
 from tta_bench.methods.base import Batch
-from tta_bench.methods.tent import entropy
+from tta_bench.methods.common import entropy, norm_layers
 
 BN_AFFINE = {"body.1.weight", "body.1.bias", "body.4.weight", "body.4.bias"}  # the tiny teacher's BN layers
 
@@ -71,11 +71,32 @@ def test_defaults_options_and_errors():
     assert (o.steps, o.lr, o.reset, o.optimizer) == (1, 1e-3, "online", "adam")
     assert method.optimizer.defaults["betas"] == (0.9, 0.999)
     sgd = build_method("tent", teacher("tiny"), {"optimizer": "sgd", "lr": "0.00025"}, CPU)
-    assert sgd.optimizer.defaults["momentum"] == 0.9 and sgd.options.lr == 0.00025
+    assert sgd.optimizer.defaults["momentum"] == 0.9 and sgd.optimizer.defaults["nesterov"]
+    assert sgd.options.lr == 0.00025
     with pytest.raises(UserError, match="adam or sgd"):
         build_method("tent", teacher("tiny"), {"optimizer": "lbfgs"}, CPU)
-    with pytest.raises(UserError, match="BatchNorm"):
-        build_method("tent", teacher("tiny-clip"), {}, CPU)
+    no_affine = teacher("tiny")
+    for layer in norm_layers(no_affine):
+        layer.weight = layer.bias = None
+    with pytest.raises(UserError, match="normalisation layers"):
+        build_method("tent", no_affine, {}, CPU)
+
+
+def test_on_a_vision_transformer_tent_trains_layernorm_scale_and_shift_only():
+    """As the unified benchmark's configure_model: LayerNorm/GroupNorm affine parameters train, nothing else."""
+    t = teacher("tiny-clip")
+    names = {n for n, m in t.named_modules() if isinstance(m, torch.nn.LayerNorm)}
+    method = build_method("tent", t, {"lr": 0.05}, CPU)
+    trainable = {n.rsplit(".", 1)[0] for n, p in t.named_parameters() if p.requires_grad}
+    assert trainable == names
+    before = state(t)
+    x = images(8, 64)
+    first = entropy(method.predict(Batch(x, list(range(8)))).logits).mean()
+    for _ in range(5):
+        last = entropy(method.predict(Batch(x, list(range(8)))).logits).mean()
+    assert last < first
+    moved = {k.rsplit(".", 1)[0] for k in changed(before, t)}
+    assert moved and moved <= names
 
 
 def test_tent_end_to_end(cifar_run):

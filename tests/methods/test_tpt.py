@@ -11,8 +11,7 @@ from tta_bench import engine
 from tta_bench.errors import UserError
 from tta_bench.methods import build_method
 from tta_bench.methods.base import Batch
-from tta_bench.methods.memo import marginal_entropy
-from tta_bench.methods.tent import entropy
+from tta_bench.methods.common import entropy, marginal_entropy
 from tta_bench.methods.tpt import select_confident
 
 SIZE = 64  # tiny-clip's input size

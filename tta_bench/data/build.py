@@ -6,7 +6,7 @@ dataset, ``generated`` corrupts a clean set on the fly. Subsets, ``--limit`` and
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -124,6 +124,40 @@ def _clean_source(clean: SuiteSpec, cfg: RunConfig, space: LabelSpace) -> Sample
     (_, source), = LAYOUTS.get(clean.layout)(root=root, space=space, split=clean.split_name, corruptions=(),
                                               severities=(), allow_partial=True, notes=[])
     return source
+
+
+@dataclass
+class SourceData:
+    """Clean in-distribution samples a method asks for before the stream (EATA's Fisher information)."""
+
+    source: SampleSource
+    origin: str  # where they came from, for the summary
+
+
+def load_source_data(cfg: RunConfig, n: int) -> SourceData:
+    """``n`` clean samples, drawn with the run seed: from ``--source-data`` (a folder in the clean suite's layout,
+    e.g. training images), else, for a generated suite, from the clean images it corrupts (the test images'
+    uncorrupted versions: not the paper's training-set samples, and said so in the summary)."""
+    spec = SUITES.get(cfg.suite)
+    clean = SUITES.get(spec.clean) if spec.clean else spec
+    space = label_space(spec.labels)
+    if cfg.source_data:
+        root = Path(cfg.source_data).expanduser()
+        if not root.is_dir():
+            raise DataError(f"--source-data {root} does not exist or is not a folder (expected {clean.description})")
+        source = _clean_source(clean, replace(cfg, data_root=str(root)), space)
+        origin = f"--source-data {root}"
+    elif (cfg.source or spec.default_source) == "generated":
+        source = _clean_source(clean, cfg, space)
+        origin = f"the clean images of --data-root ({clean.name}), uncorrupted versions of the test images"
+    else:
+        raise UserError(f"{cfg.method} needs {n} clean source images before the stream: give --source-data, a folder "
+                        f"in the layout of {clean.name} ({clean.description}), e.g. training images")
+    if len(source) == 0:
+        raise DataError(f"no images found for the source data ({origin})")
+    rng = np.random.default_rng(cfg.seed)
+    keep = sorted(rng.choice(len(source), size=min(n, len(source)), replace=False).tolist())
+    return SourceData(source.select(keep), origin)
 
 
 def _select(source: SampleSource, cfg: RunConfig) -> SampleSource:

@@ -11,7 +11,7 @@ import copy
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 
@@ -72,6 +72,15 @@ class Method(ABC):
         if cls.episodic and options.reset != "episodic":
             raise UserError(f"{cls.name} adapts on each sample alone and resets after it: --reset online does not apply")
         return options
+
+    def source_samples(self) -> int:
+        """How many clean source-domain images the method needs before the stream (0: none). The engine loads them
+        (--source-data, or a generated suite's clean set), records where from, and calls ``prepare_source``."""
+        return 0
+
+    def prepare_source(self, batches: Iterator[torch.Tensor]) -> None:
+        """Compute what the method keeps from clean source data; `batches` yields (B, 3, H, W) images in [0, 1] at
+        the teacher's input size, on the method's device."""
 
     def reset(self) -> None:
         """Restore the state the method started the stream with (a no-op for stateless methods)."""

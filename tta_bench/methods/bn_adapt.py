@@ -9,32 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from ..errors import UserError
 from ..teachers.base import Teacher
 from .base import Batch, Method, Options, Output
-
-
-def batch_norm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    """Every BatchNorm layer (timm's BatchNormAct2d included: it subclasses BatchNorm2d)."""
-    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-def use_batch_statistics(teacher: Teacher, method: str) -> list[nn.modules.batchnorm._BatchNorm]:
-    """Switch the teacher's BN layers to test-batch statistics and return them.
-
-    Train mode makes a BN layer normalise with the batch's own mean and variance (and back-propagate through
-    them, as TENT needs); ``track_running_stats = False`` stops it from updating the running buffers, so they
-    stay bitwise as trained. Every other layer stays in eval mode (no dropout)."""
-    layers = batch_norm_layers(teacher)
-    if not layers:
-        raise UserError(f"{method} adapts BatchNorm layers, and teacher {teacher.name} has none "
-                        "(use a CNN teacher such as effnet-lite0, timm:resnet50 or cifar-resnet20)")
-    for layer in layers:
-        layer.train()
-        layer.track_running_stats = False
-    return layers
+from .common import use_batch_statistics
 
 
 @dataclass

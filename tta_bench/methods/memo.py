@@ -11,52 +11,17 @@ teacher stays in eval mode. ``--opt bn_prior=-1`` keeps the source statistics al
 """
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch import nn
-from torchvision.transforms import v2 as T
 
 from ..errors import UserError
 from ..teachers.base import Teacher
 from .base import Batch, Method, Options, Output, StateSnapshot, StepRecorder, optimizer_step
-from .bn_adapt import batch_norm_layers
-
-AUGMIX_SEVERITY = 1  # MEMO's and TPT's AugMix: severity 1, width 3, depth 1-3, Dirichlet/Beta(1)
-
-
-@contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Run the block on the CPU generator seeded with ``seed``, leaving the global RNG state as it was, so a
-    sample's views depend on its seed only (not on its position in the stream)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)
-        yield
-
-
-def augmented_views(image: torch.Tensor, n: int, augmix: bool) -> torch.Tensor:
-    """``n`` random views of one [0, 1] image (3, H, W): random resized crop to the same size and horizontal
-    flip, then AugMix where ``augmix`` (torchvision's, on uint8, without the ops that overlap ImageNet-C).
-    Drawn from the global CPU generator: call inside ``seeded``. Returns (n, 3, H, W) in [0, 1] on the image's
-    device."""
-    size = tuple(image.shape[-2:])
-    steps = [T.RandomResizedCrop(size, antialias=True), T.RandomHorizontalFlip()]
-    if augmix:
-        steps.append(T.AugMix(severity=AUGMIX_SEVERITY))
-    transform = T.Compose(steps)
-    pixels = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-    views = torch.stack([transform(pixels) for _ in range(n)])
-    return (views.float() / 255).to(image.device)
-
-
-def marginal_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of the mean softmax over the rows (views) of ``logits`` (N, C), computed in log space."""
-    log_p = torch.log_softmax(logits.float(), dim=-1)
-    log_mean = torch.logsumexp(log_p, dim=0) - torch.log(torch.tensor(float(len(logits))))
-    log_mean = log_mean.clamp(min=torch.finfo(log_mean.dtype).min)  # 0 * -inf would be nan
-    return -(log_mean.exp() * log_mean).sum()
+from .common import augmented_views, batch_norm_layers, each_sample, marginal_entropy, seeded
 
 
 class SourcePrior:
@@ -130,19 +95,16 @@ class Memo(Method):
         on_step(len(views))
 
     def predict(self, batch: Batch) -> Output:
-        logits, extras = [], []
-        for image, seed in zip(batch.images, batch.seeds):
+        def one(image: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict]:
             with seeded(seed):  # fresh views for every step, as MEMO draws them
                 views = [augmented_views(image, self.options.n_views, augmix=True) for _ in range(self.options.steps)]
             recorder = StepRecorder(batch.record_steps, lambda: self.teacher(image[None]))
-            try:
-                with self._prior():
-                    self.adapt(views, recorder)
-                    with torch.no_grad():
-                        logits.append(self.teacher(image[None]))
-            finally:
-                self.reset()
-            extras.append(recorder.extras())
+            with self._prior():
+                self.adapt(views, recorder)
+                with torch.no_grad():
+                    return self.teacher(image[None]), recorder.extras()
+
+        logits, extras = each_sample(batch.images, batch.seeds, one, self.reset)
         n, steps = len(batch.images), self.options.steps
-        return Output(torch.cat(logits), extras, adaptation_steps=n * steps,
+        return Output(logits, extras, adaptation_steps=n * steps,
                       teacher_forwards=n * (steps * self.options.n_views + 1))

@@ -15,22 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.nn import functional as F
 
 from ..errors import UserError
 from ..teachers.base import Teacher
 from .base import Batch, Method, Options, Output, StateSnapshot, optimizer_step
-from .bn_adapt import use_batch_statistics
+from .common import adapt_norm_affine, entropy
 
 ADAM_BETAS = (0.9, 0.999)
 SGD_MOMENTUM = 0.9  # TENT's ImageNet optimiser: SGD, momentum 0.9, Nesterov, lr 0.00025, batch 64 (the unified
 # benchmark's conf.py: OPTIM.MOMENTUM 0.9, OPTIM.NESTEROV True; setup_optimizer passes both)
-
-
-def entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Shannon entropy (nats) of each row's softmax, in float32 whatever the autocast dtype."""
-    log_p = F.log_softmax(logits.float(), dim=-1)
-    return -(log_p.exp() * log_p).sum(-1)
 
 
 @dataclass
@@ -47,13 +40,7 @@ class Tent(Method):
 
     def __init__(self, teacher: Teacher, options: TentOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)
-        teacher.requires_grad_(False)
-        layers = use_batch_statistics(teacher, self.name)
-        params = [p for layer in layers for p in (layer.weight, layer.bias) if p is not None]
-        if not params:
-            raise UserError(f"tent trains BatchNorm scale and shift, and teacher {teacher.name}'s BN layers have none")
-        for p in params:
-            p.requires_grad_(True)
+        params = adapt_norm_affine(teacher, self.name)
         if options.optimizer == "adam":
             self.optimizer = torch.optim.Adam(params, lr=options.lr, betas=ADAM_BETAS)
         elif options.optimizer == "sgd":

@@ -25,8 +25,7 @@ from ..errors import UserError
 from ..teachers.base import Teacher
 from ..teachers.clip import LOGIT_SCALE, ClipTeacher
 from .base import Batch, Method, Options, Output, StateSnapshot, StepRecorder, optimizer_step
-from .memo import augmented_views, marginal_entropy, seeded
-from .tent import entropy
+from .common import augmented_views, each_sample, entropy, marginal_entropy, seeded
 
 VIEW_KINDS = ("crops", "augmix")
 
@@ -132,19 +131,16 @@ class Tpt(Method):
         return chosen
 
     def predict(self, batch: Batch) -> Output:
-        logits, extras = [], []
-        for image, seed in zip(batch.images, batch.seeds):
+        def one(image: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict]:
             with seeded(seed):
                 views = augmented_views(image, self.options.n_views - 1, augmix=self.options.views == "augmix")
             with torch.no_grad():  # the image tower is frozen: encode the image and its views once
                 features = F.normalize(self.teacher.encode(torch.cat([image[None], views])).float(), dim=-1)
             recorder = StepRecorder(batch.record_steps, lambda: self.logits(features[:1]))
-            try:
-                self.adapt(features, recorder)
-                with torch.no_grad():
-                    logits.append(self.logits(features[:1]))
-            finally:
-                self.reset()
-            extras.append(recorder.extras())
+            self.adapt(features, recorder)
+            with torch.no_grad():
+                return self.logits(features[:1]), recorder.extras()
+
+        logits, extras = each_sample(batch.images, batch.seeds, one, self.reset)
         n, steps = len(batch.images), self.options.steps
-        return Output(torch.cat(logits), extras, adaptation_steps=n * steps, teacher_forwards=n * self.options.n_views)
+        return Output(logits, extras, adaptation_steps=n * steps, teacher_forwards=n * self.options.n_views)
