@@ -132,3 +132,50 @@ def test_a_good_run_exits_0_and_prints_the_table(capsys, tmp_path):
     captured = capsys.readouterr()
     assert f"run folder: {out}" in captured.out and "|" in captured.out
     assert "Traceback" not in captured.err and (out / SUMMARY).exists()
+
+
+@pytest.mark.parametrize("extra, phrase", [
+    (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["--batch-size", "-3"], "--batch-size must be >= 1, got -3"),
+    (["--limit", "0"], "--limit must be >= 1, got 0"),
+    (["--limit", "-1"], "--limit must be >= 1"),
+    (["--method", "tent", "--lr", "inf"], "--lr must be a finite number > 0, got inf"),
+    (["--method", "tent", "--lr", "0"], "--lr must be a finite number > 0"),
+    (["--method", "tent", "--steps", "-1"], "--steps must be >= 0, got -1"),
+    (["--setting", "correlated", "--dirichlet", "nan"], "--dirichlet must be a finite number >= 0"),
+    (["--setting", "correlated", "--dirichlet", "inf"], "--dirichlet must be a finite number >= 0"),
+    (["--seeds", ""], "--seeds needs at least one seed"),
+    (["--method", "tent", "--steps", "2", "--record-steps", "5"], "--record-steps 5 is beyond the 2 steps tent takes"),
+    (["--prompts", "ensemble"], "--prompts ensemble builds a CLIP text head; teacher tiny"),
+])
+def test_bad_values_stop_with_one_line(capsys, tmp_path, extra, phrase):
+    _fails(capsys, ["--suite", "imagenet", "--data-root", str(_imagenet(tmp_path)), "--allow-partial", *FAST,
+                    "--out", str(tmp_path / "run"), *extra], phrase)
+
+
+def test_labels_outside_the_suites_classes_are_refused(capsys, tmp_path):
+    root = write_arrays(tmp_path / "c10", {"images": image_stack(4)}, [0, 3, 12, 1])
+    _fails(capsys, ["--suite", "cifar10", "--data-root", str(root), "--allow-partial", *FAST],
+           "labels.npy: 1 labels outside the cifar10 classes 0..9 (e.g. 12)")
+
+
+def test_a_corrupt_image_stops_with_one_line_naming_the_file(capsys, tmp_path):
+    root = _imagenet(tmp_path)
+    bad = root / WNIDS[1] / "img_002.JPEG"
+    bad.write_bytes(b"\xff\xd8 not a jpeg")
+    line = _fails(capsys, ["--suite", "imagenet", "--data-root", str(root), "--allow-partial", "--teacher", "tiny",
+                           "--workers", "1", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "run")],
+                  str(bad), "--on-error skip")
+    assert "DataLoader worker" not in line and "Original Traceback" not in line
+
+
+def test_a_bug_is_not_mistaken_for_bad_input(monkeypatch, capsys):
+    """Only user errors print one line; a ValueError raised by a bug shows its traceback (it propagates)."""
+    from tta_bench import cli
+
+    def broken(argv):
+        raise ValueError("a bug")
+
+    monkeypatch.setitem(cli.COMMANDS, "list", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["list"])

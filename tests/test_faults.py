@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,6 @@ from tta_bench.cli import main
 from tta_bench.methods import METHODS
 from tta_bench.methods.base import Batch, Method, Output
 from tta_bench.records import read_records
-from tta_bench.registry import Entry
 
 from conftest import WNIDS, write_images
 from tta_bench.vocabulary import CONFIG, PREDICTIONS
@@ -27,8 +27,11 @@ def data(tmp_path: Path) -> Path:
     return tmp_path / "val"
 
 
-def _register(monkeypatch, cls: type[Method]) -> None:
-    monkeypatch.setitem(METHODS._entries, cls.name, Entry(cls.name, cls, "test method"))
+@pytest.fixture
+def registered():
+    """Registers a test method through the registry's public API for the test's duration."""
+    with ExitStack() as stack:
+        yield lambda cls: stack.enter_context(METHODS.added(cls.name, cls, "test method"))
 
 
 def test_disk_full_stops_with_a_clear_message_and_keeps_the_config(tmp_path, data, capsys, monkeypatch):
@@ -72,15 +75,15 @@ class AlwaysOutOfMemory(FlakyMemory):
         return False
 
 
-def test_out_of_memory_retries_with_a_smaller_chunk(monkeypatch, tiny_config, data):
-    _register(monkeypatch, FlakyMemory)
+def test_out_of_memory_retries_with_a_smaller_chunk(registered, tiny_config, data):
+    registered(FlakyMemory)
     cfg = tiny_config(suite="imagenet", data_root=str(data), allow_partial=True, method=FlakyMemory.name)
     summary = engine.run(cfg, progress=False, log=lambda *_: None)
     assert summary["splits"]["imagenet"]["n"] == 12
 
 
-def test_out_of_memory_without_a_smaller_chunk_says_what_to_do(monkeypatch, tmp_path, data, capsys):
-    _register(monkeypatch, AlwaysOutOfMemory)
+def test_out_of_memory_without_a_smaller_chunk_says_what_to_do(registered, tmp_path, data, capsys):
+    registered(AlwaysOutOfMemory)
     code = main(["--suite", "imagenet", "--data-root", str(data), "--allow-partial", "--teacher", "tiny",
                  "--workers", "0", "--out", str(tmp_path / "run"), "--no-progress", "--method", AlwaysOutOfMemory.name])
     assert code == 2
@@ -97,8 +100,8 @@ class FailsOdd(Method):
         return Output(self.teacher(batch.images), extras)
 
 
-def test_failed_samples_are_recorded_counted_and_scored_wrong(monkeypatch, tiny_config, data):
-    _register(monkeypatch, FailsOdd)
+def test_failed_samples_are_recorded_counted_and_scored_wrong(registered, tiny_config, data):
+    registered(FailsOdd)
     cfg = tiny_config(suite="imagenet", data_root=str(data), allow_partial=True, method=FailsOdd.name)
     summary = engine.run(cfg, progress=False, log=lambda *_: None)
     records = read_records(Path(cfg.out) / PREDICTIONS)
@@ -106,3 +109,48 @@ def test_failed_samples_are_recorded_counted_and_scored_wrong(monkeypatch, tiny_
     assert failed and all(not r["correct"] for r in failed)
     assert summary["splits"]["imagenet"]["failed"] == len(failed)
     assert summary["splits"]["imagenet"]["n"] == 12
+
+
+def test_disk_full_during_the_final_merge_is_one_line_and_the_rerun_completes(tmp_path, data, capsys, monkeypatch):
+    out = tmp_path / "run"
+    argv = ["--suite", "imagenet", "--data-root", str(data), "--allow-partial", "--teacher", "tiny", "--workers", "0",
+            "--out", str(out), "--no-progress"]
+    real_replace = os.replace
+
+    def replace(src, dst):  # the disk is full when the merged predictions are renamed into place
+        if str(dst).endswith(PREDICTIONS):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(records.os, "replace", replace)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not list(out.glob(".*.tmp"))  # the temporary file is gone
+    monkeypatch.setattr(records.os, "replace", real_replace)  # space freed
+    assert main(argv) == 0
+    assert len(read_records(out / PREDICTIONS)) == 12
+
+
+class Diverges(Method):
+    """An online method whose update went to NaN after the first batch: every later output is NaN."""
+
+    name = "test-diverges"
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.calls = 0
+
+    def predict(self, batch: Batch) -> Output:
+        self.calls += 1
+        logits = self.teacher(batch.images)
+        return Output(logits if self.calls == 1 else torch.full_like(logits, float("nan")))
+
+
+def test_a_diverged_online_method_is_marked_failed_not_scored(registered, tiny_config, data):
+    registered(Diverges)
+    cfg = tiny_config(suite="imagenet", data_root=str(data), allow_partial=True, method=Diverges.name, batch_size=4)
+    summary = engine.run(cfg, progress=False, log=lambda *_: None)
+    records = read_records(Path(cfg.out) / PREDICTIONS)
+    assert [r["status"] for r in records] == ["ok"] * 4 + ["failed"] * 8
+    assert summary["splits"]["imagenet"]["failed"] == 8 and not any(r["correct"] for r in records[4:])

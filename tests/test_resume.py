@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+import pytest
+
 from tta_bench.records import read_records
 from tta_bench.report.recompute import recompute
 
@@ -127,3 +129,66 @@ def test_torn_last_line_is_dropped_on_resume(tmp_path, tiny_config):
     records = read_records(path)
     assert len(records) == len({(r["split"], r["id"]) for r in records}) == 6 * 1
     assert summary["splits"]["imagenet"]["n"] == 6
+
+
+def test_an_online_method_killed_mid_segment_resumes_to_the_uninterrupted_predictions(tmp_path, monkeypatch):
+    """TENT's state after batch k depends on batches 1..k: a resume must replay the unfinished segment from its
+    start. Replaying only the unfinished batches (from a fresh model) would change predictions; checked below."""
+    from tests.conftest import image_stack, write_arrays
+    from tta_bench import engine
+    from tta_bench.config import RunConfig
+    from tta_bench.methods.tent import Tent
+
+    root = write_arrays(tmp_path / "c10", {"images": image_stack(48)}, [i % 10 for i in range(48)])
+
+    def cfg(name: str) -> RunConfig:
+        return RunConfig(suite="cifar10-c", source="generated", data_root=str(root), corruptions=["gaussian_noise"],
+                         teacher="tiny", method="tent", batch_size=4, num_workers=0, device="cpu",
+                         out=str(tmp_path / name), method_options={"lr": 0.5})
+
+    def preds(name: str) -> list:
+        return [(r["id"], r["pred"]) for r in read_records(tmp_path / name / PREDICTIONS)]
+
+    engine.run(cfg("whole"), progress=False, log=lambda *_: None)
+    real, calls = Tent.predict, []
+
+    def dies_at_batch_6(self, batch):
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt  # the process is stopped with 5 batches on disk
+        return real(self, batch)
+
+    monkeypatch.setattr(Tent, "predict", dies_at_batch_6)
+    with pytest.raises(KeyboardInterrupt):
+        engine.run(cfg("resumed"), progress=False, log=lambda *_: None)
+    monkeypatch.setattr(Tent, "predict", real)
+    assert len(preds("resumed")) == 20
+    engine.run(cfg("resumed"), progress=False, log=lambda *_: None)
+    assert preds("resumed") == preds("whole")
+    # what a batch-level resume would give: the last 28 samples predicted by a model that never saw the first 20
+    assert _predict_tail(cfg("tail"), start=20) != preds("whole")[20:], "the data must make TENT's history matter"
+
+
+def _predict_tail(cfg, start: int) -> list:
+    """(id, pred) of the stream from position `start` on, by a fresh method fed the engine's batches."""
+    import torch
+
+    from tta_bench import engine
+    from tta_bench.methods import build_method
+    from tta_bench.methods.base import Batch
+    from tta_bench.teachers import build_teacher
+
+    p = engine.prepare(cfg)
+    teacher = build_teacher(cfg.teacher, num_classes=len(p.suite.space)).eval().requires_grad_(False)
+    teacher.set_classes(p.suite.space, p.suite.classes)
+    method = build_method(cfg.method, teacher, p.defaults.options, torch.device("cpu"))
+    out = []
+    for batch in p.stream.batches(cfg.batch_size):
+        if batch[0] < start:
+            continue
+        items = [p.stream.items[i] for i in batch]
+        sources = [p.suite.splits[it.split].source for it in items]
+        images = torch.stack([teacher.transform(s.load(it.pos)) for s, it in zip(sources, items)])
+        logits = method.predict(Batch(images, [0] * len(items))).logits
+        out += [(s.ids[it.pos], p.suite.classes[int(k)]) for s, it, k in zip(sources, items, logits.argmax(1))]
+    return out

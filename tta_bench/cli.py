@@ -45,7 +45,9 @@ def run_parser() -> argparse.ArgumentParser:
                         "cifar-resnet20, ... (default: %(default)s)")
     g.add_argument("--weights", help="local checkpoint for the teacher instead of its default download")
     g.add_argument("--head", help="linear head file for a backbone without one (DINO)")
-    g.add_argument("--prompts", default=d.prompts, help="CLIP text head: single ('a photo of a {}.') or ensemble (80 OpenAI templates)")
+    g.add_argument("--prompts", default=d.prompts,
+                   help="CLIP text head: single ('a photo of a {}.'), ensemble (80 OpenAI templates), apm ('a photo "
+                        "of a {}') or a prompt file; default: the method's reference (APM: apm; others: single)")
     g = p.add_argument_group("data")
     g.add_argument("--data-root", help="dataset folder in its published layout (or a saved HF dataset / clean set)")
     g.add_argument("--source", choices=SOURCES, help="published layout, Hugging Face hub, or corruptions generated "
@@ -64,14 +66,19 @@ def run_parser() -> argparse.ArgumentParser:
                    help="a corrupt image stops the run (default) or is skipped and counted")
     g = p.add_argument_group("test stream")
     g.add_argument("--setting", default=d.setting, help="stream protocol (see `list`); default: %(default)s")
-    g.add_argument("--dirichlet", type=float, default=d.dirichlet, help="class-correlation DELTA of *correlated settings")
+    g.add_argument("--dirichlet", type=float, default=d.dirichlet,
+                   help="class-correlation DELTA of *correlated settings (default: 0.01 for ImageNet suites, 0.1 "
+                        "otherwise, as the unified benchmark; 0 sorts by class)")
+    g.add_argument("--sorter", default=d.sorter, help="class-correlated order: note (the unified benchmark's "
+                                                      "sort_by_dirichlet, the default) or rotta (RoTTA's sampler)")
     g.add_argument("--seed", type=int, default=d.seed, help="fixes stream order, augmentations and initialisations")
     g.add_argument("--seeds", type=_csv(int), help="comma list: one run folder per seed, then mean ± std")
     g = p.add_argument_group("method options (defaults: the method's paper)")
     g.add_argument("--steps", type=int, help="adaptation steps per sample or batch")
     g.add_argument("--lr", type=float, help="learning rate")
     g.add_argument("--reset", choices=("episodic", "online"), help="online methods: reset every batch or keep adapting")
-    g.add_argument("--apm-preset", help="APM: paper (p14, g32, 448 px, MLP to 768, Adam 1e-4) or cpu (the default)")
+    g.add_argument("--apm-preset", help="APM: auto (the default: paper with a CLIP/DINO teacher on CUDA, else cpu), "
+                                        "paper (p14, g32, 448 px, MLP to 768, Adam 1e-4, 250 steps) or cpu")
     g.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="any other method option")
     g = p.add_argument_group("execution and outputs")
     g.add_argument("--batch-size", type=int, default=d.batch_size,
@@ -98,16 +105,16 @@ def parse_opts(items: Sequence[str]) -> dict[str, object]:
 
 def config_from_args(a: argparse.Namespace) -> RunConfig:
     options = parse_opts(a.opt)
-    for k in ("steps", "lr", "reset", "head"):
+    for k in ("steps", "lr", "reset"):
         if getattr(a, k) is not None:
             options[k] = getattr(a, k)
     if a.apm_preset is not None:
         options["preset"] = a.apm_preset
     return RunConfig(suite=a.suite, method=a.method, teacher=a.teacher, data_root=a.data_root, source=a.source,
                      corruptions=a.corruptions, severities=a.severities, limit=a.limit, subset=a.subset,
-                     setting=a.setting, dirichlet=a.dirichlet, seed=a.seed, batch_size=a.batch_size,
+                     setting=a.setting, dirichlet=a.dirichlet, sorter=a.sorter, seed=a.seed, batch_size=a.batch_size,
                      num_workers=a.workers, device=a.device, precision=a.precision, out=a.out, prompts=a.prompts,
-                     weights=a.weights, source_data=a.source_data,
+                     weights=a.weights, head=a.head, source_data=a.source_data,
                      hub_id=a.hub_id, hub_split=a.hub_split, on_error=a.on_error, allow_partial=a.allow_partial,
                      overwrite=a.overwrite, save_logits=a.save_logits, record_steps=a.record_steps,
                      method_options=options)
@@ -122,6 +129,8 @@ def cmd_run(argv: Sequence[str]) -> int:
     if a.dry_run:
         print(engine.plan(engine.prepare(cfg)))
         return 0
+    if a.seeds is not None and not a.seeds:
+        raise UserError("--seeds needs at least one seed, e.g. --seeds 1,2,3")
     if a.seeds and (a.out or len(set(a.seeds)) != len(a.seeds)):
         raise UserError("--seeds takes distinct seeds and names each run folder itself (drop --out)")
     configs = [dataclasses.replace(cfg, seed=s) for s in a.seeds] if a.seeds else [cfg]
@@ -280,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = COMMANDS.get(argv[0]) if argv else None
     try:
         return command(argv[1:]) if command else cmd_run(argv)
-    except (UserError, UnknownNameError, ValueError) as exc:  # report commands raise ValueError for bad input
+    except (UserError, UnknownNameError) as exc:  # bad input: one line; anything else is a bug and shows its traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head`: stop quietly

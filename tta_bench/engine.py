@@ -31,13 +31,13 @@ from .data.prompts import class_prompts, file_hash
 from .data.sources import sample_seed
 from .errors import UserError
 from .methods import METHODS, build_method
-from .methods.base import PRECISIONS, Batch, Method
+from .methods.base import Batch, Method
 from .methods.defaults import Resolved, resolve as resolve_defaults
-from .records import RunFolder
-from .stream import Stream, build_stream, required_severities
+from .records import RunFolder, file_sha256
+from .stream import Stream, build_stream, default_dirichlet, required_severities
 from .summary import git_commit, summarize, versions
 from .teachers import build_teacher
-from .vocabulary import SUMMARY
+from .vocabulary import SUMMARY, record_key
 
 RUNS_DIR = Path("results/runs")
 
@@ -118,6 +118,7 @@ class Prepared:
     stream: Stream
     out: Path
     defaults: Resolved  # the batch size and method options after the suite family's defaults
+    prompts: str  # the CLIP prompt spec: the user's, else the method's
     notes: list[str]  # what a reader of the results must know (shown at start, kept in the summary)
     source_data: dict[str, Any] | None = None  # the clean images a method used before the stream
 
@@ -126,20 +127,19 @@ def prepare(cfg: RunConfig) -> Prepared:
     """Everything a run needs that does not touch a model: the data, its self-check and the stream."""
     if cfg.method not in METHODS:
         METHODS.get(cfg.method)  # raises the unknown-name error with the choices
-    if cfg.precision not in ("auto", *PRECISIONS):
-        raise UserError(f"--precision must be auto, {' or '.join(PRECISIONS)}, got {cfg.precision!r}")
+    cfg.validate()
     severities = required_severities(cfg.setting)
     if severities and cfg.severities not in (None, severities):
         raise UserError(f"setting {cfg.setting} runs severities 1-5; drop --severities")
     data_cfg = RunConfig.from_dict({**cfg.to_dict(), "severities": severities or cfg.severities})
     suite = load_suite(data_cfg)
-    stream = build_stream(suite.splits, cfg.setting, cfg.seed, cfg.dirichlet)
-    given = {k: v for k, v in cfg.method_options.items() if k != "head"}
-    defaults = resolve_defaults(cfg.method, suite.spec.family, cfg.batch_size, given)
-    if defaults.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {defaults.batch_size}")
+    dirichlet = default_dirichlet(suite.spec.family) if cfg.dirichlet is None else cfg.dirichlet
+    stream = build_stream(suite.splits, cfg.setting, cfg.seed, dirichlet, cfg.sorter)
+    defaults = resolve_defaults(cfg.method, suite.spec.family, cfg.batch_size, cfg.method_options)
     notes = [_one_batch_note(cfg.method, stream, defaults.batch_size)]
-    return Prepared(cfg, suite, stream, Path(cfg.out) if cfg.out else default_out(cfg), defaults, [n for n in notes if n])
+    prompts = cfg.prompts or METHODS.get(cfg.method).prompts
+    return Prepared(cfg, suite, stream, Path(cfg.out) if cfg.out else default_out(cfg), defaults, prompts,
+                    [n for n in notes if n])
 
 
 def _one_batch_note(method: str, stream: Stream, batch_size: int) -> str | None:
@@ -171,41 +171,66 @@ def plan(p: Prepared) -> str:
 
 
 def run(cfg: RunConfig, progress: bool = True, log=print) -> dict[str, Any]:
-    """Run (or resume) one configuration; under torchrun every rank calls this and rank 0 returns the summary."""
+    """Run (or resume) one configuration; under torchrun every rank calls this and rank 0 returns the summary.
+    Rank 0 holds the run folder's lock from start to end."""
     dist = distributed.from_env()
     p = prepare(cfg)
-    prompts = class_prompts(cfg.prompts, p.suite.space, p.suite.classes)  # validated before any model work
+    prompts = class_prompts(p.prompts, p.suite.space, p.suite.classes)  # validated before any model work
     folder = RunFolder.open(p.out, cfg) if dist.main else None
-    if folder and file_hash(cfg.prompts):
-        shutil.copyfile(cfg.prompts, folder.path / f"prompts{Path(cfg.prompts).suffix}")
+    try:
+        return _run(p, folder, prompts, dist, progress, log)
+    finally:
+        if folder:
+            folder.release()
+        distributed.shutdown(dist)
+
+
+def inputs_of(p: Prepared, precision: str) -> dict[str, Any]:
+    """Fingerprints of what determines the predictions beyond the configuration: the files it names (weights,
+    head, prompt file) by content, the stream by its ordered sample keys, and the arithmetic."""
+    cfg = p.cfg
+    return {"stream": p.stream.hash(p.suite.splits), "precision": precision,
+            "weights": file_sha256(cfg.weights) if cfg.weights else None,
+            "head": file_sha256(cfg.head) if cfg.head else None, "prompts": file_hash(p.prompts)}
+
+
+def _run(p: Prepared, folder: RunFolder | None, prompts, dist: distributed.Dist, progress: bool, log) -> dict[str, Any]:
+    cfg = p.cfg
+    device = pick_device(cfg.device, dist.local_rank)
+    precision = resolve_precision(cfg.precision, METHODS.get(cfg.method), device)
+    if folder:
+        folder.check_inputs(inputs_of(p, precision), cfg.overwrite)
+        if file_hash(cfg.prompts):
+            shutil.copyfile(cfg.prompts, folder.path / f"prompts{Path(cfg.prompts).suffix}")
     distributed.barrier_init(dist, cfg.device)
     folder = folder or RunFolder(p.out)
     if (folder.path / SUMMARY).exists() and len(folder.records()) == len(p.stream.items):
         log(f"{folder.path} is complete; reusing its summary")
         return json.loads((folder.path / SUMMARY).read_text())
-    device = pick_device(cfg.device, dist.local_rank)
     if device.type == "cpu" and cfg.num_workers:  # leave the decoding workers their cores: oversubscribed
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - cfg.num_workers))  # BLAS threads stall badly
-    teacher = build_teacher(cfg.teacher, cfg.weights, cfg.method_options.get("head"), len(p.suite.space))
+    teacher = build_teacher(cfg.teacher, cfg.weights, cfg.head, len(p.suite.space))
+    if cfg.prompts is not None and not teacher.uses_prompts:
+        raise UserError(f"--prompts {cfg.prompts} builds a CLIP text head; teacher {teacher.name} classifies with its "
+                        "own head and would ignore it")
     teacher = teacher.to(device).eval().requires_grad_(False)
     teacher.set_classes(p.suite.space, p.suite.classes, prompts)
     method = build_method(cfg.method, teacher, p.defaults.options, device)
+    steps = getattr(method.options, "steps", 0)
+    if cfg.record_steps and max(cfg.record_steps) > steps:
+        raise UserError(f"--record-steps {max(cfg.record_steps)} is beyond the {steps} steps {cfg.method} takes")
     if dist.main:
         log(plan(p))
-    precision = resolve_precision(cfg.precision, method, device)
     p.source_data = _prepare_source(method, p, device, precision, log if dist.main else (lambda *_: None))
-    try:
-        return _loop(p, folder, method, device, precision, dist, progress and dist.main, log)
-    finally:
-        distributed.shutdown(dist)
+    return _loop(p, folder, method, device, precision, dist, progress and dist.main, log)
 
 
 def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, precision: str,
           dist: distributed.Dist, progress: bool, log) -> dict[str, Any]:
     cfg, suite, stream = p.cfg, p.suite, p.stream
-    done = {(r["split"], r["id"]) for r in folder.records()}
+    done = {record_key(r) for r in folder.records()}
     key = lambda i: (suite.splits[stream.items[i].split].name,  # noqa: E731
-                     suite.splits[stream.items[i].split].source.ids[stream.items[i].pos])
+                     suite.splits[stream.items[i].split].source.ids[stream.items[i].pos], stream.items[i].visit)
     batches = _batches_of_rank(stream, p.defaults.batch_size, method, dist)
     if method.episodic:  # per-sample results do not depend on what came before: skip finished samples
         batches = [b for b in ([i for i in b if key(i) not in done] for b in batches) if b]
@@ -223,53 +248,57 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
             + (f", x {steps_each} adaptation steps each" if steps_each else ""))
     bar = tqdm(total=n_todo, disable=not progress, desc=f"{cfg.suite}/{cfg.method}", unit="img", file=sys.stderr,
                dynamic_ncols=True)
-    correct = seen = steps = forwards = 0
-    start = time.perf_counter()
+    cost = folder.cost_log(dist.rank)
+    correct = seen = 0
+    start = last = time.perf_counter()
     try:
         for positions, images, errors in loader:
             if positions[0] in stream.resets:
                 method.reset()
             kept = [i for i, e in zip(positions, errors) if not e]
-            records, logits = [], None
+            records, logits, forwards, steps = [], None, 0, 0
             if images is not None:
-                batch = Batch(images.to(device, non_blocking=True), [sample_seed(cfg.seed, *key(i)) for i in kept],
+                batch = Batch(images.to(device, non_blocking=True), [sample_seed(cfg.seed, *key(i)[:2]) for i in kept],
                               tuple(cfg.record_steps or ()))
                 with amp:
                     out = _predict(method, batch)
-                steps, forwards = steps + out.adaptation_steps, forwards + out.teacher_forwards
-                logits = out.logits.float()
+                logits, forwards, steps = out.logits.float(), out.teacher_forwards, out.adaptation_steps
                 if cfg.save_logits:  # predictions from the saved float16 values, so they recompute exactly
                     logits = logits.half().float()
                 # stable order: ties go to the lower class index, as `metrics` recomputes it from saved logits
                 top5 = logits.sort(dim=1, descending=True, stable=True).indices[:, :5].cpu().tolist()
                 extras = out.extras or [{} for _ in kept]
-                records = [_record(suite, stream, i, t5, extra) for i, t5, extra in zip(kept, top5, extras)]
-            fresh = [k for k, r in enumerate(records) if (r["split"], r["id"]) not in done]
+                diverged = (~logits.isfinite().all(1)).tolist()  # a NaN/inf update: no prediction to count
+                records = [_record(suite, stream, i, t5, extra, bad)
+                           for i, t5, extra, bad in zip(kept, top5, extras, diverged)]
+            fresh = [k for k, r in enumerate(records) if record_key(r) not in done]
             writer.append([records[k] for k in fresh], logits[fresh].cpu().numpy() if logits is not None else None)
             errs = [_error_record(suite, stream, i, e) for i, e in zip(positions, errors) if e and key(i) not in done]
             writer.append(errs)
             for r in [records[k] for k in fresh] + errs:
-                done.add((r["split"], r["id"]))
+                done.add(record_key(r))
                 seen += r["status"] != "error"
                 correct += r["correct"]
+            now = time.perf_counter()
+            cost.add(seconds=now - last, samples=len(kept), teacher_forwards=forwards, adaptation_steps=steps)
+            last = now
             bar.update(len(positions))
             bar.set_postfix(top1=f"{100 * correct / max(seen, 1):.1f}%")
             if bar.n == len(positions) and n_todo > len(positions) and dist.main:
                 per = (time.perf_counter() - start) / len(positions)
                 log(f"warm-up: {per:.3f} s/sample, ETA {per * n_todo / 60:.1f} min for this rank")
     except CorruptImageError as exc:
-        raise UserError(f"{exc}\nthe run stopped; predictions so far are kept in {folder.path}. "
-                        "Rerun with --on-error skip to skip and count such files") from None
+        raise UserError(f"{_last_line(exc)}; the run stopped, predictions so far are kept in {folder.path}: rerun "
+                        "with --on-error skip to skip and count such files") from None
     finally:
         bar.close()
-    seconds = time.perf_counter() - start
     distributed.barrier(dist)
     if not dist.main:
         return {}
     order = {key(i): i for i in range(len(stream.items))}
     records = folder.merge(order, suite.classes)
     summary = summarize(records, [s.name for s in suite.splits],
-                        _meta(p, method, seconds, n_todo * dist.world, steps, forwards, device, precision, dist))
+                        _meta(p, method, folder.total_cost(), device, precision, dist))
     folder.write_summary(summary.to_dict())
     return summary.to_dict()
 
@@ -342,30 +371,39 @@ def _unfinished_segments(batches: list[list[int]], stream: Stream, key, done) ->
     return out
 
 
-def _record(suite: SuiteData, stream: Stream, i: int, top5: list[int], extra: dict[str, Any]) -> dict[str, Any]:
+def _record(suite: SuiteData, stream: Stream, i: int, top5: list[int], extra: dict[str, Any],
+            diverged: bool) -> dict[str, Any]:
+    """A prediction record; the method's extras (in label-space terms, its own business) are merged as they are."""
     item = stream.items[i]
     split = suite.splits[item.split]
     classes = suite.classes
     label = split.source.labels[item.pos]
     pred = classes[top5[0]]
     record = {"split": split.name, "id": split.source.ids[item.pos], "label": label, "pred": pred,
-              "top5": [classes[j] for j in top5], "correct": pred == label, "status": "ok"}
-    for k, v in extra.items():
-        if k == "teacher_pred":
-            v = classes[v]
-        elif k == "steps":  # --record-steps: each step's prediction is an index into the logits too
-            v = {step: {**entry, "pred": classes[entry["pred"]]} for step, entry in v.items()}
-        record[k] = v
+              "top5": [classes[j] for j in top5], "correct": pred == label, "status": "ok", **_visit(item), **extra}
+    if diverged:
+        record["status"] = "failed"
     if record["status"] != "ok":
         record["correct"] = False
     return record
+
+
+def _last_line(exc: Exception) -> str:
+    """The error itself, without the worker traceback a DataLoader wraps around it."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1].split(": ", 1)[-1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
 
 
 def _error_record(suite: SuiteData, stream: Stream, i: int, message: str) -> dict[str, Any]:
     item = stream.items[i]
     split = suite.splits[item.split]
     return {"split": split.name, "id": split.source.ids[item.pos], "label": split.source.labels[item.pos],
-            "pred": -1, "top5": [], "correct": False, "status": "error", "error": message}
+            "pred": -1, "top5": [], "correct": False, "status": "error", "error": message, **_visit(item)}
+
+
+def _visit(item) -> dict[str, int]:
+    """Only replayed samples carry a visit number, so other settings' records keep their fields."""
+    return {"visit": item.visit} if item.visit else {}
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -374,8 +412,8 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def _meta(p: Prepared, method: Method, seconds: float, n: int, steps: int, forwards: int,
-          device: torch.device, precision: str, dist: distributed.Dist) -> dict[str, Any]:
+def _meta(p: Prepared, method: Method, spent: dict[str, float], device: torch.device, precision: str,
+          dist: distributed.Dist) -> dict[str, Any]:
     cfg, suite = p.cfg, p.suite
     options = method.options.__dict__.copy()
     return {
@@ -387,12 +425,14 @@ def _meta(p: Prepared, method: Method, seconds: float, n: int, steps: int, forwa
         "setting": {"name": p.stream.setting, **p.stream.params, "stream_hash": p.stream.hash(suite.splits)},
         "seed": cfg.seed, "config": cfg.to_dict(), "method_options": options, "defaults": p.defaults.record,
         "notes": p.notes, "source_data": p.source_data,
-        "prompts": {"spec": cfg.prompts, "sha256": file_hash(cfg.prompts)},
+        "prompts": {"spec": p.prompts, "sha256": file_hash(p.prompts)},
         "versions": versions(), "git_commit": git_commit(), "device": str(device),
         "precision": precision, "world_size": dist.world,
         "process_group": torch.distributed.get_backend() if torch.distributed.is_initialized() else None,
-        "cost": {"seconds": seconds, "samples": n, "samples_per_second": n / seconds if seconds else None,
-                 "seconds_per_sample": seconds / n if n else None, "peak_memory_mb": _peak_memory_mb(device),
-                 "teacher_forwards": forwards, "adaptation_steps": steps,
+        # every session of the run, every rank (cost/); peak memory is this session's
+        "cost": {**{k: spent[k] for k in ("seconds", "teacher_forwards", "adaptation_steps")},
+                 "samples": int(spent["samples"]), "peak_memory_mb": _peak_memory_mb(device),
+                 "samples_per_second": spent["samples"] / spent["seconds"] if spent["seconds"] else None,
+                 "seconds_per_sample": spent["seconds"] / spent["samples"] if spent["samples"] else None,
                  "flops_per_sample": getattr(method, "flops_per_sample", None)},
     }

@@ -8,3 +8,8 @@ class UserError(Exception):
 
 class DataError(UserError):
     """A dataset on disk is not what its suite expects (layout, size, a corrupt file)."""
+
+
+class ReportError(UserError, ValueError):
+    """A table, plot or check that cannot be made from the given run folders or files (a ValueError too, for callers
+    of the Python API that catch the built-in)."""

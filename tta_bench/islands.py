@@ -28,10 +28,19 @@ def default_steps(steps: int) -> list[int]:
     return sorted({0, max(1, steps // 10), max(1, steps // 3), steps})
 
 
+DENSE_WEIGHT = 1.0  # the dense term islands train with where the teacher has a feature map
+
+
 def feature_grids(teacher: Teacher, image: Tensor, given: dict[str, Any], at: Sequence[int], seed: int
                   ) -> dict[int, Tensor]:
     """Train on `image` ((1, 3, H, W) in [0, 1] at the teacher's size) with APM options `given` up to max(at) steps;
-    return the (g, g, D) feature grid after each count in `at`."""
+    return the (g, g, D) feature grid after each count in `at`.
+
+    Where the teacher has a feature map before pooling (a DINO patch grid, a convolutional network's last map) the
+    student also fits it (dense_weight 1 unless given): the global feature alone carries no layout, so a student
+    trained on it shows only the positional gradient of its queries, not the object's regions."""
+    if "dense_weight" not in given and _has_dense(teacher, image):
+        given = {**given, "dense_weight": DENSE_WEIGHT}
     options = APM.parse_options({**given, "steps": max(at)})
     check_options(options)
     cfg = student_config(options, teacher.feature_dim)
@@ -44,6 +53,12 @@ def feature_grids(teacher: Teacher, image: Tensor, given: dict[str, Any], at: Se
             with torch.no_grad():
                 grids[k] = student.feature_grid(x, options.chunk_size or None)[0].float().view(cfg.grid, cfg.grid, -1)
     return grids
+
+
+@torch.no_grad()
+def _has_dense(teacher: Teacher, image: Tensor) -> bool:
+    grid = teacher.encode_dense(image)
+    return grid is not None and grid.shape[1] == teacher.feature_dim
 
 
 def pca_colours(grid: Tensor) -> np.ndarray:

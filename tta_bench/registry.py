@@ -5,6 +5,7 @@ open_clip register models. Lookups of unknown names fail with the list of known 
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Generic, Iterator, TypeVar
 
@@ -40,6 +41,15 @@ class Registry(Generic[T]):
             return builder
 
         return decorator
+
+    @contextmanager
+    def added(self, name: str, builder: T, help: str = "") -> Iterator[T]:
+        """An entry for the duration of a block (a test's own method or suite), removed afterwards."""
+        self.register(name, help)(builder)
+        try:
+            yield builder
+        finally:
+            del self._entries[name]
 
     def get(self, name: str) -> T:
         return self.entry(name).builder

@@ -1,7 +1,30 @@
-"""Test streams as TTA papers define them: the ordered samples of a run and where a method may reset.
+"""Test streams under the names and semantics of the unified TTA benchmark (mariodoebler/test-time-adaptation,
+classification/test_time.py and datasets/data_loading.py get_test_loader / sort_by_dirichlet, its README's
+"Settings"): the ordered samples of a run and where a method may reset.
 
-From (splits, setting, seed) the stream is built deterministically. It is recorded in summary.json by its
-setting and a hash of the ordered sample ids, so two runs can prove they saw the same stream.
+- reset_each_shift: the domains in sequence, a reset at the start of each (TENT's protocol).
+- continual: the domains in sequence, one reset at the start, no signal of a change (CoTTA's protocol).
+- gradual: per corruption the severities 1 2 3 4 5 4 3 2 1, each step replaying that (corruption, severity) domain in
+  full, no reset; a sample is predicted once per visit (records carry `visit`, 0 on the way up, 1 on the way down).
+- mixed_domains: every domain's samples shuffled into one stream, no reset.
+- correlated: continual, with each domain's samples ordered by class (Dirichlet sorter below).
+- reset_each_shift_correlated, gradual_correlated, mixed_domains_correlated: the combinations, as there.
+- gradual_once: tta_bench's own walk 1..5..1 in which severities 1-4 are split between the way up and the way down,
+  so every sample is predicted exactly once (not the benchmark's `gradual`).
+
+Within a domain the order is drawn from a generator seeded with the run seed alone, afresh for every domain visit, as
+the reference re-seeds before building each domain's loader: equal-sized domains share one permutation and both
+visits of a gradual severity play in the same order. Array layouts (CIFAR-C) keep their published order unless
+class-correlated (the RobustBench/TENT protocol); folder layouts are shuffled, never played class by class.
+
+Class-correlated order: by default the reference's sorter (sort_by_dirichlet, adapted there from NOTE): as many
+chunks as classes, each class's samples split over the chunks by Dirichlet(delta) proportions, chunks that already
+hold N/classes samples receiving no more, redrawn until every chunk holds at least 10 samples; then chunk by chunk,
+classes in random order. delta 0 sorts by class label, as there. The default delta follows the suite family as the
+reference's scripts (scripts/run.sh) run it: 0.01 for ImageNet suites, 0.1 otherwise. RoTTA's sampler
+(BIT-DA/RoTTA, time slots by Dirichlet proportions) is the named alternative `--sorter rotta`.
+
+A stream is recorded in summary.json by its setting, parameters and a hash of the ordered (split, id, visit) keys.
 """
 from __future__ import annotations
 
@@ -14,24 +37,33 @@ from .data.build import Split
 from .errors import UserError
 
 SETTINGS = {
-    "reset_each_shift": "reset at the start of every domain (TENT's protocol); the default",
-    "continual": "domains one after another, no reset, no signal of the change (CoTTA)",
-    "gradual": "per corruption severities 1,2,3,4,5,4,3,2,1, no reset",
+    "reset_each_shift": "domains in sequence, reset at the start of each (TENT); the default",
+    "continual": "domains in sequence, no reset, no signal of the change (CoTTA)",
+    "gradual": "per corruption severities 1,2,3,4,5,4,3,2,1, each domain replayed in full per visit, no reset",
     "mixed_domains": "all domains' samples shuffled into one stream, no reset",
-    "correlated": "reset_each_shift with class-correlated order (Dirichlet, --dirichlet DELTA)",
-    "reset_each_shift_correlated": "same as correlated",
-    "continual_correlated": "continual with class-correlated order within each domain",
-    "gradual_correlated": "gradual with class-correlated order within each segment",
-    "mixed_domains_correlated": "mixed_domains ordered by Dirichlet class proportions",
+    "correlated": "continual, each domain ordered by class (Dirichlet, --dirichlet DELTA)",
+    "reset_each_shift_correlated": "reset_each_shift, each domain ordered by class",
+    "gradual_correlated": "gradual, each visit ordered by class",
+    "mixed_domains_correlated": "mixed_domains, the whole stream ordered by class",
+    "gradual_once": "tta_bench's walk 1..5..1 seeing every sample once (severities 1-4 halved between up and down)",
 }
+SORTERS = ("note", "rotta")
 GRADUAL = (1, 2, 3, 4, 5, 4, 3, 2, 1)
+NOTE_MIN_CHUNK = 10  # the reference's min_size_thresh
+NOTE_ATTEMPTS = 100  # the reference gives up after 120 s; a count is deterministic
 MAX_SLOTS = 100  # RoTTA: one time slot per class, at most 100
+
+
+def default_dirichlet(family: str) -> float:
+    """The reference scripts' delta: 0.01 on ImageNet-C, 0.1 on the other datasets they correlate."""
+    return 0.01 if family == "imagenet" else 0.1
 
 
 @dataclass(frozen=True)
 class Item:
     split: int  # index into the run's splits
     pos: int  # position in that split's source
+    visit: int = 0  # how many times this sample was already played (gradual's way down: 1)
 
 
 @dataclass
@@ -44,7 +76,8 @@ class Stream:
     def hash(self, splits: list[Split]) -> str:
         h = hashlib.sha256()
         for it in self.items:
-            h.update(f"{splits[it.split].name}|{splits[it.split].source.ids[it.pos]}\n".encode())
+            visit = f"|{it.visit}" if it.visit else ""
+            h.update(f"{splits[it.split].name}|{splits[it.split].source.ids[it.pos]}{visit}\n".encode())
         return h.hexdigest()
 
     def batches(self, batch_size: int) -> list[list[int]]:
@@ -61,48 +94,58 @@ def required_severities(setting: str) -> list[int] | None:
     return [1, 2, 3, 4, 5] if setting.startswith("gradual") else None
 
 
-def build_stream(splits: list[Split], setting: str, seed: int, dirichlet: float = 0.1) -> Stream:
+def build_stream(splits: list[Split], setting: str, seed: int, dirichlet: float = 0.1, sorter: str = "note") -> Stream:
     if setting not in SETTINGS:
         raise UserError(f"unknown setting {setting!r}; expected one of: {', '.join(SETTINGS)}")
-    rng = np.random.default_rng(seed)
+    if sorter not in SORTERS:
+        raise UserError(f"unknown --sorter {sorter!r}; expected one of: {', '.join(SORTERS)}")
+    if not (dirichlet >= 0 and np.isfinite(dirichlet)):
+        raise UserError(f"--dirichlet must be a finite number >= 0 (0 sorts by class), got {dirichlet}")
     correlated = setting.endswith("correlated")
-    base = setting.removesuffix("_correlated").removesuffix("correlated") or "reset_each_shift"
-    base = base.rstrip("_") or "reset_each_shift"
+    base = setting.removesuffix("correlated").rstrip("_") or "continual"
 
-    def order(split_index: int, positions: list[int]) -> list[Item]:
+    def sort(labels: list[int], members: list, rng: np.random.Generator) -> list:
+        if sorter == "rotta":
+            return rotta_order(labels, members, dirichlet, rng)
+        return note_order(labels, members, dirichlet, rng)
+
+    def order(split_index: int, positions: list[int], visit: int = 0) -> list[Item]:
         source = splits[split_index].source
+        rng = np.random.default_rng(seed)  # afresh per domain visit, as the reference re-seeds per loader
         if correlated:
-            positions = dirichlet_order([source.labels[p] for p in positions], positions, dirichlet, rng)
-        elif not source.ordered:  # folder layouts enumerate class by class: shuffle (i.i.d.), never folder order
+            positions = sort([source.labels[p] for p in positions], positions, rng)
+        elif not source.ordered:
             positions = [positions[i] for i in rng.permutation(len(positions))]
-        return [Item(split_index, p) for p in positions]
+        return [Item(split_index, p, visit) for p in positions]
 
-    segments: list[list[Item]] = []
-    if base == "gradual":
-        segments = _gradual_segments(splits, order)
+    if base in ("gradual", "gradual_once"):
+        segments = _gradual_segments(splits, order, once=base == "gradual_once")
     elif base == "mixed_domains":
         items = [Item(i, p) for i, s in enumerate(splits) for p in range(len(s.source))]
+        rng = np.random.default_rng(seed)
         if correlated:
-            labels = [splits[it.split].source.labels[it.pos] for it in items]
-            items = dirichlet_order(labels, items, dirichlet, rng)
+            items = sort([splits[it.split].source.labels[it.pos] for it in items], items, rng)
         else:
             items = [items[i] for i in rng.permutation(len(items))]
         segments = [items]
     else:
         segments = [order(i, list(range(len(s.source)))) for i, s in enumerate(splits)]
 
-    items, resets = [], set()
+    items: list[Item] = []
+    resets: set[int] = set()
     for seg in segments:
         if base == "reset_each_shift" or not items:
             resets.add(len(items))
         items.extend(seg)
-    params = {"dirichlet": dirichlet} if correlated else {}
+    params: dict = {"dirichlet": dirichlet, "sorter": sorter} if correlated else {}
+    if base == "gradual":
+        params["visits"] = "a split's accuracy pools its visits (severities 1-4: on the way up and down)"
     return Stream(items, resets, setting, params)
 
 
-def _gradual_segments(splits: list[Split], order) -> list[list[Item]]:
-    """Severities 1..5..1 per corruption; severities 1-4 appear twice, so their samples are halved between
-    the way up and the way down: every sample is seen exactly once."""
+def _gradual_segments(splits: list[Split], order, once: bool) -> list[list[Item]]:
+    """Severities 1..5..1 per corruption. `once`: severities 1-4 appear twice, so their samples are halved between
+    the way up and the way down (every sample seen once); else every visit replays the whole domain."""
     by_domain = {(s.corruption, s.severity): i for i, s in enumerate(splits)}
     corruptions = list(dict.fromkeys(s.corruption for s in splits))
     segments = []
@@ -110,29 +153,69 @@ def _gradual_segments(splits: list[Split], order) -> list[list[Item]]:
         missing = [s for s in range(1, 6) if (c, s) not in by_domain]
         if missing:
             raise UserError(f"gradual needs severities 1-5 of {c}; missing {missing}")
-        seen: dict[int, int] = {}
+        visits: dict[int, int] = {}
         for sev in GRADUAL:
             i = by_domain[(c, sev)]
+            visit = visits.get(sev, 0)
+            visits[sev] = visit + 1
             n = len(splits[i].source)
-            half = n // 2 if sev < 5 else n
-            first = seen.get(sev, 0)
-            positions = list(range(first, n if first else half))
-            seen[sev] = half
-            segments.append(order(i, positions))
+            if once:
+                half = n // 2 if sev < 5 else n
+                positions = list(range(half, n) if visit else range(half))
+                segments.append(order(i, positions))
+            else:
+                segments.append(order(i, list(range(n)), visit))
     return segments
 
 
-def dirichlet_order(labels: list[int], items: list, delta: float, rng: np.random.Generator) -> list:
-    """Class-correlated order (RoTTA's sampler, used by the unified TTA benchmark): each class's samples are
-    cut into time slots by Dirichlet(delta) proportions, and each slot plays its class chunks in random order,
-    every chunk kept together; smaller delta concentrates a class into fewer slots, giving longer runs of one
-    class."""
-    if delta <= 0:
-        raise UserError(f"--dirichlet must be > 0, got {delta}")
+def note_order(labels: list[int], items: list, delta: float, rng: np.random.Generator) -> list:
+    """The reference's class-correlated order (sort_by_dirichlet, after NOTE; see the module docstring); delta 0
+    sorts by class label. Chunks are as many as the classes present (the reference: max label + 1). The minimum chunk
+    size is the reference's 10 where a stream is long enough for it (the reference's streams hold 50 samples per
+    chunk); a shorter stream keeps the same proportion, N / (5 x chunks), where the reference would search until
+    its time-out."""
+    if delta == 0:
+        return [items[i] for i in sorted(range(len(items)), key=lambda i: labels[i])]
     classes = sorted(set(labels))
-    slots: list[list[list]] = [[] for _ in range(min(len(classes), MAX_SLOTS))]
-    for c in classes:
-        members = [items[i] for i, y in enumerate(labels) if y == c]
+    n, chunks = len(labels), len(classes)
+    min_size = max(1, min(NOTE_MIN_CHUNK, n // (5 * chunks)))
+    by_class = [np.asarray(members) for members in _by_class(labels, range(len(labels)))]
+    for _ in range(NOTE_ATTEMPTS):
+        filled = np.zeros(chunks, dtype=np.int64)
+        placed = []  # (members, their chunks) per class, in class order
+        for members in by_class:
+            members = members.copy()
+            rng.shuffle(members)
+            drawn = rng.dirichlet(np.repeat(delta, chunks))
+            proportions = drawn * (filled < n / chunks)  # balance: no more for chunks already holding N / chunks
+            if proportions.sum() <= 0:  # every chunk full (the reference divides by zero here): keep the draw
+                proportions = drawn
+            proportions = proportions / proportions.sum()
+            cuts = (np.cumsum(proportions) * len(members)).astype(int)[:-1]
+            chunk_of = np.searchsorted(cuts, np.arange(len(members)), side="right")
+            filled += np.bincount(chunk_of, minlength=chunks)
+            placed.append((members, chunk_of))
+        if filled.min() >= min_size:
+            break
+    else:
+        raise UserError(f"could not order {n} samples of {chunks} classes by Dirichlet({delta}) with at least "
+                        f"{min_size} per chunk; try another --dirichlet or --sorter rotta")
+    class_rank = np.empty((chunks, chunks), dtype=np.int64)  # per chunk, the random order of the classes
+    for k in range(chunks):
+        class_rank[k, rng.permutation(chunks)] = np.arange(chunks)
+    keys = [(int(chunk), int(class_rank[chunk, c]), t, int(member))
+            for c, (members, chunk_of) in enumerate(placed) for t, (member, chunk) in enumerate(zip(members, chunk_of))]
+    return [items[member] for *_, member in sorted(keys)]
+
+
+def rotta_order(labels: list[int], items: list, delta: float, rng: np.random.Generator) -> list:
+    """RoTTA's sampler (BIT-DA/RoTTA): each class's samples are cut into time slots by Dirichlet(delta) proportions,
+    and each slot plays its class chunks in random order, every chunk kept together."""
+    if delta == 0:
+        return note_order(labels, items, 0.0, rng)
+    groups = _by_class(labels, items)
+    slots: list[list[list]] = [[] for _ in range(min(len(groups), MAX_SLOTS))]
+    for members in groups:
         members = [members[i] for i in rng.permutation(len(members))]
         proportions = rng.dirichlet([delta] * len(slots))
         cuts = (np.cumsum(proportions)[:-1] * len(members)).astype(int).tolist()
@@ -143,3 +226,11 @@ def dirichlet_order(labels: list[int], items: list, delta: float, rng: np.random
         for k in rng.permutation(len(slot)):
             out.extend(slot[k])
     return out
+
+
+def _by_class(labels: list[int], items) -> list[list]:
+    """`items` grouped by label, classes in ascending order, each group in stream order."""
+    groups: dict[int, list] = {}
+    for label, item in zip(labels, items):
+        groups.setdefault(label, []).append(item)
+    return [groups[c] for c in sorted(groups)]

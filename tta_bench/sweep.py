@@ -215,7 +215,7 @@ def expand(sweep: Sweep, out_dir: str | Path | None = None, extra: Mapping[str, 
             continue
         for override in [o for o in sweep.overrides if _matches(values, o.match)]:
             values = _layer(values, override.set)
-        cfg = RunConfig(**_layer(values, extra))
+        cfg = RunConfig.from_mapping(_layer(values, extra), f"{sweep.origin}: the run {cell}")
         name = default_out(cfg).name
         if name not in seen:
             seen.add(name)
@@ -279,19 +279,17 @@ def estimate(run: SweepRun) -> Estimate:
     from .methods import METHODS
 
     cfg, note, steps = run.cfg, "", None
-    if cfg.method in METHODS:  # the options the engine would build (presets included), without a model
-        options = {k: v for k, v in cfg.method_options.items() if k != "head"}
-        try:
-            steps = int(getattr(METHODS.get(cfg.method).parse_options(options), "steps", 0))
-        except UserError as exc:
-            note = str(exc)
-    else:
+    if cfg.method not in METHODS:
         note, cfg = f"unknown method {cfg.method!r} in this checkout", dataclasses.replace(cfg, method="source")
     try:
-        samples = len(prepare(cfg).stream.items)
+        p = prepare(cfg)
     except (UserError, UnknownNameError) as exc:
         return Estimate(None, steps, "; ".join(filter(None, [note, str(exc).splitlines()[0]])))
-    return Estimate(samples, steps, note)
+    try:  # the options the engine would build (suite defaults and presets included), without a model
+        steps = int(getattr(METHODS.get(cfg.method).parse_options(p.defaults.options), "steps", 0))
+    except UserError as exc:
+        note = str(exc)
+    return Estimate(len(p.stream.items), steps, note)
 
 
 def _count(value: int | None) -> str:

@@ -15,6 +15,7 @@ SUMMARY = "summary.json"  # written atomically at the end
 METRICS = "metrics.json"  # written by `metrics` from saved logits
 INPUTS = "inputs.json"  # fingerprints of what determines predictions (weights, prompts, the stream's samples)
 LOCK = ".lock"  # held by the process that runs in the folder
+COST = "cost"  # per-rank running totals of compute (seconds, samples), kept across resumes
 SHARDS = "shards"  # per-rank predictions of an unfinished torchrun
 LOGITS = "logits"  # float16 logits per split (--save-logits)
 RUN_FILES = (SUMMARY, CONFIG, PREDICTIONS)  # any of these marks a folder as a run folder
@@ -45,6 +46,12 @@ def parse_split(name: str) -> tuple[str, int] | None:
     if match is None or match.group(1) == "mean":
         return None
     return match.group(1), int(match.group(2))
+
+
+def record_key(record: dict) -> tuple[str, str, int]:
+    """A prediction's key in a run: split, sample id and visit (settings that replay a domain, gradual, predict a
+    sample once per visit; the field is absent, i.e. 0, otherwise)."""
+    return record["split"], record["id"], record.get("visit", 0)
 
 
 # -- identity: the RunConfig fields that do not change what a run predicts ----------------------------------------

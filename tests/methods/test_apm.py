@@ -3,7 +3,6 @@ the teacher, --record-steps, failures, options, and a real learning check on Ima
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -165,9 +164,7 @@ def test_student_agrees_with_a_real_teacher_on_imagenet_photographs(tmp_path: Pa
     cfg = RunConfig(suite="imagenet", data_root=str(SHARED / "imagenet-sample"), limit=50, allow_partial=True,
                     method="apm", teacher="effnet-lite0", num_workers=0, device="cpu", batch_size=25,
                     out=str(tmp_path / "run"))
-    start = time.perf_counter()
     summary = engine.run(cfg, progress=False, log=lambda *_: None)
-    assert time.perf_counter() - start < 90
     assert summary["data"]["n_samples"] == 50
     assert summary["mean_agreement"] >= 90
     assert summary["mean_top1"] >= summary["teacher_mean_top1"] - 10

@@ -1,6 +1,8 @@
 """Each teacher kind: output shapes, restricted heads, a real classifier on a known photo, safe weight loading."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -108,7 +110,7 @@ class _Payload:
 def test_a_malicious_checkpoint_is_refused_without_running_its_code(tmp_path):
     marker = tmp_path / "pwned"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "extra": _Payload(str(marker))}, tmp_path / "evil.pt")
-    with pytest.raises(UserError, match="refused to load .*evil.pt: not a weights-only checkpoint"):
+    with pytest.raises(UserError, match="refused to load .*evil.pt: not a weights-only torch checkpoint"):
         load_state_dict(tmp_path / "evil.pt")
     assert not marker.exists()
 
@@ -125,3 +127,35 @@ def test_checkpoint_loader_formats_and_errors(tmp_path):
         load_state_dict(tmp_path / "not_tensors.pt")
     with pytest.raises(UserError, match="does not exist"):
         load_state_dict(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("name, content, phrase", [
+    ("empty.th", b"", "is empty"),
+    ("garbage.th", b"not a checkpoint at all", "not a weights-only torch checkpoint"),
+    ("garbage.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}", "not a readable safetensors file"),
+])
+def test_broken_checkpoint_files_give_one_line(tmp_path, name, content, phrase):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(UserError, match=phrase) as info:
+        load_state_dict(tmp_path / name)
+    assert "\n" not in str(info.value) and "weights_only` set to `False`" not in str(info.value)
+
+
+def test_a_checkpoint_whose_name_carries_a_sha256_prefix_is_verified(tmp_path):
+    torch.save({"w": torch.ones(3)}, tmp_path / "tmp.th")
+    digest = hashlib.sha256((tmp_path / "tmp.th").read_bytes()).hexdigest()
+    good = tmp_path / f"net-{digest[:8]}.th"
+    (tmp_path / "tmp.th").rename(good)
+    assert torch.equal(load_state_dict(good)["w"], torch.ones(3))
+    swapped = tmp_path / "net-12fca82f.th"  # the name of the released ResNet-20, another file's content
+    swapped.write_bytes(good.read_bytes())
+    with pytest.raises(UserError, match="does not match the sha256 prefix in its name"):
+        load_state_dict(swapped)
+
+
+def test_a_pickle_given_to_a_clip_teacher_is_refused_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"extra": _Payload(str(marker))}, tmp_path / "clip.pt")
+    with pytest.raises(UserError, match="refused to load"):
+        build_teacher("clip:ViT-B-32/openai", weights=str(tmp_path / "clip.pt"))
+    assert not marker.exists()

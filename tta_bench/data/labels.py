@@ -60,12 +60,19 @@ def label_space(name: str) -> LabelSpace:
     raise DataError(f"unknown label space {name!r}; expected imagenet1k, cifar10 or cifar100")
 
 
+NAMED_TEMPLATES = {
+    "single": ("a photo of a {}.",),  # CLIP's single template
+    "apm": ("a photo of a {}",),  # as APM's official code tokenises it (rajatmodi62/apm, train_tta.py): no period
+}
+PROMPT_SPECS = (*NAMED_TEMPLATES, "ensemble")
+
+
 def prompt_templates(kind: str) -> tuple[str, ...]:
-    """'single' is CLIP's "a photo of a {}."; 'ensemble' the 80 OpenAI ImageNet templates (open_clip)."""
-    if kind == "single":
-        return ("a photo of a {}.",)
+    """Named templates (NAMED_TEMPLATES); 'ensemble' the 80 OpenAI ImageNet templates (open_clip)."""
+    if kind in NAMED_TEMPLATES:
+        return NAMED_TEMPLATES[kind]
     if kind == "ensemble":
         from open_clip import OPENAI_IMAGENET_TEMPLATES
 
         return tuple(t("{}") for t in OPENAI_IMAGENET_TEMPLATES)
-    raise DataError(f"unknown prompts {kind!r}; expected single or ensemble")
+    raise DataError(f"unknown prompts {kind!r}; expected one of {', '.join(PROMPT_SPECS)}")

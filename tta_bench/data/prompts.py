@@ -11,17 +11,17 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import UserError
-from .labels import LabelSpace, prompt_templates
+from .labels import PROMPT_SPECS, LabelSpace, prompt_templates
 
 
 def class_prompts(spec: str, space: LabelSpace, classes: Sequence[int]) -> list[list[str]]:
     """One list of prompt strings per evaluated class (aligned with ``classes``)."""
-    if spec in ("single", "ensemble"):
+    if spec in PROMPT_SPECS:
         templates = prompt_templates(spec)
         return [[t.format(space.names[c]) for t in templates] for c in classes]
     path = Path(spec)
     if not path.is_file():
-        raise UserError(f"--prompts must be single, ensemble or a prompt file; {path} does not exist")
+        raise UserError(f"--prompts must be {', '.join(PROMPT_SPECS)} or a prompt file; {path} does not exist")
     if path.suffix == ".json":
         return _cupl(path, space, classes)
     templates = _templates(path)
@@ -61,6 +61,8 @@ def _cupl(path: Path, space: LabelSpace, classes: Sequence[int]) -> list[list[st
     return out
 
 
-def file_hash(spec: str) -> str | None:
+def file_hash(spec: str | None) -> str | None:
+    if spec is None or spec in PROMPT_SPECS:
+        return None
     path = Path(spec)
-    return hashlib.sha256(path.read_bytes()).hexdigest() if spec not in ("single", "ensemble") and path.is_file() else None
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None

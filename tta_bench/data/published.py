@@ -96,7 +96,7 @@ def _present(root: Path, suite: str, domains: list[tuple[str, int]], exists: Cal
 @LAYOUTS.register("cifar_clean", "<root>/<class name>/<image>, or <root>/images.npy + labels.npy")
 def cifar_clean(root: Path, space: LabelSpace, split: str, **_: object) -> list[tuple[str, SampleSource]]:
     if (root / "images.npy").exists():
-        labels = _load_labels(root / "labels.npy")
+        labels = _load_labels(root / "labels.npy", space)
         _check_array(root / "images.npy", len(labels))
         return [(split, ArraySource(root / "images.npy", list(range(len(labels))), labels))]
     return [(split, _folder_source(root, root, _by_key(space), "<root>/<class name>/<image> or images.npy"))]
@@ -105,7 +105,7 @@ def cifar_clean(root: Path, space: LabelSpace, split: str, **_: object) -> list[
 @LAYOUTS.register("cifar_c", "<root>/<corruption>.npy + <root>/labels.npy (CIFAR-10-C, CIFAR-100-C)")
 def cifar_c(root: Path, space: LabelSpace, corruptions: Sequence[str], severities: Sequence[int],
             allow_partial: bool = False, notes: list[str] | None = None, **_: object) -> list[tuple[str, SampleSource]]:
-    labels = _load_labels(root / "labels.npy")
+    labels = _load_labels(root / "labels.npy", space)
     domains = [(c, s) for c in corruptions for s in severities]
     present = _present(root, "cifar-c", domains, lambda c, s: (root / f"{c}.npy").exists(), allow_partial, notes)
     for c in dict.fromkeys(c for c, _ in present):  # each corruption's file once, not once per severity
@@ -120,7 +120,7 @@ def cifar_c(root: Path, space: LabelSpace, corruptions: Sequence[str], severitie
     return out
 
 
-def _load_labels(path: Path) -> list[int]:
+def _load_labels(path: Path, space: LabelSpace) -> list[int]:
     if not path.exists():
         raise DataError(f"missing labels file {path}")
     try:
@@ -129,6 +129,10 @@ def _load_labels(path: Path) -> list[int]:
         raise DataError(f"{path}: refused to load ({exc}); expected a plain integer array") from None
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{path}: expected a 1-D integer array, found {labels.dtype} {labels.shape}")
+    outside = labels[(labels < 0) | (labels >= len(space))]
+    if len(outside):
+        raise DataError(f"{path}: {len(outside)} labels outside the {space.name} classes 0..{len(space) - 1} (e.g. "
+                        f"{int(outside[0])}); is this the right dataset for the suite?")
     return labels.astype(np.int64).tolist()
 
 

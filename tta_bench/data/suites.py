@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from ..errors import UserError
 from ..registry import Registry
 from ..vocabulary import CORRUPTIONS
 
@@ -66,7 +67,7 @@ def _spec_from_yaml(path: Path) -> SuiteSpec:
     known = {f.name for f in dataclasses.fields(SuiteSpec)}
     unknown = set(data) - known
     if unknown:
-        raise ValueError(f"{path}: unknown suite keys {sorted(unknown)}; expected some of {sorted(known)}")
+        raise UserError(f"{path}: unknown suite keys {sorted(unknown)}; expected some of {sorted(known)}")
     return SuiteSpec(**data)
 
 

@@ -27,4 +27,4 @@ METHODS.register("apm", "Asynchronous Perception Machine: a fresh student per sa
 
 def build_method(name: str, teacher: Teacher, options: dict[str, Any], device: torch.device) -> Method:
     cls = METHODS.get(name)
-    return cls(teacher, cls.parse_options(options), device)
+    return cls(teacher, cls.build_options(options, teacher, device), device)

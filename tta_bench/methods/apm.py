@@ -68,7 +68,7 @@ class APMOptions(Options):
 
     steps: int = 80
     lr: float = 1e-3
-    preset: str = "cpu"  # network shape and training defaults: cpu | paper
+    preset: str = "cpu"  # network shape and training defaults: cpu | paper (given as auto: build_options decides)
     readout: str = PRESETS["cpu"].readout  # mean | attention: how the grid is pooled into the feature
     schedule: str = "constant"  # constant | step (StepLR stepped per iteration)
     step_size: int = 200  # StepLR period (iterations)
@@ -191,14 +191,23 @@ class APM(Method):
     name = "apm"
     episodic = True
     precision = "bf16"  # the official code trains under mixed precision
+    prompts = "apm"  # "a photo of a {c}", as the official code writes them
     options_class = APMOptions
 
     @classmethod
     def parse_options(cls, given: dict[str, Any]) -> APMOptions:
-        name = given.get("preset", APMOptions.preset)
+        name = given.get("preset", "cpu")
         if name not in PRESET_OPTIONS:
-            raise UserError(f"apm has no preset {name!r}; choose one of {', '.join(PRESET_OPTIONS)}")
+            raise UserError(f"apm has no preset {name!r}; choose one of auto, {', '.join(PRESET_OPTIONS)}")
         return super().parse_options({**dataclasses.asdict(PRESET_OPTIONS[name]), **given})
+
+    @classmethod
+    def build_options(cls, given: dict[str, Any], teacher: Teacher, device: torch.device) -> APMOptions:
+        """``preset=auto`` (the default): the paper's network where it is meant to run (a CLIP or DINO teacher on
+        CUDA), the cpu preset elsewhere; summaries name the preset that ran."""
+        if given.get("preset", "auto") == "auto":
+            given = {**given, "preset": auto_preset(teacher, device)}
+        return cls.parse_options(given)
 
     def __init__(self, teacher: Teacher, options: APMOptions, device: torch.device) -> None:
         options = dataclasses.replace(options, parallel=_parallel(options.parallel, device))
@@ -283,17 +292,23 @@ class APM(Method):
 
     def _extras(self, traces: list[_Trace], teacher_pred: Tensor, failed: Tensor, record: list[int]) -> list[dict]:
         """Everything moved to the host in one transfer per field (no per-step synchronisation)."""
-        teacher = teacher_pred.tolist()
+        classes = self.teacher.classes  # records speak of label-space classes, not logit columns
+        teacher = [classes[p] for p in teacher_pred.tolist()]
         losses = torch.cat([t.loss for t in traces]).tolist()
         extras = [{"teacher_pred": p, "loss": _finite(loss)} for p, loss in zip(teacher, losses)]
         for i in failed.nonzero().flatten().tolist():
             extras[i]["status"] = "failed"
         for k in record:
-            preds = torch.cat([t.steps[k][0] for t in traces]).tolist()
+            preds = [classes[p] for p in torch.cat([t.steps[k][0] for t in traces]).tolist()]
             step_losses = torch.cat([t.steps[k][1] for t in traces]).tolist()
             for e, p, loss, tp in zip(extras, preds, step_losses, teacher):
                 e.setdefault("steps", {})[str(k)] = {"pred": p, "loss": _finite(loss), "agree": p == tp}
         return extras
+
+
+def auto_preset(teacher: Teacher, device: torch.device) -> str:
+    foundation = teacher.name.partition(":")[0] in ("clip", "dino")
+    return "paper" if foundation and device.type == "cuda" else "cpu"
 
 
 def _finite(value: float) -> float | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator
@@ -55,6 +56,7 @@ class Method(ABC):
     # CLIP test-time methods, whose official code runs under autocast). bf16 moves logits by ~1% through a
     # network, and BN layers normalising with batch statistics amplify it (benchmarks/RESULTS.md).
     precision: ClassVar[str] = "fp32"
+    prompts: ClassVar[str] = "single"  # the CLIP prompt templates its reference code classifies with
     options_class: ClassVar[type[Options]] = Options
 
     def __init__(self, teacher: Teacher, options: Options, device: torch.device) -> None:
@@ -67,11 +69,17 @@ class Method(ABC):
         if unknown:
             raise UserError(f"method {cls.name} has no option(s) {unknown}; it accepts: {', '.join(sorted(fields))}")
         options = cls.options_class(**{k: _coerce(fields[k], v) for k, v in given.items()})
+        _check_common(options, given)
         if options.reset not in ("episodic", "online"):
             raise UserError(f"--reset must be episodic or online, got {options.reset!r}")
         if cls.episodic and options.reset != "episodic":
             raise UserError(f"{cls.name} adapts on each sample alone and resets after it: --reset online does not apply")
         return options
+
+    @classmethod
+    def build_options(cls, given: dict[str, Any], teacher: Teacher, device: torch.device) -> Options:
+        """Options for a run on this teacher and device; methods whose defaults depend on them override it."""
+        return cls.parse_options(given)
 
     def source_samples(self) -> int:
         """How many clean source-domain images the method needs before the stream (0: none). The engine loads them
@@ -94,16 +102,16 @@ class Method(ABC):
 
 
 class StepRecorder:
-    """One sample's predictions at the listed adaptation steps (``--record-steps``; step 0 = before adapting).
-    Methods call it with the step count before each step and once after the last."""
+    """One sample's predictions (label-space classes) at the listed adaptation steps (``--record-steps``; step 0 =
+    before adapting). Methods call it with the step count before each step and once after the last."""
 
-    def __init__(self, wanted: tuple[int, ...], logits_now: Callable[[], torch.Tensor]) -> None:
-        self.wanted, self.logits_now, self.records = set(wanted), logits_now, {}
+    def __init__(self, wanted: tuple[int, ...], logits_now: Callable[[], torch.Tensor], classes: list[int]) -> None:
+        self.wanted, self.logits_now, self.classes, self.records = set(wanted), logits_now, classes, {}
 
     def __call__(self, step: int) -> None:
         if step in self.wanted:
             with torch.no_grad():
-                self.records[str(step)] = {"pred": int(self.logits_now().argmax())}
+                self.records[str(step)] = {"pred": self.classes[int(self.logits_now().argmax())]}
 
     def extras(self) -> dict[str, Any]:
         return {"steps": self.records} if self.wanted else {}
@@ -129,6 +137,15 @@ class StateSnapshot:
         for obj, state in zip(self.objects, self.states):
             obj.load_state_dict(copy.deepcopy(state))
         torch.clear_autocast_cache()  # cached bf16 copies of the weights just overwritten in place
+
+
+def _check_common(options: Options, given: dict[str, Any]) -> None:
+    """The shared options, where the user set them: a learning rate of inf or 0 and negative step counts would run
+    and report numbers (or crash deep inside a method)."""
+    if "lr" in given and not (math.isfinite(options.lr) and options.lr > 0):
+        raise UserError(f"--lr must be a finite number > 0, got {given['lr']}")
+    if "steps" in given and options.steps < 0:
+        raise UserError(f"--steps must be >= 0, got {given['steps']}")
 
 
 def _coerce(f: dataclasses.Field, value: Any) -> Any:

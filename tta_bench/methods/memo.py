@@ -98,7 +98,7 @@ class Memo(Method):
         def one(image: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict]:
             with seeded(seed):  # fresh views for every step, as MEMO draws them
                 views = [augmented_views(image, self.options.n_views, augmix=True) for _ in range(self.options.steps)]
-            recorder = StepRecorder(batch.record_steps, lambda: self.teacher(image[None]))
+            recorder = StepRecorder(batch.record_steps, lambda: self.teacher(image[None]), self.teacher.classes)
             with self._prior():
                 self.adapt(views, recorder)
                 with torch.no_grad():

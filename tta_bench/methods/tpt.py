@@ -136,7 +136,7 @@ class Tpt(Method):
                 views = augmented_views(image, self.options.n_views - 1, augmix=self.options.views == "augmix")
             with torch.no_grad():  # the image tower is frozen: encode the image and its views once
                 features = F.normalize(self.teacher.encode(torch.cat([image[None], views])).float(), dim=-1)
-            recorder = StepRecorder(batch.record_steps, lambda: self.logits(features[:1]))
+            recorder = StepRecorder(batch.record_steps, lambda: self.logits(features[:1]), self.teacher.classes)
             self.adapt(features, recorder)
             with torch.no_grad():
                 return self.logits(features[:1]), recorder.extras()

@@ -9,6 +9,7 @@ from .check import DEFAULT_TOLERANCE, CheckResult, check, format_check, load_ref
 from .published import load_published
 from .runs import RunFolderError, find_run_dirs, group_runs, load_runs, load_summary
 from .tables import build_tables, metric_of, render, render_tables
+from ..errors import ReportError
 
 
 def table_command(run_dirs: list[str], fmt: str, published: bool, metric: str, at_step: int | None = None) -> str:
@@ -19,7 +20,7 @@ def table_command(run_dirs: list[str], fmt: str, published: bool, metric: str, a
     summaries = runs_at_step(run_dirs, at_step) if at_step is not None else load_runs(run_dirs)
     tables = build_tables(summaries, metric, load_published() if published else None)
     if not tables:
-        raise ValueError(f"no run has metric {metric!r}")
+        raise ReportError(f"no run has metric {metric!r}")
     return render_tables(tables, fmt, metric)
 
 
@@ -40,7 +41,7 @@ def plot_command(run_dirs: list[str], out_dir: str | Path) -> list[Path]:
     except ValueError as error:
         reasons.append(str(error))
     if not paths:
-        raise ValueError("nothing to plot: " + "; ".join(reasons))
+        raise ReportError("nothing to plot: " + "; ".join(reasons))
     return paths
 
 

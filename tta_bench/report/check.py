@@ -10,6 +10,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from .splits import MEAN, split_key, split_value
+from ..errors import ReportError
 
 DEFAULT_TOLERANCE = 1.0
 IDENTITY = ("suite", "method", "teacher")
@@ -45,7 +46,7 @@ def check(summary: dict, reference: dict, tolerance: float) -> CheckResult:
         rows.append(_row(MEAN, float(reference["mean_top1"]),
                          float(measured) if isinstance(measured, (int, float)) else None, tolerance))
     if not rows:
-        raise ValueError("the reference has neither splits nor mean_top1: it checks nothing")
+        raise ReportError("the reference has neither splits nor mean_top1: it checks nothing")
     ok = not mismatches and all(row[4] in PASSING for row in rows)
     return CheckResult(ok, rows, tolerance, mismatches)
 
@@ -85,20 +86,20 @@ def load_reference(path: str | Path, summary: dict | None = None) -> dict:
     try:
         reference = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: cannot read reference ({error})") from error
+        raise ReportError(f"{path}: cannot read reference ({error})") from error
     if isinstance(reference, dict) and isinstance(reference.get("references"), list):
         candidates = reference["references"]
         if summary is not None:
             candidates = [r for r in candidates if all(r.get(k) == summary.get(k) for k in IDENTITY)]
         if len(candidates) != 1:
             who = "/".join(str(summary.get(k)) for k in IDENTITY) if summary else "?"
-            raise ValueError(f"{path}: {len(candidates)} references match run {who}; expected exactly one")
+            raise ReportError(f"{path}: {len(candidates)} references match run {who}; expected exactly one")
         reference = candidates[0]
     splits = reference.get("splits", {}) if isinstance(reference, dict) else None
     if not isinstance(splits, dict) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in splits.values()):
-        raise ValueError(f"{path}: a reference is a JSON object whose 'splits' maps split names to numbers")
+        raise ReportError(f"{path}: a reference is a JSON object whose 'splits' maps split names to numbers")
     tolerance = reference.get("tolerance", DEFAULT_TOLERANCE)
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
-        raise ValueError(f"{path}: 'tolerance' must be a non-negative number")
+        raise ReportError(f"{path}: 'tolerance' must be a non-negative number")
     return reference

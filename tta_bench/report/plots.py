@@ -18,6 +18,7 @@ from .runs import RunGroup, group_runs, load_summary, run_label
 from ..vocabulary import CORRUPTIONS
 from .splits import is_aggregate, parse_corruption, split_value
 from .tables import replicate_values
+from ..errors import ReportError
 
 FORMATS = ("png", "svg")
 METRIC = "top1"
@@ -110,7 +111,7 @@ def plot_severity(summaries: list[dict], out_dir: str | Path) -> list[Path]:
         if curves:
             paths += _save(_severity_figure(table, curves), out_dir, f"severity_{table}")
     if not paths:
-        raise ValueError("no run has more than one severity")
+        raise ReportError("no run has more than one severity")
     return paths
 
 
@@ -144,7 +145,7 @@ def plot_corruption_bars(summaries: list[dict], out_dir: str | Path, severity: i
         if bars:
             paths += _save(_bars_figure(table, severity, bars), out_dir, f"corruptions_sev{severity}_{table}")
     if not paths:
-        raise ValueError(f"no run has a corruption split at severity {severity}")
+        raise ReportError(f"no run has a corruption split at severity {severity}")
     return paths
 
 
@@ -181,7 +182,7 @@ def plot_cost(summaries: list[dict], out_dir: str | Path) -> list[Path]:
         ax.set_title(f"{table}: accuracy vs cost")
         paths += _save(figure, out_dir, f"cost_{table}")
     if not paths:
-        raise ValueError("no run has cost.seconds_per_sample")
+        raise ReportError("no run has cost.seconds_per_sample")
     return paths
 
 
@@ -212,5 +213,5 @@ def plot_steps(run_dirs: list[Path], out_dir: str | Path) -> list[Path]:
         ax.set_title(run_label(summary), fontsize=9)
         paths += _save(figure, out_dir, f"steps_{Path(run_dir).name}")
     if not paths:
-        raise ValueError("no run has per-step records (--record-steps)")
+        raise ReportError("no run has per-step records (--record-steps)")
     return paths

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from ..errors import ReportError
 
 COLUMNS = ("method", "backbone", "suite", "split", "metric", "value", "source", "verified", "note")
 REQUIRED = ("method", "backbone", "suite", "split", "metric", "value", "source", "verified")
@@ -20,16 +21,16 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
     path = Path(path) if path is not None else DEFAULT_PATH
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     if tuple(frame.columns) != COLUMNS:
-        raise ValueError(f"{path}: columns {list(frame.columns)}, expected {list(COLUMNS)}")
+        raise ReportError(f"{path}: columns {list(frame.columns)}, expected {list(COLUMNS)}")
     empty = [f"{column} (line {i + 2})" for column in REQUIRED for i in frame.index[frame[column].str.strip() == ""]]
     if empty:
-        raise ValueError(f"{path}: empty fields: {', '.join(empty)}")
+        raise ReportError(f"{path}: empty fields: {', '.join(empty)}")
     values = pd.to_numeric(frame["value"], errors="coerce")
     verified = frame["verified"].str.lower().map(_BOOLEANS)
     bad = [f"line {i + 2}" for i in frame.index[values.isna() | verified.isna()]]
     if bad:
-        raise ValueError(f"{path}: value must be a number and verified true/false: {', '.join(bad)}")
+        raise ReportError(f"{path}: value must be a number and verified true/false: {', '.join(bad)}")
     duplicated = frame.duplicated(list(KEY), keep=False)
     if duplicated.any():
-        raise ValueError(f"{path}: the same number twice: lines {[i + 2 for i in frame.index[duplicated]]}")
+        raise ReportError(f"{path}: the same number twice: lines {[i + 2 for i in frame.index[duplicated]]}")
     return frame.assign(value=values.astype(float), verified=verified.astype(bool))

@@ -14,6 +14,7 @@ import numpy as np
 from ..metrics import brier_score, expected_calibration_error, negative_log_likelihood, ECE_BINS
 from ..vocabulary import LOGITS, METRICS, PREDICTIONS
 from .runs import RunFolderError, load_summary
+from ..errors import ReportError
 
 METRICS = ("top1", "top5", "ece", "nll", "brier", "per-class")
 
@@ -57,7 +58,7 @@ def split_metrics(logits: np.ndarray, targets: np.ndarray, names: tuple[str, ...
 def recompute(run_dir: str | Path, names: tuple[str, ...] = METRICS) -> dict[str, dict[str, object]]:
     unknown = [n for n in names if n not in METRICS]
     if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; expected some of: {', '.join(METRICS)}")
+        raise ReportError(f"unknown metric(s) {unknown}; expected some of: {', '.join(METRICS)}")
     run_dir = Path(run_dir)
     summary = load_summary(run_dir)
     out = {}

@@ -12,6 +12,7 @@ from typing import Iterable
 
 from ..vocabulary import DEFAULT_SETTING, METRICS, RUN_FILES, SUMMARY
 from .splits import table_of
+from ..errors import ReportError
 
 # Any of these marks a folder as a run folder (so a run without summary.json is reported, not skipped).
 REQUIRED = {"suite": str, "method": str, "splits": dict}
@@ -21,7 +22,7 @@ IGNORED_CONFIG_KEYS = frozenset({  # RunConfig fields that do not change what a 
 })
 
 
-class RunFolderError(ValueError):
+class RunFolderError(ReportError):
     """A run folder that cannot be read; the message names the folder or file."""
 
 
@@ -100,6 +101,9 @@ def run_label(summary: dict) -> str:
         "partial" if data.get("partial") else None,
         setting if setting not in (None, DEFAULT_SETTING) else None,
         "one-batch segments" if any(n.startswith("one-batch segments") for n in summary.get("notes") or []) else None,
+        f"{preset} preset" if (preset := (summary.get("method_options") or {}).get("preset")) else None,
+        f"{skipped} skipped" if (skipped := sum(s.get("skipped", 0) for s in summary["splits"].values())) else None,
+        f"{failed} failed" if (failed := sum(s.get("failed", 0) for s in summary["splits"].values())) else None,
     ]
     label = summary["method"]
     if summary.get("teacher"):
@@ -149,7 +153,7 @@ def _make_group(table: str, label: str, runs: list[dict]) -> RunGroup:
         seed = _seed_key(summary)
         for split, values in summary["splits"].items():
             if (seed, split) in owner:
-                raise ValueError(f"runs {owner[seed, split]} and {summary.get('run_name')} both give split "
+                raise ReportError(f"runs {owner[seed, split]} and {summary.get('run_name')} both give split "
                                  f"'{split}' for the same configuration and seed {seed}; pass one of them")
             owner[seed, split] = str(summary.get("run_name"))
             by_seed.setdefault(seed, {})[split] = values

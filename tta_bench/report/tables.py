@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 from tabulate import tabulate
 
+from ..errors import ReportError
 from .runs import RunGroup, group_runs
 from .splits import (MEAN, OOD_SPLITS, is_aggregate, parse_corruption, severity_mean, split_key, split_value,
                      table_of)
@@ -151,7 +152,7 @@ def render(table: pd.DataFrame, fmt: str) -> str:
         return table.to_csv(lineterminator="\n")
     if fmt == "latex":
         return _latex(table)
-    raise ValueError(f"unknown table format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    raise ReportError(f"unknown table format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
 def render_tables(tables: dict[str, pd.DataFrame], fmt: str, metric: str) -> str:

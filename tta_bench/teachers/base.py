@@ -31,6 +31,8 @@ class Teacher(nn.Module):
     """Subclasses implement ``encode`` (B, D) and ``_build_head``; ``head`` maps features to logits over
     the suite's evaluated classes (all of the label space, or the 200 present in ImageNet-R/-A)."""
 
+    uses_prompts = False  # whether the head is built from text prompts (--prompts applies)
+
     def __init__(self, name: str, transform: Callable, mean: Sequence[float], std: Sequence[float],
                  feature_dim: int) -> None:
         super().__init__()

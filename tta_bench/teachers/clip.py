@@ -13,12 +13,14 @@ from torch.nn import functional as F
 from ..data.labels import LabelSpace
 from ..errors import UserError
 from .base import Teacher, pixel_transform
+from .checkpoints import load_state_dict
 
 LOGIT_SCALE = 100.0  # CLIP's learned temperature, fixed at 100 for zero-shot classification
 TEXT_BATCH = 256
 
 
 class ClipTeacher(Teacher):
+    uses_prompts = True
     def __init__(self, name: str, model: torch.nn.Module, tokenizer) -> None:
         from open_clip import get_model_preprocess_cfg
 
@@ -63,7 +65,12 @@ def build_clip(arg: str, weights: str | None = None, **_: object) -> ClipTeacher
         raise UserError(f"open_clip knows no architecture {arch!r}; e.g. ViT-B-16, ViT-L-14, RN50")
     if weights and not Path(weights).is_file():
         raise UserError(f"weights file {weights} does not exist")
-    model = open_clip.create_model(arch, pretrained=weights or pretrained or None)
+    model = open_clip.create_model(arch, pretrained=None if weights else (pretrained or None))
+    if weights:  # our safe loader, never open_clip's torch.load of an arbitrary pickle
+        try:
+            model.load_state_dict(load_state_dict(weights))
+        except RuntimeError as exc:
+            raise UserError(f"{weights} does not fit open_clip {arch}: {str(exc).splitlines()[0]}") from None
     return ClipTeacher(f"clip:{arg}", model, open_clip.get_tokenizer(arch))
 
 

@@ -41,9 +41,11 @@ def timm_classifier(name: str, model: nn.Module, teacher_name: str) -> LinearHea
     transform, cfg = _transform_of(model)
     classifier = model.get_classifier()
     features = lambda x: model.forward_head(model.forward_features(x), pre_logits=True)  # noqa: E731
-    return LinearHeadTeacher(teacher_name, features, classifier if isinstance(classifier, nn.Linear) else None,
-                             transform, cfg["mean"], cfg["std"], model.num_features,
-                             "imagenet1k" if model.num_classes == 1000 else None, model)
+    teacher = LinearHeadTeacher(teacher_name, features, classifier if isinstance(classifier, nn.Linear) else None,
+                                transform, cfg["mean"], cfg["std"], model.num_features,
+                                "imagenet1k" if model.num_classes == 1000 else None, model)
+    teacher.encode_dense = lambda x: _dense(model, teacher.normalize(x))  # type: ignore[method-assign]
+    return teacher
 
 
 def build_timm(arg: str, weights: str | None = None, head: str | None = None, **_: object) -> LinearHeadTeacher:
@@ -58,12 +60,16 @@ def build_dino(arg: str, weights: str | None = None, head: str | None = None, **
     teacher = timm_classifier(arg, model, f"dino:{arg}")
     teacher.classifier = _load_head(head, model.num_features) if head else None
     teacher.label_space = None
-    teacher.encode_dense = lambda x: _dense(model, teacher.normalize(x))  # type: ignore[method-assign]
     return teacher
 
 
 def _dense(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    tokens = model.forward_features(x)[:, getattr(model, "num_prefix_tokens", 1):]
+    """The feature map before pooling, (B, D, h, w): a convolutional network's last map as it is (EfficientNet-Lite0:
+    1280 x 7 x 7), a ViT's patch tokens without its prefix tokens, laid out on their grid."""
+    out = model.forward_features(x)
+    if out.dim() == 4:
+        return out
+    tokens = out[:, getattr(model, "num_prefix_tokens", 1):]
     side = int(tokens.shape[1] ** 0.5)
     return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
 

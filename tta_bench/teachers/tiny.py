@@ -4,13 +4,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .checkpoints import load_state_dict
 from .base import LinearHeadTeacher, pixel_transform
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def build_tiny(arg: str = "", num_classes: int = 1000, **_: object) -> LinearHeadTeacher:
-    """tiny: random 3-layer CNN with BatchNorm (tests only; seeded, so every build is identical)."""
+def build_tiny(arg: str = "", num_classes: int = 1000, weights: str | None = None, **_: object) -> LinearHeadTeacher:
+    """tiny: random 3-layer CNN with BatchNorm (tests only; seeded, so every build is identical; --weights loads a
+    state dict of its {body, classifier})."""
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(0)
     body = nn.Sequential(
@@ -20,5 +22,8 @@ def build_tiny(arg: str = "", num_classes: int = 1000, **_: object) -> LinearHea
     )
     classifier = nn.Linear(32, num_classes)
     torch.random.set_rng_state(generator_state)
+    modules = nn.ModuleDict({"body": body, "classifier": classifier})
+    if weights:
+        modules.load_state_dict(load_state_dict(weights))
     return LinearHeadTeacher("tiny", body, classifier, pixel_transform(32, resize=32), IMAGENET_MEAN, IMAGENET_STD,
-                             32, None, nn.ModuleDict({"body": body, "classifier": classifier}))
+                             32, None, modules)
