@@ -73,7 +73,7 @@ def test_changed_inputs_stop_a_resume_and_name_what_changed(tmp_path, tiny_confi
     inputs = json.loads((Path(cfg.out) / INPUTS).read_text())
     assert set(inputs) == {"stream", "precision", "weights", "head", "prompts"}
     cfg.overwrite = True
-    assert _run(cfg)["data"]["n_samples"] == 9  # --overwrite starts afresh on the new inputs
+    assert _run(cfg)["data"]["n_samples"] == 2 * len(WNIDS) + 1  # --overwrite starts afresh on the new inputs
 
 
 def test_a_swapped_checkpoint_stops_a_resume(tmp_path, tiny_config):

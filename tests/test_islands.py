@@ -40,3 +40,21 @@ def test_pca_colours_separate_groups_of_equal_features() -> None:
 def test_default_steps() -> None:
     assert default_steps(80) == [0, 8, 26, 80]
     assert default_steps(2) == [0, 1, 2]
+
+
+def test_a_teacher_with_a_feature_map_adds_its_panel_and_the_grid_is_settable(tmp_path: Path, capsys) -> None:
+    """EfficientNet-Lite0 has a 7x7 map before pooling: the student fits it (dense term) and the figure shows it
+    beside the student's grids; --opt grid/patch change the student's resolution."""
+    source = tmp_path / "photo.png"
+    Image.fromarray(image_array(1, size=64)).save(source)
+    out = tmp_path / "islands.png"
+    assert main(["islands", "--image", str(source), "--teacher", "effnet-lite0", "--steps", "2", "--at", "0,2",
+                 "--opt", "grid=6", "--opt", "patch=4", "--panel", "36", "--device", "cpu", "--out", str(out)]) == 0
+    with Image.open(out) as png:
+        assert png.size == (36 * 4, 36 + CAPTION_HEIGHT)  # input, steps 0 and 2, the teacher map
+        pixels = np.asarray(png.convert("RGB"))
+    teacher_panel = pixels[:36, 36 * 3:]
+    assert len(np.unique(teacher_panel.reshape(-1, 3), axis=0)) > 1
+    assert main(["islands", "--image", str(source), "--teacher", "tiny", "--opt", "grid=1", "--device", "cpu",
+                 "--out", str(out)]) != 0
+    assert "grid must be 0 or >= 2" in capsys.readouterr().err

@@ -29,6 +29,7 @@ def default_steps(steps: int) -> list[int]:
 
 
 DENSE_WEIGHT = 1.0  # the dense term islands train with where the teacher has a feature map
+TEACHER_PANEL = "teacher map"
 
 
 def feature_grids(teacher: Teacher, image: Tensor, given: dict[str, Any], at: Sequence[int], seed: int
@@ -47,11 +48,13 @@ def feature_grids(teacher: Teacher, image: Tensor, given: dict[str, Any], at: Se
     student = APMStudent(cfg, seed).to(image.device)
     x = student_input(image, cfg)
     targets = teacher_targets(teacher, image, cfg, options)
-    grids = {}
+    grids: dict[int | str, Tensor] = {}
     for k, _, _ in fit(student, list(student.parameters()), x, targets, options):
         if k in at:
             with torch.no_grad():
                 grids[k] = student.feature_grid(x, options.chunk_size or None)[0].float().view(cfg.grid, cfg.grid, -1)
+    if targets.dense is not None:  # what the student was fitting, beside it
+        grids[TEACHER_PANEL] = targets.dense[0].float().view(cfg.grid, cfg.grid, -1)
     return grids
 
 
@@ -78,10 +81,14 @@ def pca_colours(grid: Tensor) -> np.ndarray:
     return (rgb.view(g, g, 3).numpy() * 255).round().astype(np.uint8)
 
 
-def render(image: Tensor, grids: dict[int, Tensor], panel: int) -> Image.Image:
-    """One row: the input, then one PCA panel per step count, each `panel` pixels square with a caption below."""
+def render(image: Tensor, grids: dict[int | str, Tensor], panel: int) -> Image.Image:
+    """One row: the input, one PCA panel per step count, and the teacher's map where the student fitted one; each
+    `panel` pixels square with a caption below. Each panel is coloured by its own PCA."""
     tiles = [("input", Image.fromarray((image[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)))]
-    tiles += [(f"step {k}", Image.fromarray(pca_colours(grid.cpu()))) for k, grid in sorted(grids.items())]
+    steps = sorted(k for k in grids if isinstance(k, int))
+    tiles += [(f"step {k}", Image.fromarray(pca_colours(grids[k].cpu()))) for k in steps]
+    if TEACHER_PANEL in grids:
+        tiles.append((TEACHER_PANEL, Image.fromarray(pca_colours(grids[TEACHER_PANEL].cpu()))))
     canvas = Image.new("RGB", (panel * len(tiles), panel + CAPTION_HEIGHT), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     for i, (caption, tile) in enumerate(tiles):

@@ -42,5 +42,5 @@ def test_prompt_templates():
     assert prompt_templates("single") == ("a photo of a {}.",)
     ensemble = prompt_templates("ensemble")
     assert len(ensemble) == 80 and all("{}" in t for t in ensemble)
-    with pytest.raises(DataError, match="expected single or ensemble"):
+    with pytest.raises(DataError, match="expected one of single, apm, ensemble"):
         prompt_templates("many")

@@ -78,6 +78,8 @@ class APMOptions(Options):
     dense_weight: float = 0.0  # weight of the dense term (teachers with a patch grid: DINO)
     rgb_weight: float = 0.0  # weight of the per-location mean-colour term (enables the RGB head)
     compile: bool = False  # torch.compile the student's forward
+    grid: int = 0  # locations per side (0: the preset's; finer grids show islands in more detail)
+    patch: int = 0  # pixels per location side (0: the preset's); the student's input is grid x patch pixels
     init_device: str = "train"  # where initial weights are drawn: train (the student's device, as the official
     # code) | cpu (the same start on every device; costs ~0.1 s per paper-preset student on a GPU machine)
 
@@ -103,8 +105,9 @@ class Targets:
 
 
 def student_config(options: APMOptions, feature_dim: int) -> APMConfig:
-    return dataclasses.replace(preset(options.preset, feature_dim), readout=options.readout,
-                               rgb_head=options.rgb_weight > 0)
+    cfg = preset(options.preset, feature_dim)
+    return dataclasses.replace(cfg, readout=options.readout, rgb_head=options.rgb_weight > 0,
+                               grid=options.grid or cfg.grid, patch=options.patch or cfg.patch)
 
 
 def student_input(images: Tensor, cfg: APMConfig) -> Tensor:
@@ -334,6 +337,7 @@ def check_options(o: APMOptions) -> None:
         o.readout not in READOUTS and f"readout must be one of {', '.join(READOUTS)}, got {o.readout!r}",
         o.schedule not in SCHEDULES and f"schedule must be one of {', '.join(SCHEDULES)}, got {o.schedule!r}",
         o.chunk_size < 0 and f"chunk_size must be >= 0, got {o.chunk_size}",
+        (o.grid < 0 or o.grid == 1 or o.patch < 0) and f"grid must be 0 or >= 2 and patch >= 0, got {o.grid}, {o.patch}",
         (o.dense_weight < 0 or o.rgb_weight < 0) and "dense_weight and rgb_weight must be >= 0",
         o.preset not in PRESETS and f"unknown network preset {o.preset!r}",
         o.init_device not in ("train", "cpu") and f"init_device must be train or cpu, got {o.init_device!r}",
