@@ -123,7 +123,7 @@ def test_imagenet_family_shares_one_table_with_ood_mean():
                                    "mean", "OOD mean", "n"]
     assert table.loc["zeroshot (clip-vit-b16)"].tolist() == ["70.0", "50.0", "60.0", "80.0", "50.0", "62.0", "60.0",
                                                              "250"]
-    tpt = table.loc["tpt (clip-vit-b16) [published: TPT (Shu et al. NeurIPS 2022) Table 1]"]
+    tpt = table.loc["tpt (clip-vit-b16) [published, unverified: TPT (Shu et al. NeurIPS 2022) Table 1]"]
     assert (tpt["mean"], tpt["OOD mean"]) == ("62.4", "60.8")  # TPT's own Average / OOD Average
     assert "apm (unknown) [published, unverified: aggregator sites]" in table.index
     assert not any("cifar" in label or "Table 2]" in label for label in table.index)
@@ -132,7 +132,8 @@ def test_imagenet_family_shares_one_table_with_ood_mean():
 def test_table_command_reads_folders(runs_root):
     text = table_command([str(runs_root)], "md", published=True, metric="top1")
     assert text.startswith("## imagenet-c (top1)\n\n| method")
-    assert "apm (clip-vit-l14) [published: APM (Modi & Rawat NeurIPS 2024) Table 2]" in text
+    assert ("apm (clip-vit-l14) [published, unverified: NeurIPS 2024 poster summary and aggregator pages quoting APM "
+            "(Modi & Rawat NeurIPS 2024) Table 2]") in text
     csv_text = table_command([str(runs_root)], "csv", published=False, metric="top1")
     assert csv_text.splitlines()[0].startswith("method,table,")
     with pytest.raises(ValueError, match="no run has metric 'nll'"):
