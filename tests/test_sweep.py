@@ -164,7 +164,7 @@ def test_table_of_a_sweep_folder_shows_its_runs(finished, capsys) -> None:
     _, out = finished
     assert cli.main(["table", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "gaussian_noise-5" in text and "source (tiny) [generated, limit-1] (n=2 seeds)" in text
+    assert "gaussian_noise-5" in text and "source (tiny) [generated from 4 images, limit-1] (n=2 seeds)" in text
 
 
 def test_reproduce_runs_what_is_missing_then_prints_the_differences(finished, tmp_path: Path, monkeypatch,

@@ -59,6 +59,11 @@ def run_parser() -> argparse.ArgumentParser:
     g.add_argument("--allow-partial", action="store_true", help="run on an incomplete dataset (recorded, marked)")
     g.add_argument("--hub-id", help="Hugging Face dataset id overriding the suite's")
     g.add_argument("--hub-split", help="Hugging Face split overriding the suite's")
+    g.add_argument("--label-index", choices=("imagenet1k", "suite"),
+                   help="hub copies with integer labels: they index ImageNet-1k or the suite's own classes (0..199 for "
+                        "ImageNet-R/-A); default: the suite's for its known Hub ids (suites/*.yaml)")
+    g.add_argument("--image-column", help="hub copies: the image column, when not the suite's or a usual name")
+    g.add_argument("--label-column", help="hub copies: the label column, when not the suite's or a usual name")
     g.add_argument("--source-data", help="clean images in the clean suite's layout for methods that need source "
                                          "statistics before the stream (EATA); default for generated suites: the "
                                          "clean set of --data-root")
@@ -115,7 +120,8 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
                      setting=a.setting, dirichlet=a.dirichlet, sorter=a.sorter, seed=a.seed, batch_size=a.batch_size,
                      num_workers=a.workers, device=a.device, precision=a.precision, out=a.out, prompts=a.prompts,
                      weights=a.weights, head=a.head, source_data=a.source_data,
-                     hub_id=a.hub_id, hub_split=a.hub_split, on_error=a.on_error, allow_partial=a.allow_partial,
+                     hub_id=a.hub_id, hub_split=a.hub_split, label_index=a.label_index, image_column=a.image_column,
+                     label_column=a.label_column, on_error=a.on_error, allow_partial=a.allow_partial,
                      overwrite=a.overwrite, save_logits=a.save_logits, record_steps=a.record_steps,
                      method_options=options)
 

@@ -38,6 +38,9 @@ class RunConfig:
     source_data: str | None = None  # clean images for methods that need source statistics (EATA's Fisher)
     hub_id: str | None = None
     hub_split: str | None = None
+    label_index: str | None = None  # hub: what integer labels index (imagenet1k | suite); None: the suite's for the id
+    image_column: str | None = None  # hub: the image column when not the suite's / guessed one
+    label_column: str | None = None  # hub: the label column when not the suite's / guessed one
     on_error: str = "stop"  # what a corrupt image does: stop the run, or skip it and count it
     allow_partial: bool = False
     overwrite: bool = False

@@ -237,7 +237,8 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
     else:  # online state depends on the whole segment: replay segments that are not finished
         batches = _unfinished_segments(batches, stream, key, done)
     writer = folder.writer(dist.rank, dist.world, cfg.save_logits)
-    loader = DataLoader(StreamDataset(suite, stream, method.teacher.transform, cfg.on_error == "skip"),
+    transform = method.teacher.transform_for(suite.spec.stored)  # the suite's stored geometry honoured
+    loader = DataLoader(StreamDataset(suite, stream, transform, cfg.on_error == "skip"),
                         batch_sampler=batches, num_workers=cfg.num_workers, collate_fn=_collate,
                         pin_memory=device.type == "cuda")
     amp = autocast(device, precision)
@@ -421,7 +422,8 @@ def _meta(p: Prepared, method: Method, spent: dict[str, float], device: torch.de
         "source": suite.source,
         "data": {"subset": suite.subset, "generated": suite.generated, "partial": suite.partial,
                  "n_samples": len(p.stream.items), "notes": suite.notes, "classes": len(suite.classes),
-                 "label_space": suite.space.name},
+                 "label_space": suite.space.name, **suite.protocol(),
+                 "transform": repr(method.teacher.transform_for(suite.spec.stored))},
         "setting": {"name": p.stream.setting, **p.stream.params, "stream_hash": p.stream.hash(suite.splits)},
         "seed": cfg.seed, "config": cfg.to_dict(), "method_options": options, "defaults": p.defaults.record,
         "notes": p.notes, "source_data": p.source_data,

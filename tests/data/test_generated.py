@@ -11,6 +11,7 @@ from tta_bench import engine
 from tta_bench.config import RunConfig
 from tta_bench.data.build import load_suite
 from tta_bench.errors import UserError
+from tta_bench.report.runs import run_label
 from tta_bench.vocabulary import PREDICTIONS
 
 
@@ -85,3 +86,14 @@ def test_engine_on_generated_data_keeps_the_clean_labels(clean_cifar, tmp_path):
 def test_generated_needs_a_corruption_suite(clean_imagenet):
     with pytest.raises(UserError, match="use a corruption suite"):
         _generated("imagenet", clean_imagenet)
+
+
+def test_a_generated_run_records_the_size_of_its_clean_set_before_limit(clean_imagenet, tmp_path):
+    data = _generated("imagenet-c", clean_imagenet, corruptions=["fog"], limit=2)
+    assert data.protocol() == {"stored": 224, "class_list": None, "generated_from": {
+        "suite": "imagenet", "images": 6, "expected": 50_000, "complete": False}}
+    summary = engine.run(RunConfig(suite="imagenet-c", source="generated", data_root=str(clean_imagenet),
+                                   corruptions=["fog"], teacher="tiny", num_workers=0, device="cpu",
+                                   out=str(tmp_path / "run")), progress=False, log=lambda *_: None)
+    assert summary["data"]["generated_from"]["images"] == 6
+    assert run_label(summary) == "source (tiny) [generated from 6 images]"

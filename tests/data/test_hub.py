@@ -12,6 +12,8 @@ from conftest import TABBY_WNID, image_stack, write_images
 from tta_bench import engine
 from tta_bench.config import RunConfig
 from tta_bench.data.build import load_suite
+from tta_bench.data.labels import class_list, label_space
+from tta_bench.data.suites import SUITES
 from tta_bench.errors import DataError, UserError
 from tta_bench.vocabulary import PREDICTIONS
 
@@ -53,17 +55,97 @@ def test_save_to_disk_with_plain_integer_labels_and_the_suites_column_names(tmp_
     assert split.source.labels == [7, 0, 99]
 
 
-def test_hub_200_class_copy_with_wnid_names_is_restricted_to_those_classes(tmp_path):
+def _official(suite):
+    space = label_space("imagenet1k")
+    return [space.index_of(w) for w in class_list(suite)]
+
+
+def test_a_200_class_copy_with_wnid_names_keeps_all_200_classes_in_the_head(tmp_path):
     names = datasets.ClassLabel(names=["n01443537", TABBY_WNID])  # a 2-class copy of a 200-class suite
     _save(tmp_path / "saved", image_stack(3), [1, 0, 1], names, image_key="image")
     data = _hub("imagenet-r", tmp_path / "saved")
     assert data.splits[0].source.labels == [281, 1, 281]
-    assert data.classes == [1, 281]
+    assert data.classes == _official("imagenet-r") and len(data.classes) == 200
+
+
+@pytest.mark.parametrize("suite", ["imagenet-r", "imagenet-a"])
+def test_integer_labels_of_a_200_class_copy_index_the_official_list_by_default(tmp_path, suite):
+    _save(tmp_path / "saved", image_stack(3), [0, 1, 199], datasets.Value("int64"), image_key="image")
+    official = _official(suite)
+    assert _hub(suite, tmp_path / "saved").splits[0].source.labels == [official[0], official[1], official[199]]
+
+
+def test_label_index_imagenet1k_reads_integers_as_imagenet_indices(tmp_path):
+    _save(tmp_path / "saved", image_stack(2), [1, 281], datasets.Value("int64"), image_key="image")
+    data = _hub("imagenet-r", tmp_path / "saved", label_index="imagenet1k")
+    assert data.splits[0].source.labels == [1, 281]
+
+
+def test_labels_that_contradict_the_declared_index_stop_naming_the_option(tmp_path):
+    _save(tmp_path / "big", image_stack(2), [1, 281], datasets.Value("int64"), image_key="image")
+    with pytest.raises(DataError, match="label 281 found, but label_index 'suite'.*--label-index imagenet1k"):
+        _hub("imagenet-r", tmp_path / "big")  # the suite's default for its Hub ids: 0..199 within its classes
+    _save(tmp_path / "small", image_stack(2), [0, 3], datasets.Value("int64"), image_key="image")
+    with pytest.raises(DataError, match=r"labels \[0, 3\] are not ImageNet-1k indices.*--label-index suite"):
+        _hub("imagenet-r", tmp_path / "small", label_index="imagenet1k")
+
+
+def test_all_labels_below_200_on_a_1000_class_suite_stop_unless_declared(tmp_path):
+    _save(tmp_path / "saved", image_stack(3), [5, 150, 7], datasets.Value("int64"))
+    with pytest.raises(DataError, match="all 3 labels are below 200 on a 1000-class suite.*--label-index imagenet1k"):
+        _hub("imagenet", tmp_path / "saved")
+    assert _hub("imagenet", tmp_path / "saved", label_index="imagenet1k").splits[0].source.labels == [5, 150, 7]
+
+
+def test_a_class_outside_the_official_list_is_refused_naming_it(tmp_path):
+    names = datasets.ClassLabel(names=["n01443537", "n01440764"])  # tench is not an ImageNet-R class
+    _save(tmp_path / "saved", image_stack(2), [0, 1], names, image_key="image")
+    with pytest.raises(DataError, match=r"holds 1 class\(es\) outside its official 200.*n01440764 \(e.g. imagenet-r/1\)"):
+        _hub("imagenet-r", tmp_path / "saved")
+
+
+def test_class_names_with_synonyms_after_a_comma_map_to_their_class(tmp_path):
+    names = datasets.ClassLabel(names=["tench, Tinca tinca", "tabby, tabby cat", "goldfish, Carassius auratus"])
+    _save(tmp_path / "saved", image_stack(3), [0, 1, 2], names)
+    assert _hub("imagenet", tmp_path / "saved").splits[0].source.labels == [0, 281, 1]
+
+
+def test_a_full_list_of_lemma_names_maps_names_of_several_classes_by_position(tmp_path):
+    """WordNet calls two ImageNet classes "crane" (the bird, 134; the machine, 517) and 638 "maillot" (639 is
+    "maillot, tank suit"): in a list of all 1000 names the standard order tells them apart; a short list with such a
+    name is refused rather than guessed."""
+    lemmas = [", ".join(s) for s in label_space("imagenet1k").synonyms]
+    assert lemmas[134] == lemmas[517] == "crane" and lemmas[638] == "maillot"
+    lemmas[517] = "construction crane"  # ClassLabel names must be unique: the machine by its CLIP name
+    _save(tmp_path / "full", image_stack(4), [134, 517, 638, 639], datasets.ClassLabel(names=lemmas))
+    assert _hub("imagenet", tmp_path / "full").splits[0].source.labels == [134, 517, 638, 639]
+    _save(tmp_path / "short", image_stack(1), [0], datasets.ClassLabel(names=["crane", "tench"]))
+    with pytest.raises(DataError, match="'crane' fits several imagenet1k classes"):
+        _hub("imagenet", tmp_path / "short")
+
+
+def test_image_and_label_columns_can_be_named(tmp_path):
+    _save(tmp_path / "saved", image_stack(2), [3, 4], datasets.Value("int64"), image_key="picture", label_key="y")
+    with pytest.raises(DataError, match="none of the columns .* it has \\['picture', 'y'\\]: name it with --image-column"):
+        _hub("cifar10", tmp_path / "saved")
+    (split,) = _hub("cifar10", tmp_path / "saved", image_column="picture", label_column="y").splits
+    assert split.source.labels == [3, 4] and split.source.load(0).size == (32, 32)
+    with pytest.raises(DataError, match="--label-column 'target': the dataset has no such column"):
+        _hub("cifar10", tmp_path / "saved", image_column="picture", label_column="target")
 
 
 def test_class_index_names_are_read_as_integers_not_by_their_sorted_position(tmp_path):
     _save(tmp_path / "saved", image_stack(3), [0, 1, 2], datasets.ClassLabel(names=["0", "10", "2"]))
-    assert _hub("imagenet-v2", tmp_path / "saved").splits[0].source.labels == [0, 10, 2]
+    data = _hub("imagenet-v2", tmp_path / "saved", label_index="imagenet1k")
+    assert data.splits[0].source.labels == [0, 10, 2]
+
+
+def test_known_hub_ids_carry_their_documented_label_index():
+    spec = SUITES.get("imagenet-r")
+    assert spec.hub_copy(None).id == "axiong/imagenet-r" and spec.hub_copy(None).label_index == "suite"
+    assert spec.hub_copy("clip-benchmark/wds_imagenet-r").image_key == "webp"
+    assert spec.hub_copy("someone/else").label_index is None  # undocumented: the suite's label_index applies
+    assert SUITES.get("imagenet").hub_copy(None).label_index == "imagenet1k"
 
 
 def test_generated_corruptions_of_a_saved_hub_clean_set(tmp_path):

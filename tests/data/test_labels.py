@@ -1,10 +1,12 @@
 """Label spaces: standard class orders and names, and prompt templates."""
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from conftest import SHARED, needs_shared
-from tta_bench.data.labels import label_space, prompt_templates
+from tta_bench.data.labels import class_list, label_space, prompt_templates
 from tta_bench.errors import DataError
 
 
@@ -44,3 +46,28 @@ def test_prompt_templates():
     assert len(ensemble) == 80 and all("{}" in t for t in ensemble)
     with pytest.raises(DataError, match="expected one of single, apm, ensemble"):
         prompt_templates("many")
+
+
+# sha256 of the newline-joined wnids as extracted from TPT data/imagenet_variants.py (ImageNet-R: imagenet_r_wnids;
+# ImageNet-A: the ImageNet-1k indices of thousand_k_to_200), equal in MEMO, CLIP_benchmark and the unified benchmark
+REFERENCE_SHA256 = {"imagenet-r": "e19a59d84e3746fafd34d2ccf6ae604a44e9a0500a596f343c878a89e30ce624",
+                    "imagenet-a": "f6aa4b23244554d9b864fd715ae20048f6a9686388911b2dfbf1ada01bf0f520"}
+
+
+@pytest.mark.parametrize("name", ["imagenet-r", "imagenet-a"])
+def test_class_lists_are_the_reference_codes_200_wnids(name):
+    wnids = class_list(name)
+    assert len(wnids) == 200 == len(set(wnids)) and list(wnids) == sorted(wnids)
+    assert all(w in label_space("imagenet1k") for w in wnids)
+    assert hashlib.sha256("\n".join(wnids).encode()).hexdigest() == REFERENCE_SHA256[name]
+
+
+def test_the_two_lists_are_different_subsets():
+    assert len(set(class_list("imagenet-r")) & set(class_list("imagenet-a"))) == 86
+    with pytest.raises(DataError, match="unknown class list 'imagenet-o'"):
+        class_list("imagenet-o")
+
+
+def test_imagenet_classes_carry_their_wordnet_lemmas():
+    space = label_space("imagenet1k")
+    assert space.synonyms[0] == ("tench", "Tinca tinca") and "tabby cat" in space.synonyms[281]

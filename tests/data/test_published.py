@@ -12,6 +12,7 @@ from tta_bench import engine
 from tta_bench.config import RunConfig
 from tta_bench.data import published
 from tta_bench.data.build import load_suite
+from tta_bench.data.labels import class_list, label_space
 from tta_bench.errors import DataError
 from tta_bench.vocabulary import PREDICTIONS
 
@@ -42,19 +43,52 @@ def test_an_incomplete_dataset_stops_unless_allow_partial(tmp_path):
     assert data.partial and "found 3 images in 3 classes, expected 50,000" in data.notes[0]
 
 
+IN_R_AND_A = ("n01498041", "n01531178", "n01534433")  # ImageNet classes 6, 11, 13: in both official lists
+NEITHER = ("n01440764", "n01491361")  # ImageNet classes 0 and 3: in neither list
+
+
+def _official(suite: str) -> list[int]:
+    space = label_space("imagenet1k")
+    return [space.index_of(w) for w in class_list(suite)]
+
+
 @pytest.mark.parametrize("suite", ["imagenet-r", "imagenet-a"])
-def test_200_class_suites_restrict_the_head_to_the_wnids_present(tmp_path, suite):
-    write_images(tmp_path / "data", {WNIDS[2]: 2, TABBY: 2, LEOPARD: 1})
+def test_200_class_suites_score_the_official_200_classes_whatever_the_copy_holds(tmp_path, suite):
+    write_images(tmp_path / "data", {IN_R_AND_A[0]: 2, IN_R_AND_A[1]: 2, IN_R_AND_A[2]: 1})
     data = _load(suite, tmp_path / "data")
-    assert data.classes == [2, 281, 288]
+    assert data.classes == _official(suite) and len(data.classes) == 200
+    assert data.partial and "in 3 classes, expected" in data.notes[0] and " in 200" in data.notes[0]
     summary = engine.run(RunConfig(suite=suite, data_root=str(tmp_path / "data"), allow_partial=True, teacher="tiny",
                                    num_workers=0, device="cpu", out=str(tmp_path / "run")), progress=False,
                          log=lambda *_: None)
     records = [json.loads(line) for line in (tmp_path / "run" / PREDICTIONS).read_text().splitlines()]
     assert len(records) == 5
     assert all(r["pred"] in data.classes and set(r["top5"]) <= set(data.classes) for r in records)
-    assert {r["label"] for r in records} == {2, 281, 288}
-    assert summary["data"]["classes"] == 3
+    assert {r["label"] for r in records} == {6, 11, 13}
+    assert summary["data"]["classes"] == 200 and summary["data"]["class_list"] == suite
+
+
+def test_limit_never_shrinks_the_label_space(tmp_path):
+    """--limit 2 samples two of the copy's classes; the logits stay restricted to all 200 (not to the 2 sampled,
+    which would let a 2-way guess score as a 200-way one)."""
+    write_images(tmp_path, {w: 2 for w in IN_R_AND_A})
+    data = _load("imagenet-r", tmp_path, limit=2)
+    assert len({*data.splits[0].source.labels}) == 2 and data.subset == "limit-2"
+    assert data.classes == _official("imagenet-r")
+
+
+@pytest.mark.parametrize("suite", ["imagenet-r", "imagenet-a"])
+def test_a_copy_with_classes_outside_the_official_list_is_refused_naming_them(tmp_path, suite):
+    write_images(tmp_path, {IN_R_AND_A[0]: 1, NEITHER[1]: 1, NEITHER[0]: 2})
+    with pytest.raises(DataError, match=rf"{suite} under .* holds 2 class\(es\) outside its official 200 .*"
+                                        r"n01440764 \(e.g. n01440764/img_000.JPEG\), n01491361 \(e.g. n01491361/"):
+        _load(suite, tmp_path)
+
+
+def test_a_copy_missing_listed_classes_is_partial(tmp_path):
+    write_images(tmp_path, {w: 1 for w in IN_R_AND_A})
+    with pytest.raises(DataError, match="(?s)not the complete published dataset.*in 3 classes, expected 30,000 in 200"):
+        load_suite(RunConfig(suite="imagenet-r", data_root=str(tmp_path)))
 
 
 def test_v2_index_folders_label_by_int_of_the_folder_name_not_sorted_string_order(tmp_path):

@@ -12,7 +12,7 @@ from tta_bench.vocabulary import CONFIG, DEFAULT_SETTING, SUMMARY
 
 
 def make_summary(name: str, method: str, teacher: str | None, splits: dict, *, suite: str = "imagenet-c",
-                 seed: int | None = 0, source: str = "hub", subset: str = "full", seconds: float = 0.1,
+                 seed: int | None = 0, source: str = "published", subset: str = "full", seconds: float = 0.1,
                  options: dict | None = None) -> dict:
     """A summary.json as the engine writes it, with means computed from `splits`."""
     options = options or {}

@@ -1,4 +1,4 @@
-"""Regression check against a reference: planted drop, tolerance, missing split, identity, CLI entry."""
+"""Regression check against a reference: planted drop, tolerance, comparability (what must be shared), CLI entry."""
 from __future__ import annotations
 
 import json
@@ -20,6 +20,7 @@ def test_run_passes_its_own_reference(apm):
     reference = write_reference(apm)
     assert reference["splits"] == {"gaussian_noise-5": 24.0, "defocus_blur-5": 30.0, "fog-5": 40.0}
     assert (reference["suite"], reference["method"], reference["teacher"]) == ("imagenet-c", "apm", "clip-vit-b16")
+    assert (reference["source"], reference["subset"], reference["setting"]) == ("published", "full", "reset_each_shift")
     result = check(apm, reference, reference["tolerance"])
     assert result.ok
     assert [row[0] for row in result.rows] == ["gaussian_noise-5", "defocus_blur-5", "fog-5", "mean"]
@@ -47,20 +48,38 @@ def test_improvement_passes_flagged(apm):
     assert result.ok and ("fog-5", 40.0, 45.0, 5.0, "better") in result.rows
 
 
-def test_missing_split_fails(apm):
+def test_a_run_over_other_splits_is_not_comparable_instead_of_failing_every_row(apm):
+    """A 15-corruption reference against a 4-corruption run: "not comparable", listing what differs, no FAIL rows."""
     reference = write_reference(apm)
+    reference["splits"] |= {"snow-5": 30.0}
     del apm["splits"]["defocus_blur-5"]
     result = check(apm, reference, 1.0)
-    assert not result.ok
-    assert ("defocus_blur-5", 30.0, None, None, "missing") in result.rows
+    assert not result.ok and not result.comparable and result.rows == []
+    assert result.differences == ["splits: reference 4, run 2; not in the run: defocus_blur-5, snow-5"]
+    text = format_check(result)
+    assert text.startswith("check: NOT COMPARABLE") and "FAIL" not in text
 
 
-def test_other_teacher_fails(apm):
+@pytest.mark.parametrize("change, expected", [
+    ({"teacher": "clip-vit-l14"}, "teacher: reference 'clip-vit-b16', run 'clip-vit-l14'"),
+    ({"source": "generated"}, "source: reference 'published', run 'generated'"),
+    ({"data": {"subset": "limit-50"}}, "subset: reference 'full', run 'limit-50'"),
+    ({"setting": {"name": "continual"}}, "setting: reference 'reset_each_shift', run 'continual'"),
+    ({"method_options": {"preset": "paper"}}, "preset: reference 'cpu', run 'paper'"),
+])
+def test_runs_differing_from_the_reference_are_not_comparable(apm, change, expected):
+    apm["method_options"] = {"preset": "cpu"}
     reference = write_reference(apm)
-    apm["teacher"] = "clip-vit-l14"
-    result = check(apm, reference, 1.0)
-    assert not result.ok and result.mismatches == ["teacher: reference 'clip-vit-b16', run 'clip-vit-l14'"]
-    assert "mismatch: teacher" in format_check(result)
+    assert check(apm, reference, 1.0).ok
+    result = check(apm | change, reference, 1.0)
+    assert not result.ok and result.differences == [expected]
+    assert f"  {expected}" in format_check(result)
+
+
+def test_a_reference_that_does_not_say_its_subset_is_not_comparable(apm):
+    reference = write_reference(apm)
+    del reference["subset"]
+    assert check(apm, reference, 1.0).differences == ["subset: reference does not say, run 'full'"]
 
 
 def test_check_command_uses_the_file_tolerance_unless_given(tmp_path, apm):

@@ -6,8 +6,9 @@ import json
 import pytest
 
 from tta_bench.report import RunFolderError, load_runs, load_summary
+from tta_bench.report.runs import run_label
 
-from .conftest import fixture_summaries, write_runs
+from .conftest import fixture_summaries, make_summary, split, write_runs
 from tta_bench.vocabulary import CONFIG, SUMMARY
 
 
@@ -42,3 +43,24 @@ def test_folder_without_runs_is_an_error(tmp_path):
         load_runs([tmp_path / "empty"])
     with pytest.raises(RunFolderError, match="not a folder"):
         load_runs([tmp_path / "nowhere"])
+
+
+def test_hub_runs_are_labelled_hub_not_partial():
+    summary = make_summary("hub-run", "source", "clip-vit-b16", {"imagenet-r": split(70.0)}, suite="imagenet-r",
+                           source="hub")
+    assert run_label(summary) == "source (clip-vit-b16) [hub]"
+    summary["data"]["partial"] = True  # an incomplete Hub copy is both
+    assert run_label(summary) == "source (clip-vit-b16) [hub, partial]"
+
+
+def test_a_generated_suite_from_a_small_clean_set_is_marked_with_its_size():
+    def generated(images, expected, subset="full"):
+        summary = make_summary("gen", "source", "effnet-lite0", {"fog-5": split(20.0)}, source="generated",
+                               subset=subset)
+        summary["data"]["generated_from"] = {"suite": "imagenet", "images": images, "expected": expected,
+                                             "complete": images >= expected}
+        return run_label(summary)
+
+    assert generated(20, 50_000) == "source (effnet-lite0) [generated from 20 images]"
+    assert generated(500, 50_000, "limit-50") == "source (effnet-lite0) [generated from 500 images, limit-50]"
+    assert generated(50_000, 50_000) == "source (effnet-lite0) [generated]"

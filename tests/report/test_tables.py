@@ -12,6 +12,8 @@ import pytest
 
 from tta_bench.report import build_tables, load_published, load_runs, metric_of, render, render_tables, table_command
 
+from tta_bench.vocabulary import CORRUPTIONS
+
 from .conftest import fixture_summaries, make_summary, published_row, split
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -41,12 +43,12 @@ def test_rows_and_markers():
 def test_column_order_by_severity_then_standard_corruption_order():
     columns = list(_tables()["imagenet-c"].columns)
     assert columns == ["gaussian_noise-3", "fog-3", "gaussian_noise-5", "defocus_blur-5", "fog-5",
-                       "mean-3", "mean-5", "mean"]
+                       "mean-3", "mean-5", "mean", "mean over", "n"]
 
 
 def test_single_severity_table_has_no_per_severity_means():
     table = _tables(fixture_summaries()[1:])["imagenet-c"]
-    assert list(table.columns) == ["gaussian_noise-5", "defocus_blur-5", "fog-5", "mean"]
+    assert list(table.columns) == ["gaussian_noise-5", "defocus_blur-5", "fog-5", "mean", "mean over", "n"]
 
 
 @pytest.mark.parametrize("fmt", ["md", "csv", "latex"])
@@ -63,14 +65,14 @@ def test_latex_shape():
     summaries = fixture_summaries()
     summaries[0]["method"] = "my_method&co"
     text = render(_tables(summaries)["imagenet-c"], "latex")
-    assert text.startswith("\\begin{tabular}{l" + "r" * 8 + "}\n")
+    assert text.startswith("\\begin{tabular}{l" + "r" * 10 + "}\n")
     assert text.rstrip().endswith("\\end{tabular}")
     assert text.count("{") == text.count("}")
     assert "\\toprule" in text and "\\midrule" in text and "\\bottomrule" in text
     assert "my\\_method\\&co" in text and "gaussian\\_noise-5" in text
     assert "$\\pm$" in text and "\\quad teacher (ceiling)" in text
     body = [line for line in text.splitlines() if line.endswith("\\\\")]
-    assert {line.count(" & ") for line in body} == {8}  # label + 8 columns on every row
+    assert {line.count(" & ") for line in body} == {10}  # label + 10 columns on every row
 
 
 def test_csv_round_trips_via_pandas():
@@ -118,9 +120,10 @@ def test_imagenet_family_shares_one_table_with_ood_mean():
     tables = build_tables(summaries, published=load_published())
     table = tables["imagenet-family"]
     assert list(table.columns) == ["imagenet", "imagenet-a", "imagenet-v2", "imagenet-r", "imagenet-sketch",
-                                   "mean", "OOD mean"]
-    assert table.loc["zeroshot (clip-vit-b16)"].tolist() == ["70.0", "50.0", "60.0", "80.0", "50.0", "62.0", "60.0"]
-    tpt = table.loc["tpt (clip-vit-b16) [published: TPT (Shu et al. NeurIPS 2022) Table 1]"]
+                                   "mean", "OOD mean", "n"]
+    assert table.loc["zeroshot (clip-vit-b16)"].tolist() == ["70.0", "50.0", "60.0", "80.0", "50.0", "62.0", "60.0",
+                                                             "250"]
+    tpt = table.loc["tpt (clip-vit-b16) [published, unverified: TPT (Shu et al. NeurIPS 2022) Table 1]"]
     assert (tpt["mean"], tpt["OOD mean"]) == ("62.4", "60.8")  # TPT's own Average / OOD Average
     assert "apm (unknown) [published, unverified: aggregator sites]" in table.index
     assert not any("cifar" in label or "Table 2]" in label for label in table.index)
@@ -129,7 +132,8 @@ def test_imagenet_family_shares_one_table_with_ood_mean():
 def test_table_command_reads_folders(runs_root):
     text = table_command([str(runs_root)], "md", published=True, metric="top1")
     assert text.startswith("## imagenet-c (top1)\n\n| method")
-    assert "apm (clip-vit-l14) [published: APM (Modi & Rawat NeurIPS 2024) Table 2]" in text
+    assert ("apm (clip-vit-l14) [published, unverified: NeurIPS 2024 poster summary and aggregator pages quoting APM "
+            "(Modi & Rawat NeurIPS 2024) Table 2]") in text
     csv_text = table_command([str(runs_root)], "csv", published=False, metric="top1")
     assert csv_text.splitlines()[0].startswith("method,table,")
     with pytest.raises(ValueError, match="no run has metric 'nll'"):
@@ -141,3 +145,29 @@ def test_table_command_reads_folders(runs_root):
 def test_report_imports_without_torch():
     code = "import sys, tta_bench.report; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_measured_row_shows_the_samples_behind_it():
+    table = _tables()["imagenet-c"]
+    assert table.loc["apm (clip-vit-b16)", "n"] == "150"  # 3 splits x 50
+    assert table.loc["tent (resnet50) (n=2 seeds)", "n"] == "150"  # per seed
+    assert table.loc["source (effnet-lite0) [generated, limit-50]", "n"] == "250"
+    assert table.loc["  agreement", "n"] == "" and table.loc["apm (clip-vit-l14) [published: APM Table 2]", "n"] == ""
+
+
+def test_a_mean_over_fewer_domains_or_other_splits_than_its_neighbours_says_so():
+    table = _tables()["imagenet-c"]
+    assert table.loc["apm (clip-vit-b16)", "mean over"] == "3 of 15"
+    assert table.loc["tent (resnet50) (n=2 seeds)", "mean over"] == "3 of 15"
+    assert table.loc["source (effnet-lite0) [generated, limit-50]", "mean over"] == "5 of 30 (other splits)"
+    assert table.loc["apm (clip-vit-l14) [published: APM Table 2]", "mean over"] == "published"
+
+
+def test_rows_over_all_15_corruptions_need_no_mean_over_column():
+    full = {f"{c}-5": split(float(k)) for k, c in enumerate(CORRUPTIONS)}
+    table = build_tables([make_summary("all", "source", "effnet-lite0", full)])["imagenet-c"]
+    assert "mean over" not in table.columns and table.loc["source (effnet-lite0)", "n"] == "750"
+    fewer = make_summary("some", "tent", "effnet-lite0", dict(list(full.items())[:4]))
+    table = build_tables([make_summary("all", "source", "effnet-lite0", full), fewer])["imagenet-c"]
+    assert table.loc["tent (effnet-lite0)", "mean over"] == "4 of 15 (other splits)"
+    assert table.loc["source (effnet-lite0)", "mean over"] == ""

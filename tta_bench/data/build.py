@@ -15,11 +15,11 @@ import numpy as np
 from ..config import SOURCES, RunConfig
 from ..errors import DataError, UserError
 from . import demo  # noqa: F401  (registers the demo layout)
-from .hub import hub_source, load_dataset
-from .labels import LabelSpace, label_space
+from .hub import HubRead, hub_source, load_dataset
+from .labels import CLASS_LISTS, LabelSpace, class_list, label_space
 from .published import LAYOUTS
 from .sources import CorruptedSource, Geometry, SampleSource
-from .suites import SUITES, SuiteSpec
+from .suites import LABEL_INDICES, SUITES, SuiteSpec
 from ..vocabulary import parse_split, split_name
 
 SUBSETS = {"5k": "imagenet_5000_val_ids.txt"}
@@ -40,15 +40,27 @@ class SuiteData:
     spec: SuiteSpec
     space: LabelSpace
     splits: list[Split]
-    classes: list[int]  # the label-space indices the head scores (all, or the 200 of ImageNet-R/-A)
+    classes: list[int]  # the label-space indices the head scores (all, or the official 200 of ImageNet-R/-A)
     source: str
     subset: str  # "full", "5k" or "limit-N": tables never mix them unmarked
     partial: bool = False
     notes: list[str] = field(default_factory=list)
+    clean_images: int | None = None  # generated: the size of the clean set corrupted (before --subset / --limit)
 
     @property
     def generated(self) -> bool:
         return self.source == "generated"
+
+    def protocol(self) -> dict[str, object]:
+        """What a reader needs to compare this data with a paper's: the stored geometry, the class list the logits
+        are restricted to, and for a generated suite the size of the clean set it was made from."""
+        out: dict[str, object] = {"stored": self.spec.stored, "class_list": self.spec.class_list}
+        if self.generated:
+            clean = SUITES.get(self.spec.clean)
+            expected = clean.expected_images
+            out["generated_from"] = {"suite": clean.name, "images": self.clean_images, "expected": expected,
+                                     "complete": expected is not None and (self.clean_images or 0) >= expected}
+        return out
 
 
 def load_suite(cfg: RunConfig) -> SuiteData:
@@ -57,13 +69,16 @@ def load_suite(cfg: RunConfig) -> SuiteData:
     if source not in SOURCES:
         raise UserError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
     space = label_space(spec.labels)
+    classes = _classes(spec, space)
     corruptions, severities = _domains(spec, cfg)
     notes: list[str] = []
+    clean_images = None
     if source == "generated":
         if not spec.is_corruption:
             raise UserError(f"--source generated corrupts a clean set: use a corruption suite (e.g. {spec.name}-c "
                             f"or imagenet-c with --data-root pointing at the clean {spec.name} images)")
         clean = _clean_source(SUITES.get(spec.clean), cfg, space)
+        clean_images = len(clean)
         clean = _select(clean, cfg)
         geometry = Geometry(*spec.geometry)
         splits = [Split(split_name(c, s), CorruptedSource(clean, c, s, spec.constants, geometry, cfg.seed), c, s)
@@ -72,19 +87,33 @@ def load_suite(cfg: RunConfig) -> SuiteData:
         if spec.is_corruption:
             raise UserError(f"{spec.name} has no standard Hugging Face copy: use --source published "
                             "(the released arrays/folders) or --source generated")
-        ds = load_dataset(spec.hub, cfg.hub_id, cfg.hub_split, cfg.data_root)
-        splits = [Split(spec.split_name, _select(hub_source(ds, spec.hub, space, spec.split_name), cfg))]
+        ds = load_dataset(spec.hub_copy(cfg.hub_id), cfg.hub_split, cfg.data_root)
+        found = hub_source(ds, hub_read(spec, cfg), space, spec.split_name, classes if spec.class_list else None)
+        _refuse_outside(spec, space, classes, found, cfg)
+        splits = [Split(spec.split_name, _select(found, cfg))]
     else:
         root = _root(spec, cfg)
         found = LAYOUTS.get(spec.layout)(root=root, space=space, split=spec.split_name, corruptions=corruptions,
                                          severities=severities, allow_partial=cfg.allow_partial, notes=notes)
+        for _, src in found:
+            _refuse_outside(spec, space, classes, src, cfg)
         splits = [Split(name, _select(src, cfg), *_domain_of(name, spec)) for name, src in found]
     partial = _self_check(spec, source, splits, cfg, notes)
-    classes = _classes(spec, space, splits)
     subset = cfg.subset or "full"
     if cfg.limit:
         subset = f"{subset}+limit-{cfg.limit}" if cfg.subset else f"limit-{cfg.limit}"
-    return SuiteData(spec, space, splits, classes, source, subset, partial, notes)
+    return SuiteData(spec, space, splits, classes, source, subset, partial, notes, clean_images)
+
+
+def hub_read(spec: SuiteSpec, cfg: RunConfig) -> HubRead:
+    """The columns and label index of the copy a run reads: the command line's, else the suite's for that Hub id."""
+    copy = spec.hub_copy(cfg.hub_id)
+    if cfg.label_index is not None and cfg.label_index not in LABEL_INDICES:
+        raise UserError(f"--label-index must be one of {', '.join(LABEL_INDICES)}, got {cfg.label_index!r}")
+    declared = cfg.label_index or (copy.label_index if copy and copy.label_index else spec.label_index)
+    return HubRead(cfg.image_column or (copy.image_key if copy else None),
+                   cfg.label_column or (copy.label_key if copy else None), declared, cfg.label_index is not None,
+                   (cfg.image_column is not None, cfg.label_column is not None))
 
 
 def _domains(spec: SuiteSpec, cfg: RunConfig) -> tuple[list[str], list[int]]:
@@ -120,7 +149,8 @@ def _root(spec: SuiteSpec, cfg: RunConfig) -> Path | None:
 def _clean_source(clean: SuiteSpec, cfg: RunConfig, space: LabelSpace) -> SampleSource:
     root = _root(clean, cfg)
     if root is not None and ((root / "dataset_info.json").exists() or (root / "dataset_dict.json").exists()):
-        return hub_source(load_dataset(clean.hub, cfg.hub_id, cfg.hub_split, str(root)), clean.hub, space, clean.name)
+        return hub_source(load_dataset(clean.hub_copy(cfg.hub_id), cfg.hub_split, str(root)), hub_read(clean, cfg),
+                          space, clean.name, None)
     (_, source), = LAYOUTS.get(clean.layout)(root=root, space=space, split=clean.split_name, corruptions=(),
                                               severities=(), allow_partial=True, notes=[])
     return source
@@ -194,8 +224,25 @@ def _self_check(spec: SuiteSpec, source: str, splits: list[Split], cfg: RunConfi
     return bool(notes)
 
 
-def _classes(spec: SuiteSpec, space: LabelSpace, splits: list[Split]) -> list[int]:
-    if not spec.restrict_classes:
+def _classes(spec: SuiteSpec, space: LabelSpace) -> list[int]:
+    """The classes the head scores: the whole label space, or the suite's fixed class list (ImageNet-R/-A: the
+    official 200), never the classes a copy or a --limit sample happens to hold."""
+    if spec.class_list is None:
         return list(range(len(space)))
-    present = sorted({label for split in splits for label in split.source.labels})
-    return present
+    return [space.index_of(key, f"class list {spec.class_list}") for key in class_list(spec.class_list)]
+
+
+def _refuse_outside(spec: SuiteSpec, space: LabelSpace, classes: list[int], source: SampleSource,
+                    cfg: RunConfig) -> None:
+    """A copy of a fixed-class-list suite holding another class is another dataset: stop, naming what is extra."""
+    if spec.class_list is None:
+        return
+    allowed, first = set(classes), {}
+    for sid, label in zip(source.ids, source.labels):
+        if label not in allowed:
+            first.setdefault(label, sid)
+    if first:
+        shown = ", ".join(f"{space.keys[c]} (e.g. {sid})" for c, sid in sorted(first.items())[:5])
+        where = f" under {cfg.data_root}" if cfg.data_root else ""
+        raise DataError(f"{spec.name}{where} holds {len(first)} class(es) outside its official {len(classes)} "
+                        f"(tta_bench/assets/{CLASS_LISTS[spec.class_list]}): {shown}")

@@ -1,7 +1,8 @@
 """Suite specifications: one YAML file per suite in ``suites/``, read into a dataclass and registered by name.
 
-A suite says what its data is (label space, clean or corrupted, expected sizes), where each source finds it
-(published layout, Hugging Face id) and how ``generated`` makes it (which clean suite, which corruption family).
+A suite says what its data is (label space, clean or corrupted, expected sizes, the geometry its images are stored
+in), where each source finds it (published layout, Hugging Face ids and how their integer labels count) and how
+``generated`` makes it (which clean suite, which corruption family).
 """
 from __future__ import annotations
 
@@ -20,12 +21,19 @@ from ..vocabulary import CORRUPTIONS
 SUITES_DIR = Path(__file__).resolve().parents[2] / "suites"
 
 
+LABEL_INDICES = ("imagenet1k", "suite")
+
+
 @dataclass(frozen=True)
 class HubSpec:
+    """A known Hugging Face copy. ``label_index``: what its integer labels index, the ImageNet-1k classes
+    (``imagenet1k``) or the suite's own class list (``suite``: 0..199 for ImageNet-R/-A); None = the suite's."""
+
     id: str
     split: str = "test"
     image_key: str = "image"
     label_key: str = "label"
+    label_index: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,10 +51,20 @@ class SuiteSpec:
     geometry: tuple[int | None, int | None] = (None, None)  # (resize, crop) before corrupting
     corruptions: tuple[str, ...] = CORRUPTIONS
     severities: tuple[int, ...] = (5,)
-    restrict_classes: bool = False  # evaluate over the classes present only (ImageNet-R, -A)
+    class_list: str | None = None  # the fixed class subset the logits are restricted to (data/labels.CLASS_LISTS)
+    stored: int | None = None  # images are stored as stored x stored centre crops (ImageNet-C: 224); None: any size
     expected_images: int | None = None  # per split (per corruption and severity for corruption suites)
     expected_classes: int | None = None
-    hub: HubSpec | None = None
+    hub: HubSpec | None = None  # the default Hugging Face copy
+    hub_known: tuple[HubSpec, ...] = ()  # other documented copies (--hub-id picks one)
+    label_index: str = "imagenet1k"  # what integer labels of an undocumented copy index (--label-index overrides)
+
+    def hub_copy(self, hub_id: str | None) -> HubSpec | None:
+        """The documented copy of that id (the default without one); an undocumented id gets the suite's label index."""
+        for known in (self.hub, *self.hub_known):
+            if known is not None and (hub_id is None or known.id == hub_id):
+                return known
+        return HubSpec(hub_id) if hub_id else None
 
     @property
     def is_corruption(self) -> bool:
@@ -61,6 +79,7 @@ def _spec_from_yaml(path: Path) -> SuiteSpec:
     data: dict[str, Any] = yaml.safe_load(path.read_text())
     if data.get("hub"):
         data["hub"] = HubSpec(**data["hub"])
+    data["hub_known"] = tuple(HubSpec(**h) for h in data.get("hub_known") or ())
     for key in ("corruptions", "severities", "geometry"):
         if key in data and data[key] is not None:
             data[key] = tuple(data[key])
@@ -68,7 +87,14 @@ def _spec_from_yaml(path: Path) -> SuiteSpec:
     unknown = set(data) - known
     if unknown:
         raise UserError(f"{path}: unknown suite keys {sorted(unknown)}; expected some of {sorted(known)}")
-    return SuiteSpec(**data)
+    spec = SuiteSpec(**data)
+    indices = [spec.label_index] + [h.label_index for h in (spec.hub, *spec.hub_known) if h and h.label_index]
+    if any(i not in LABEL_INDICES for i in indices):
+        raise UserError(f"{path}: label_index must be one of {', '.join(LABEL_INDICES)}, got {indices}")
+    if spec.stored and spec.geometry[1] and spec.geometry[1] != spec.stored:
+        raise UserError(f"{path}: generated images are {spec.geometry[1]} px crops but the suite declares "
+                         f"stored: {spec.stored}")
+    return spec
 
 
 SUITES: Registry[SuiteSpec] = Registry("suite")

@@ -1,5 +1,8 @@
 """Regression check of a run against a reference (per-split top-1 floors), e.g. for CI.
 
+A run is checked only against a reference it is comparable with: the same suite, method, teacher, source, splits,
+subset / limit, stream setting and (APM) preset. Otherwise the verdict is "not comparable" with what differs, never
+a FAIL per split (a 15-corruption reference against a 4-corruption run fails every row for the wrong reason).
 Only drops fail: a run better than its reference by more than the tolerance passes, flagged 'better'."""
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ from .splits import MEAN, split_key, split_value
 from ..errors import ReportError
 
 DEFAULT_TOLERANCE = 1.0
-IDENTITY = ("suite", "method", "teacher")
+IDENTITY = ("suite", "method", "teacher")  # picks a run's reference from a file of several
+# what else a run must share with its reference to be compared with it (source: generated vs published; deliberate)
+COMPARED = (*IDENTITY, "source", "subset", "setting", "preset")
 PASSING = ("ok", "better")
 
 
@@ -22,7 +27,33 @@ class CheckResult:
     ok: bool
     rows: list[tuple[str, float, float | None, float | None, str]]  # split, reference, measured, delta, status
     tolerance: float
-    mismatches: list[str] = field(default_factory=list)  # identity fields that differ (suite, method, teacher)
+    differences: list[str] = field(default_factory=list)  # why the run is not comparable with the reference
+
+    @property
+    def comparable(self) -> bool:
+        return not self.differences
+
+
+def comparison(summary: dict) -> dict:
+    """What a run must share with a reference: its COMPARED fields and its split names."""
+    data, setting = summary.get("data") or {}, summary.get("setting") or {}
+    preset = (summary.get("method_options") or {}).get("preset") if summary.get("method") == "apm" else None
+    return {"suite": summary.get("suite"), "method": summary.get("method"), "teacher": summary.get("teacher"),
+            "source": summary.get("source"), "subset": data.get("subset"), "setting": setting.get("name"),
+            "preset": preset}
+
+
+def _differences(summary: dict, reference: dict) -> list[str]:
+    run = comparison(summary)
+    out = [f"{key}: reference {repr(reference[key]) if key in reference else 'does not say'}, run {run[key]!r}"
+           for key in COMPARED if reference.get(key) != run[key]]
+    wanted, have = set(reference.get("splits", {})), set(summary["splits"])
+    if wanted != have:
+        missing, extra = sorted(wanted - have, key=split_key), sorted(have - wanted, key=split_key)
+        out.append(f"splits: reference {len(wanted)}, run {len(have)}"
+                   + (f"; not in the run: {', '.join(missing)}" if missing else "")
+                   + (f"; not in the reference: {', '.join(extra)}" if extra else ""))
+    return out
 
 
 def _row(split: str, reference: float, measured: float | None, tolerance: float) -> tuple:
@@ -34,10 +65,11 @@ def _row(split: str, reference: float, measured: float | None, tolerance: float)
 
 
 def check(summary: dict, reference: dict, tolerance: float) -> CheckResult:
-    """Fails when a reference split is missing, any top-1 (or the mean) is below reference - tolerance,
-    or the run is not of the reference's suite / method / teacher."""
-    mismatches = [f"{key}: reference {reference[key]!r}, run {summary.get(key)!r}"
-                  for key in IDENTITY if key in reference and reference[key] != summary.get(key)]
+    """Not comparable when the run and the reference differ in what COMPARED names or in their splits; else fails
+    when any top-1 (or the mean) is below reference - tolerance."""
+    differences = _differences(summary, reference)
+    if differences:
+        return CheckResult(False, [], tolerance, differences)
     splits = sorted(reference.get("splits", {}).items(), key=lambda item: split_key(item[0]))
     rows = [_row(split, float(value), split_value(summary["splits"].get(split, {}), "top1"), tolerance)
             for split, value in splits]
@@ -47,8 +79,7 @@ def check(summary: dict, reference: dict, tolerance: float) -> CheckResult:
                          float(measured) if isinstance(measured, (int, float)) else None, tolerance))
     if not rows:
         raise ReportError("the reference has neither splits nor mean_top1: it checks nothing")
-    ok = not mismatches and all(row[4] in PASSING for row in rows)
-    return CheckResult(ok, rows, tolerance, mismatches)
+    return CheckResult(all(row[4] in PASSING for row in rows), rows, tolerance)
 
 
 def _number(value: float | None, sign: bool = False) -> str:
@@ -56,11 +87,13 @@ def _number(value: float | None, sign: bool = False) -> str:
 
 
 def format_check(result: CheckResult) -> str:
-    """A readable verdict and diff table (one line per split, mean last)."""
+    """A readable verdict and diff table (one line per split, mean last), or what makes the two not comparable."""
+    if not result.comparable:
+        return "\n".join(["check: NOT COMPARABLE (the run and the reference differ; nothing was compared)",
+                          *(f"  {text}" for text in result.differences)]) + "\n"
     failing = [row for row in result.rows if row[4] not in PASSING]
     verdict = "PASS" if result.ok else "FAIL"
     lines = [f"check: {verdict} (tolerance {result.tolerance:g}; {len(failing)} of {len(result.rows)} rows failing)"]
-    lines += [f"mismatch: {text}" for text in result.mismatches]
     table = [(split, _number(ref), _number(measured), _number(delta, sign=True), status)
              for split, ref, measured, delta, status in result.rows]
     lines.append(tabulate(table, headers=["split", "reference", "measured", "delta", "status"],
@@ -72,11 +105,9 @@ def write_reference(summary: dict, tolerance: float = DEFAULT_TOLERANCE) -> dict
     """A reference that the given run passes: its per-split top-1 and mean, with a tolerance."""
     splits = {split: value for split in sorted(summary["splits"], key=split_key)
               if (value := split_value(summary["splits"][split], "top1")) is not None}
-    return {
-        "suite": summary["suite"], "method": summary["method"], "teacher": summary.get("teacher"),
-        "tolerance": tolerance, "splits": splits, "mean_top1": summary.get("mean_top1"),
-        "run_name": summary.get("run_name"),
-    }
+    identity = {key: value for key, value in comparison(summary).items() if key != "preset" or value is not None}
+    return {**identity, "tolerance": tolerance, "splits": splits, "mean_top1": summary.get("mean_top1"),
+            "run_name": summary.get("run_name")}
 
 
 def load_reference(path: str | Path, summary: dict | None = None) -> dict:

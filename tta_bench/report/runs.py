@@ -91,12 +91,26 @@ def load_runs(paths: Iterable[str | Path]) -> list[dict]:
     return [load_summary(run_dir) for run_dir in seen.values()]
 
 
+def _source_marker(summary: dict) -> str | None:
+    """Where the data came from when it is not the published copy: a Hub copy, or corruptions generated from a
+    clean set, with that set's size unless it is the whole clean suite (a 20-image run is not the 500-photo one)."""
+    data = summary.get("data") or {}
+    if summary.get("source") == "hub":
+        return "hub"
+    if summary.get("source") != "generated" and not data.get("generated"):
+        return None
+    made_from = data.get("generated_from") or {}
+    if made_from.get("images") and not made_from.get("complete"):
+        return f"generated from {made_from['images']} images"
+    return "generated"
+
+
 def run_label(summary: dict) -> str:
     """'method (teacher) [markers]': markers say what makes a number not the standard one."""
     data = summary.get("data") or {}
     setting = (summary.get("setting") or {}).get("name")
     markers = [
-        "generated" if summary.get("source") == "generated" or data.get("generated") else None,
+        _source_marker(summary),
         data.get("subset") if data.get("subset") not in (None, "full") else None,
         "partial" if data.get("partial") else None,
         setting if setting not in (None, DEFAULT_SETTING) else None,

@@ -1,5 +1,8 @@
 """Result tables from run summaries: one per suite, rows = configurations, columns = splits in canonical order.
 
+Every measured row shows the samples behind it (``n``, per seed), and where a row's mean covers fewer domains than
+the suite has, or other splits than the rows around it, the ``mean over`` column says so ("4 of 15",
+"3 of 15 (other splits)"): a 4-corruption mean never passes for a 15-corruption one.
 Pure functions of their inputs: the same runs in any order give byte-identical output."""
 from __future__ import annotations
 
@@ -11,10 +14,12 @@ from tabulate import tabulate
 
 from ..errors import ReportError
 from .runs import RunGroup, group_runs
-from .splits import (MEAN, OOD_SPLITS, is_aggregate, parse_corruption, severity_mean, split_key, split_value,
-                     table_of)
+from ..vocabulary import CORRUPTIONS
+from .splits import (IMAGENET_FAMILY, MEAN, OOD_SPLITS, is_aggregate, parse_corruption, severity_mean, split_key,
+                     split_value, table_of)
 
 OOD_MEAN = "OOD mean"
+N_COLUMN, COVER_COLUMN = "n", "mean over"  # samples behind a row; which domains its mean covers
 INDEX_NAME = "method"
 # Rows shown beneath an APM-like row, when its splits carry the key ({metric} is the table's metric).
 SUB_ROWS = (("  teacher (ceiling)", "teacher_{metric}"), ("  agreement", "agreement"))
@@ -29,6 +34,8 @@ _LATEX_ESCAPES = {
 class _Row:
     label: str
     replicates: list[dict[str, float]]  # one per seed: split -> value (published rows may give "mean")
+    n: str = ""  # samples behind the row, per seed ("" for sub-rows and published rows)
+    published: bool = False
 
 
 def metric_of(summary: dict, split: str, metric: str) -> float | None:
@@ -52,8 +59,43 @@ def _measured_rows(groups: list[RunGroup], metric: str) -> dict[str, list[_Row]]
         subs = [_Row(label, values) for label, key in SUB_ROWS
                 if (values := replicate_values(group, key.format(metric=metric)))]
         label = group.label + (f" (n={len(main)} seeds)" if len(main) > 1 else "")
-        rows.setdefault(group.table, []).extend([_Row(label, main), *subs])
+        rows.setdefault(group.table, []).extend([_Row(label, main, _samples(group)), *subs])
     return rows
+
+
+def _samples(group: RunGroup) -> str:
+    """Samples behind a row per seed (a range where seeds differ)."""
+    counts = sorted({sum(int(values.get("n") or 0) for split, values in replicate.items() if not is_aggregate(split))
+                     for replicate in group.replicates})
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
+def _domains(splits: set[str]) -> int:
+    """How many domains a row of these splits could cover: 15 corruptions per severity, the five ImageNet-family
+    sets, else the splits themselves."""
+    severities = {corruption[1] for split in splits if (corruption := parse_corruption(split)) is not None}
+    if severities:
+        return len(CORRUPTIONS) * len(severities)
+    if splits and splits <= set(IMAGENET_FAMILY):
+        return len(IMAGENET_FAMILY)
+    return len(splits)
+
+
+def _coverage(rows: list[_Row]) -> list[str]:
+    """Per row, what its mean covers when it is not all domains or not the splits of the other rows; "" otherwise."""
+    covers = [frozenset(split for replicate in row.replicates for split in replicate if not is_aggregate(split))
+              for row in rows]
+    measured = [cover for row, cover in zip(rows, covers) if row.n]
+    common = max(measured, key=measured.count) if measured else frozenset()  # first of the most frequent
+    cells = []
+    for row, cover in zip(rows, covers):
+        if not row.n:
+            cells.append("published" if row.published and not cover else "")
+            continue
+        other = cover != common
+        cells.append("" if len(cover) == _domains(set(cover)) and not other else
+                     f"{len(cover)} of {_domains(set(cover))}" + (" (other splits)" if other else ""))
+    return cells
 
 
 def _published_label(record) -> str:
@@ -69,7 +111,8 @@ def _published_rows(published: pd.DataFrame, metric: str) -> dict[str, list[_Row
         if value is not None:
             table = table_of(record.suite, [record.split])
             values.setdefault(table, {}).setdefault(_published_label(record), {})[record.split] = value
-    return {table: [_Row(label, [rows[label]]) for label in sorted(rows)] for table, rows in values.items()}
+    return {table: [_Row(label, [rows[label]], published=True) for label in sorted(rows)]
+            for table, rows in values.items()}
 
 
 def _with_means(values: dict[str, float]) -> dict[str, float]:
@@ -111,6 +154,12 @@ def _frame(rows: list[_Row]) -> pd.DataFrame:
     columns += [column for column in (MEAN, OOD_MEAN) if column in present]
     cells = [[_cell([replicate[column] for replicate in replicates if column in replicate]) for column in columns]
              for replicates in full]
+    coverage = _coverage(rows)
+    if any(cell for row, cell in zip(rows, coverage) if row.n):
+        columns.append(COVER_COLUMN)
+        cells = [row_cells + [cover] for row_cells, cover in zip(cells, coverage)]
+    columns.append(N_COLUMN)
+    cells = [row_cells + [row.n] for row_cells, row in zip(cells, rows)]
     return pd.DataFrame(cells, index=pd.Index([row.label for row in rows], name=INDEX_NAME),
                         columns=columns, dtype="str")
 

@@ -11,25 +11,22 @@ from typing import Callable, Sequence
 import torch
 from PIL import Image
 from torch import nn
-from torchvision.transforms import v2 as T
 
 from ..data.labels import LabelSpace
 from ..errors import UserError
+from .transforms import PixelTransform, StoredCrop
 
 
-def pixel_transform(size: int, resize: int | None = None, interpolation: str = "bicubic") -> Callable[[Image.Image], torch.Tensor]:
+def pixel_transform(size: int, resize: int | None = None, interpolation: str = "bicubic") -> PixelTransform:
     """Resize (short side) + centre crop + [0, 1] tensor, the geometric part of a teacher's preprocessing."""
-    mode = T.InterpolationMode(interpolation)
-    steps: list[Callable] = [T.ToImage()]
-    if resize:
-        steps.append(T.Resize(resize, interpolation=mode, antialias=True))
-    steps += [T.CenterCrop(size), T.ToDtype(torch.float32, scale=True)]
-    return T.Compose(steps)
+    return PixelTransform(size, resize, interpolation)
 
 
 class Teacher(nn.Module):
     """Subclasses implement ``encode`` (B, D) and ``_build_head``; ``head`` maps features to logits over
-    the suite's evaluated classes (all of the label space, or the 200 present in ImageNet-R/-A)."""
+    the suite's evaluated classes (all of the label space, or the official 200 of ImageNet-R/-A)."""
+
+    keeps_own_preprocessing = False  # CLIP: its own resize + crop even on stored crops, as TPT and the unified benchmark
 
     uses_prompts = False  # whether the head is built from text prompts (--prompts applies)
 
@@ -46,6 +43,13 @@ class Teacher(nn.Module):
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+    def transform_for(self, stored: int | None) -> Callable[[Image.Image], torch.Tensor]:
+        """The preprocessing for a suite whose images are stored as ``stored`` x ``stored`` centre crops (None: any
+        size): the teacher's own recipe, or ToTensor on stored crops (teachers/transforms.py says why)."""
+        if stored is None or self.keeps_own_preprocessing or not isinstance(self.transform, PixelTransform):
+            return self.transform
+        return StoredCrop(stored, self.transform.size, self.transform.interpolation)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

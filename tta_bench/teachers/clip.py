@@ -21,6 +21,8 @@ TEXT_BATCH = 256
 
 class ClipTeacher(Teacher):
     uses_prompts = True
+    keeps_own_preprocessing = True  # TPT and the unified benchmark run CLIP's preprocess on every suite
+
     def __init__(self, name: str, model: torch.nn.Module, tokenizer) -> None:
         from open_clip import get_model_preprocess_cfg
 
