@@ -1,14 +1,17 @@
-"""Label spaces: the class keys (ImageNet wnids, CIFAR names) in their standard index order, and the
-human-readable names that prompts use.
+"""Label spaces: the class keys (ImageNet wnids, CIFAR names, the fine-grained datasets' class names, DomainNet
+folder names) in their standard index order, the human-readable names that prompts use, and the prompt templates.
 
 ImageNet labels always come from the standard 1000-synset order (timm's ``ImageNetInfo``), never from
-enumerating the folders present: a subset of the classes would otherwise be silently relabelled.
+enumerating the folders present: a subset of the classes would otherwise be silently relabelled. The other class
+lists ship as data in assets/ (their sources in assets/README.md).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+
+import yaml
 
 from ..errors import DataError
 
@@ -57,15 +60,40 @@ def label_space(name: str) -> LabelSpace:
     if name in ("cifar10", "cifar100"):
         keys = _asset_lines(f"{name}_classes.txt")
         return LabelSpace(name, keys, tuple(k.replace("_", " ") for k in keys))
-    raise DataError(f"unknown label space {name!r}; expected imagenet1k, cifar10 or cifar100")
+    if name in CLASS_FILES:
+        keys = _asset_lines(f"classes/{name}.txt")
+        return LabelSpace(name, keys, tuple(k.replace("_", " ") for k in keys))  # CoOp and TPT read _ as a space
+    raise DataError(f"unknown label space {name!r}; expected one of {', '.join(LABEL_SPACES)}")
 
 
-def prompt_templates(kind: str) -> tuple[str, ...]:
-    """'single' is CLIP's "a photo of a {}."; 'ensemble' the 80 OpenAI ImageNet templates (open_clip)."""
+# The ten cross-dataset sets of CoOp / TPT (TPT Table 2 order) and DomainNet-126: one class file each in assets/classes
+FINE_GRAINED = ("flowers102", "dtd", "pets", "cars", "ucf101", "caltech101", "food101", "sun397", "aircraft", "eurosat")
+CLASS_FILES = (*FINE_GRAINED, "domainnet126")
+LABEL_SPACES = ("imagenet1k", "cifar10", "cifar100", *CLASS_FILES)
+PROMPT_KINDS = ("single", "ensemble", "coop")
+
+
+@lru_cache(maxsize=None)
+def _dataset_templates() -> dict[str, dict]:
+    return yaml.safe_load(resources.files("tta_bench").joinpath("assets", "prompt_templates.yaml").read_text())
+
+
+def prompt_templates(kind: str, space: str = "imagenet1k") -> tuple[str, ...]:
+    """'single' is CLIP's "a photo of a {}."; 'ensemble' CLIP's template set of the label space (the 80 OpenAI
+    ImageNet templates from open_clip, or a fine-grained dataset's own from CLIP's prompts.md); 'coop' the one
+    hand-crafted prompt CoOp's zero-shot CLIP uses for a fine-grained dataset ("a photo of a {}, a type of pet.")."""
+    own = _dataset_templates().get(space)
     if kind == "single":
         return ("a photo of a {}.",)
+    if kind == "ensemble" and own:
+        return tuple(own["clip"])
     if kind == "ensemble":
         from open_clip import OPENAI_IMAGENET_TEMPLATES
 
         return tuple(t("{}") for t in OPENAI_IMAGENET_TEMPLATES)
-    raise DataError(f"unknown prompts {kind!r}; expected single or ensemble")
+    if kind == "coop" and own:
+        return (own["coop"],)
+    if kind == "coop":
+        raise DataError(f"--prompts coop: CoOp has a hand-crafted prompt for the fine-grained datasets only "
+                        f"({', '.join(FINE_GRAINED)}), not for {space}")
+    raise DataError(f"unknown prompts {kind!r}; expected one of {', '.join(PROMPT_KINDS)} or a prompt file")

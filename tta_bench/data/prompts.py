@@ -1,4 +1,5 @@
-"""Text prompts for CLIP heads: ``single``, ``ensemble`` (the 80 OpenAI templates), or a file.
+"""Text prompts for CLIP heads: ``single``, ``ensemble`` (CLIP's templates of the label space), ``coop`` (CoOp's
+hand-crafted prompt of a fine-grained dataset), or a file.
 
 A file is either templates (one per line, each with exactly one ``{}``) or a JSON object mapping class names
 to their own prompts (CuPL style). Files are validated at load so a typo stops the run before any model work.
@@ -11,17 +12,17 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import UserError
-from .labels import LabelSpace, prompt_templates
+from .labels import PROMPT_KINDS, LabelSpace, prompt_templates
 
 
 def class_prompts(spec: str, space: LabelSpace, classes: Sequence[int]) -> list[list[str]]:
     """One list of prompt strings per evaluated class (aligned with ``classes``)."""
-    if spec in ("single", "ensemble"):
-        templates = prompt_templates(spec)
+    if spec in PROMPT_KINDS:
+        templates = prompt_templates(spec, space.name)
         return [[t.format(space.names[c]) for t in templates] for c in classes]
     path = Path(spec)
     if not path.is_file():
-        raise UserError(f"--prompts must be single, ensemble or a prompt file; {path} does not exist")
+        raise UserError(f"--prompts must be {', '.join(PROMPT_KINDS)} or a prompt file; {path} does not exist")
     if path.suffix == ".json":
         return _cupl(path, space, classes)
     templates = _templates(path)
@@ -63,4 +64,4 @@ def _cupl(path: Path, space: LabelSpace, classes: Sequence[int]) -> list[list[st
 
 def file_hash(spec: str) -> str | None:
     path = Path(spec)
-    return hashlib.sha256(path.read_bytes()).hexdigest() if spec not in ("single", "ensemble") and path.is_file() else None
+    return hashlib.sha256(path.read_bytes()).hexdigest() if spec not in PROMPT_KINDS and path.is_file() else None

@@ -1,7 +1,8 @@
 """Suite specifications: one YAML file per suite in ``suites/``, read into a dataclass and registered by name.
 
-A suite says what its data is (label space, clean or corrupted, expected sizes), where each source finds it
-(published layout, Hugging Face id) and how ``generated`` makes it (which clean suite, which corruption family).
+A suite says what its data is (label space, clean, corrupted, several domains or a generated stream; expected
+sizes), where each source finds it (published layout, Hugging Face id) and how ``generated`` makes it (which clean
+suite, which corruption family).
 """
 from __future__ import annotations
 
@@ -25,15 +26,18 @@ class HubSpec:
     split: str = "test"
     image_key: str = "image"
     label_key: str = "label"
+    # None: the copy holds the paper's test set. Otherwise which test set it holds instead (e.g. "official"): its
+    # split is then named "<suite>@<test_split>" so that it never shares a column with the paper's test set.
+    test_split: str | None = None
 
 
 @dataclass(frozen=True)
 class SuiteSpec:
     name: str
     description: str
-    labels: str  # label space: imagenet1k | cifar10 | cifar100
+    labels: str  # label space: imagenet1k | cifar10 | cifar100 | flowers102 | ... (data/labels.py)
     layout: str  # published layout (see data/published.py)
-    kind: str = "clean"  # clean | corruption
+    kind: str = "clean"  # clean | corruption | domains (one split per domain) | ccc (a generated stream)
     split: str | None = None  # split name of a clean suite (default: the suite name)
     default_source: str = "published"
     clean: str | None = None  # corruption suites: the clean suite that ``generated`` corrupts
@@ -43,9 +47,32 @@ class SuiteSpec:
     corruptions: tuple[str, ...] = CORRUPTIONS
     severities: tuple[int, ...] = (5,)
     restrict_classes: bool = False  # evaluate over the classes present only (ImageNet-R, -A)
-    expected_images: int | None = None  # per split (per corruption and severity for corruption suites)
+    expected_images: int | dict[str, int] | None = None  # per split (per corruption and severity for corruption
+    # suites), or split name -> count where the splits differ (DomainNet-126's domains)
     expected_classes: int | None = None
     hub: HubSpec | None = None
+    domains: tuple[str, ...] = ()  # domains / ccc suites: the splits there are, in their standard order
+    default_domains: tuple[str, ...] | None = None  # the domains run when --domains is not given (None: all)
+    layout_args: dict[str, Any] = field(default_factory=dict)  # layout-specific facts (split file names, ...)
+    reference: str | None = None  # where the test set (split file, image lists, protocol) comes from
+
+    def expected_for(self, split: str) -> int | None:
+        if isinstance(self.expected_images, dict):
+            return self.expected_images.get(split.split("@")[0])
+        return self.expected_images
+
+    @property
+    def has_domains(self) -> bool:
+        return self.kind in ("domains", "ccc")
+
+    def size_text(self) -> str:
+        """The test-set size for `list`: one count, or one per domain."""
+        if isinstance(self.expected_images, dict):
+            return ", ".join(f"{k} {v:,}" for k, v in self.expected_images.items())
+        if self.expected_images is None:
+            return "-"
+        per = " per corruption and severity" if self.is_corruption else " per domain" if self.has_domains else ""
+        return f"{self.expected_images:,}{per}"
 
     @property
     def is_corruption(self) -> bool:
@@ -60,7 +87,7 @@ def _spec_from_yaml(path: Path) -> SuiteSpec:
     data: dict[str, Any] = yaml.safe_load(path.read_text())
     if data.get("hub"):
         data["hub"] = HubSpec(**data["hub"])
-    for key in ("corruptions", "severities", "geometry"):
+    for key in ("corruptions", "severities", "geometry", "domains", "default_domains"):
         if key in data and data[key] is not None:
             data[key] = tuple(data[key])
     known = {f.name for f in dataclasses.fields(SuiteSpec)}
