@@ -74,17 +74,19 @@ def plot(runs: dict[str, list[dict]], target: float, window: int, title: str, pa
     for k, ((start, _), (end, _)) in enumerate(zip(bounds[:-1], bounds[1:])):
         if k % 2:
             ax.axvspan(start, end, color="#f0f0f0", zorder=0)
+        ax.text((start + end) / 2, 0.97, str(k + 1), transform=ax.get_xaxis_transform(), ha="center", va="top",
+                fontsize=7, color="#666666")
     for method, records in runs.items():
         x, y = windowed(np.array([r["correct"] for r in records], dtype=float), window)
         overall = 100 * np.mean([r["correct"] for r in records])
         ax.plot(x, y, marker="o", ms=3, lw=1.5, color=COLOURS.get(method), label=f"{method} ({overall:.1f}% overall)")
-    ax.axhline(target, color="black", ls="--", lw=1, label=f"CCC target ({target:g}%)")
-    ax.set_xlabel(f"stream position (samples; accuracy over windows of {window}, shaded bands: corruption pairs)")
+    ax.axhline(target, color="black", ls="--", lw=1, label=f"target source accuracy ({target:g}%)")
+    ax.set_xlabel(f"stream position (samples); accuracy over windows of {window}; numbered bands: corruption pairs")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_xlim(0, len(first))
     ax.set_ylim(0, max(45, ax.get_ylim()[1]))
     ax.set_title(title, fontsize=10)
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+    ax.legend(loc="upper right", bbox_to_anchor=(1.0, 0.93), fontsize=8, framealpha=0.9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -132,3 +132,18 @@ def test_a_good_run_exits_0_and_prints_the_table(capsys, tmp_path):
     captured = capsys.readouterr()
     assert f"run folder: {out}" in captured.out and "|" in captured.out
     assert "Traceback" not in captured.err and (out / SUMMARY).exists()
+
+
+def test_list_shows_every_suite_with_its_size_and_where_its_test_set_comes_from(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and line.split()}
+    assert "2,463" in lines["flowers102"] and "19,850" in lines["sun397"] and "3,333" in lines["aircraft"]
+    assert "clipart 18,523" in lines["domainnet126"] and "7,500,000 per stream" in lines["ccc-medium"]
+    assert "test set: CoOp split_zhou_OxfordFlowers.json" in out and "oripress/CCC generate.py --baseline 20" in out
+    assert "clip-benchmark/wds_vtab-flowers, holds another test split (official)" in out
+
+
+def test_domains_is_the_domain_selector_of_domain_suites(capsys, tmp_path):
+    _fails(capsys, ["--suite", "domainnet126", "--data-root", str(tmp_path), "--domains", "quickdraw", "--dry-run"],
+           "unknown domain(s) ['quickdraw']", "real, clipart, painting, sketch")

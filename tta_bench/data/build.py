@@ -80,10 +80,11 @@ def load_suite(cfg: RunConfig) -> SuiteData:
         splits = [Split(split_name(c, s), CorruptedSource(clean, c, s, spec.constants, geometry, cfg.seed), c, s)
                   for c in corruptions for s in severities]
     elif source == "hub":
-        if spec.is_corruption or spec.has_domains or spec.hub is None and not cfg.hub_id:
+        if spec.is_corruption or spec.has_domains or spec.hub is None and not (cfg.hub_id or cfg.data_root):
             raise UserError(f"{spec.name} has no standard Hugging Face copy: use --source published "
                             "(the released files in their layout)" + (" or --source generated" if spec.clean else "")
-                            + ("" if spec.is_corruption or spec.has_domains else ", or name a copy with --hub-id"))
+                            + ("" if spec.is_corruption or spec.has_domains else ", or name a copy (--hub-id or a "
+                                                                                  "saved one in --data-root)"))
         ds = load_dataset(spec.hub, cfg.hub_id, cfg.hub_split, cfg.data_root)
         name, check = _hub_split_name(spec, cfg, info)
         splits = [Split(name, _select(hub_source(ds, spec.hub, space, name), cfg))]

@@ -117,6 +117,7 @@ class CCCSource(SampleSource):
         self.ids = _Lazy(length, self._id)
         self.labels = _Lazy(length, lambda p: self.clean.labels[self.image_of(p)])
         self._permutations: dict[tuple[int, int], np.ndarray] = {}
+        self._planned = False
 
     def limited(self, n: int) -> "CCCSource":
         """The first n samples of the stream (a prefix, never a spread: the transition speed stays as it is)."""
@@ -139,6 +140,9 @@ class CCCSource(SampleSource):
         return tuple((n, s) for n, s in ((first, s1), (second, s2)) if s > 0)
 
     def _id(self, p: int) -> str:
+        if not self._planned:  # the whole plan (and any calibration it needs) in this process, before the engine's
+            self.plan.extend_to(len(self))  # first id look-up hands positions to DataLoader workers
+            self._planned = True
         first, s1, second, s2 = self.plan.at(p)
         return f"{p:09d}/{first}@{s1:g}+{second}@{s2:g}/{self.clean.ids[self.image_of(p)]}"
 
@@ -158,13 +162,14 @@ class Calibration:
         self.params = params
         n = min(params.calibration.images, len(clean))
         self.images = np.linspace(0, len(clean) - 1, n).round().astype(int).tolist()
-        self.clean, self.cfg, self.spec = clean, cfg, spec
+        self.clean = clean
         self._classify = classify or (lambda: teacher_classifier(cfg, spec))
         self.key = cache_key({
             "version": VERSION, "teacher": cfg.teacher, "weights": file_digest(cfg.weights), "prompts": cfg.prompts,
-            "head": file_digest(cfg.method_options.get("head")), "labels": spec.labels, "params": repr(params),
-            "clean": [clean.ids[i] for i in self.images]})
+            "head": file_digest(cfg.method_options.get("head")), "labels": spec.labels, "crop": params.crop,
+            "jpeg_quality": params.jpeg_quality, "clean": [clean.ids[i] for i in self.images]})  # what a cell depends on
         self._matrix: AccuracyMatrix | None = None
+        self._measure_cell: Callable[[Corruptions], float] | None = None
         self._walks: dict[tuple[str, str], list[tuple[float, float]]] = {}
 
     def _render(self, k: int, corruptions: Corruptions) -> np.ndarray:
@@ -172,13 +177,17 @@ class Calibration:
         seeds = [sample_seed(CALIBRATION_SEED, k, j) for j in range(len(corruptions))]
         return render(image, corruptions, self.params, sample_seed(CALIBRATION_SEED, k, "crop"), seeds)
 
+    def _measure(self, corruptions: Corruptions) -> float:
+        """Measure one cell; the model is built on the first cell the cache does not hold."""
+        if self._measure_cell is None:
+            labels = [self.clean.labels[i] for i in self.images]
+            self._measure_cell = measure_with(self._classify(), self._render, labels)
+        return self._measure_cell(corruptions)
+
     @property
     def matrix(self) -> AccuracyMatrix:
         if self._matrix is None:
-            classify = self._classify()
-            labels = [self.clean.labels[i] for i in self.images]
-            self._matrix = AccuracyMatrix(self.params.calibration, measure_with(classify, self._render, labels),
-                                          self.key)
+            self._matrix = AccuracyMatrix(self.params.calibration, self._measure, self.key)
         return self._matrix
 
     def walk_of(self, first: str, second: str) -> list[tuple[float, float]]:

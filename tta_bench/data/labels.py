@@ -14,6 +14,7 @@ from importlib import resources
 import yaml
 
 from ..errors import DataError
+from ..vocabulary import FINE_GRAINED
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,7 @@ def label_space(name: str) -> LabelSpace:
     raise DataError(f"unknown label space {name!r}; expected one of {', '.join(LABEL_SPACES)}")
 
 
-# The ten cross-dataset sets of CoOp / TPT (TPT Table 2 order) and DomainNet-126: one class file each in assets/classes
-FINE_GRAINED = ("flowers102", "dtd", "pets", "cars", "ucf101", "caltech101", "food101", "sun397", "aircraft", "eurosat")
+# The ten cross-dataset sets of CoOp / TPT and DomainNet-126: one class file each in assets/classes
 CLASS_FILES = (*FINE_GRAINED, "domainnet126")
 LABEL_SPACES = ("imagenet1k", "cifar10", "cifar100", *CLASS_FILES)
 PROMPT_KINDS = ("single", "ensemble", "coop")

@@ -55,6 +55,7 @@ class SuiteSpec:
     default_domains: tuple[str, ...] | None = None  # the domains run when --domains is not given (None: all)
     layout_args: dict[str, Any] = field(default_factory=dict)  # layout-specific facts (split file names, ...)
     reference: str | None = None  # where the test set (split file, image lists, protocol) comes from
+    data_folders: tuple[str, ...] = ()  # the folder names its usual layout gives it under a common data root
 
     def expected_for(self, split: str) -> int | None:
         if isinstance(self.expected_images, dict):
@@ -71,7 +72,7 @@ class SuiteSpec:
             return ", ".join(f"{k} {v:,}" for k, v in self.expected_images.items())
         if self.expected_images is None:
             return "-"
-        per = " per corruption and severity" if self.is_corruption else " per domain" if self.has_domains else ""
+        per = {"corruption": " per corruption and severity", "domains": " per domain", "ccc": " per stream"}.get(self.kind, "")
         return f"{self.expected_images:,}{per}"
 
     @property
@@ -87,7 +88,7 @@ def _spec_from_yaml(path: Path) -> SuiteSpec:
     data: dict[str, Any] = yaml.safe_load(path.read_text())
     if data.get("hub"):
         data["hub"] = HubSpec(**data["hub"])
-    for key in ("corruptions", "severities", "geometry", "domains", "default_domains"):
+    for key in ("corruptions", "severities", "geometry", "domains", "default_domains", "data_folders"):
         if key in data and data[key] is not None:
             data[key] = tuple(data[key])
     known = {f.name for f in dataclasses.fields(SuiteSpec)}

@@ -23,7 +23,7 @@ BOTTLENECK = 256
 NUM_CLASSES = 126
 
 
-def test_transform() -> T.Compose:
+def eval_transform() -> T.Compose:
     """Resize to a 256 x 256 square (aspect ratio not kept, as the reference), centre crop 224, [0, 1] floats."""
     return T.Compose([T.ToImage(), T.Resize((256, 256), interpolation=T.InterpolationMode.BILINEAR, antialias=True),
                       T.CenterCrop(224), T.ToDtype(torch.float32, scale=True)])
@@ -65,5 +65,5 @@ def build_domainnet_resnet(arg: str = "", weights: str | None = None, **_: objec
         raise UserError(f"{weights} does not fit domainnet126-resnet50 (ResNet-50 + 256 bottleneck + BatchNorm + "
                         f"126-way classifier): missing {missing[:3]}{' ...' if len(missing) > 3 else ''}")
     model.load_state_dict({k: v for k, v in state.items() if k in wanted})  # AdaContrast files carry extra keys
-    return LinearHeadTeacher("domainnet126-resnet50", model.features, model.fc, test_transform(), IMAGENET_MEAN,
+    return LinearHeadTeacher("domainnet126-resnet50", model.features, model.fc, eval_transform(), IMAGENET_MEAN,
                              IMAGENET_STD, BOTTLENECK, "domainnet126", model)
