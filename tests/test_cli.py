@@ -55,7 +55,7 @@ def test_a_folder_that_is_not_a_wnid_is_named(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("flag, value, choices", [
-    ("--suite", "imagenet-z", "expected one of: cifar10, cifar10-c"),
+    ("--suite", "imagenet-z", "expected one of: aircraft, caltech101, cars"),
     ("--method", "tnet", "expected one of:"),
     ("--teacher", "resnet", "expected one of: cifar-resnet20"),
     ("--setting", "iid", "expected one of: reset_each_shift, continual"),
@@ -179,3 +179,18 @@ def test_a_bug_is_not_mistaken_for_bad_input(monkeypatch, capsys):
     monkeypatch.setitem(cli.COMMANDS, "list", broken)
     with pytest.raises(ValueError, match="a bug"):
         main(["list"])
+
+
+def test_list_shows_every_suite_with_its_size_and_where_its_test_set_comes_from(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and line.split()}
+    assert "2,463" in lines["flowers102"] and "19,850" in lines["sun397"] and "3,333" in lines["aircraft"]
+    assert "clipart 18,523" in lines["domainnet126"] and "7,500,000 per stream" in lines["ccc-medium"]
+    assert "test set: CoOp split_zhou_OxfordFlowers.json" in out and "oripress/CCC generate.py --baseline 20" in out
+    assert "clip-benchmark/wds_vtab-flowers, holds another test split (official)" in out
+
+
+def test_domains_is_the_domain_selector_of_domain_suites(capsys, tmp_path):
+    _fails(capsys, ["--suite", "domainnet126", "--data-root", str(tmp_path), "--domains", "quickdraw", "--dry-run"],
+           "unknown domain(s) ['quickdraw']", "real, clipart, painting, sketch")

@@ -197,5 +197,35 @@ def test_named_sweeps_load_and_expand(tmp_path: Path) -> None:
     assert {"tpt-table1", "apm-table2-imagenet-c", "tent-cifar10c"} <= set(sweep.sweep_names())
     sizes = {name: len(sweep.expand(sweep.named_sweep(name), tmp_path)) for name in sweep.sweep_names()}
     assert sizes["tpt-table1"] == 15 and sizes["apm-table2-imagenet-c"] == 2 and sizes["tent-cifar10c"] == 3
+    assert sizes["tpt-table2"] == 40  # 10 fine-grained suites x (CLIP single, CLIP ensemble, TPT, APM)
     with pytest.raises(UserError, match="tpt-table1"):
         sweep.named_sweep("no-such-table")
+
+
+def test_tpt_table2_compares_zero_shot_and_tpt_rows_with_the_papers_table_2() -> None:
+    from report.conftest import make_summary, split
+    from tta_bench.report import load_published
+
+    table = sweep.named_sweep("tpt-table2")
+    runs = sweep.expand(table, "/tmp/unused")
+    assert {run.cfg.suite for run in runs} == {"flowers102", "dtd", "pets", "cars", "ucf101", "caltech101",
+                                               "food101", "sun397", "aircraft", "eurosat"}
+    assert all(run.cfg.method_options == {"preset": "paper"} for run in runs if run.cfg.method == "apm")
+    summaries = [make_summary(f"zs-{suite}", "source", "clip:ViT-B-16/openai", {suite: split(value)}, suite=suite)
+                 for suite, value in (("pets", 90.25), ("eurosat", 40.0))]
+    for summary in summaries:  # run with the default prompts: the summary names the ones the method used
+        summary["prompts"] = {"spec": "single", "sha256": None}
+    delta = sweep.delta_table(table, summaries, load_published())
+    row = delta.loc["source (clip:ViT-B-16/openai) vs clip-zeroshot (clip-vit-b16) [TPT (Shu et al. NeurIPS 2022) Table 2]"]
+    assert (row["pets"], row["eurosat"]) == ("+2.0", "-2.0")  # published 88.25 and 42.01
+    text = sweep.reproduction_text(table, summaries, load_published())
+    assert "tpt (clip-vit-b16) [published, unverified: TPT (Shu et al. NeurIPS 2022) Table 2]" in text
+    assert "apm (unknown) [published, unverified: aggregator sites]" in text
+
+
+def test_reproduce_finds_each_suite_under_its_usual_folder_name(tmp_path: Path) -> None:
+    for name in ("oxford_flowers", "DTD", "caltech-101"):
+        (tmp_path / name).mkdir()
+    roots = sweep.roots_under(tmp_path, ["flowers102", "dtd", "caltech101", "eurosat"])
+    assert roots == {"flowers102": str(tmp_path / "oxford_flowers"), "dtd": str(tmp_path / "DTD"),
+                     "caltech101": str(tmp_path / "caltech-101"), "eurosat": str(tmp_path / "eurosat")}

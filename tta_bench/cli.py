@@ -46,13 +46,18 @@ def run_parser() -> argparse.ArgumentParser:
     g.add_argument("--weights", help="local checkpoint for the teacher instead of its default download")
     g.add_argument("--head", help="linear head file for a backbone without one (DINO)")
     g.add_argument("--prompts", default=d.prompts,
-                   help="CLIP text head: single ('a photo of a {}.'), ensemble (80 OpenAI templates), apm ('a photo "
-                        "of a {}') or a prompt file; default: the method's reference (APM: apm; others: single)")
+                   help="CLIP text head: single ('a photo of a {}.'), apm ('a photo of a {}'), ensemble (CLIP's "
+                        "templates: 80 for ImageNet, the dataset's own for the fine-grained suites), coop (CoOp's "
+                        "prompt of a fine-grained suite) or a prompt file; default: the method's reference (APM: apm; "
+                        "others: single)")
     g = p.add_argument_group("data")
     g.add_argument("--data-root", help="dataset folder in its published layout (or a saved HF dataset / clean set)")
     g.add_argument("--source", choices=SOURCES, help="published layout, Hugging Face hub, or corruptions generated "
                                                       "on the fly from the clean set (default: the suite's)")
     g.add_argument("--corruptions", type=_csv(), help="comma list, default: all 15")
+    g.add_argument("--domains", dest="corruptions", type=_csv(),
+                   help="domain suites: which domains in which order (DomainNet-126: real,clipart,painting,sketch; "
+                        "CCC: speed_1000 ...); the same field as --corruptions")
     g.add_argument("--severities", type=_csv(int), help="comma list of 1-5, default: 5 (as papers' tables)")
     g.add_argument("--subset", help="5k: the RobustBench 5,000-image ImageNet list")
     g.add_argument("--limit", type=int, help="evaluate N samples per split, evenly spread (quick runs; marked in tables)")
@@ -158,7 +163,17 @@ def cmd_list(argv: Sequence[str]) -> int:
     from .teachers import TEACHERS
 
     argparse.ArgumentParser(prog="run_bench.py list", description="List suites, methods, teachers, settings.").parse_args(argv)
-    for title, entries in (("suites", SUITES), ("methods", METHODS), ("teachers", TEACHERS), ("layouts", LAYOUTS)):
+    print("suites (test-set size per split; where the test set comes from):")
+    for e in SUITES:
+        spec = e.builder
+        print(f"  {e.name:16s} {spec.size_text():>34s}  {e.help}")
+        if spec.reference:
+            print(f"  {'':16s} {'':34s}  test set: {spec.reference}")
+        if spec.hub:
+            held = (f"holds another test split ({spec.hub.test_split}): its own split name" if spec.hub.test_split
+                    else "held to the same test set (its size is checked)")
+            print(f"  {'':16s} {'':34s}  --source hub: {spec.hub.id}, {held}")
+    for title, entries in (("methods", METHODS), ("teachers", TEACHERS), ("layouts", LAYOUTS)):
         print(f"{title}:")
         for e in entries:
             print(f"  {e.name:16s} {e.help}")

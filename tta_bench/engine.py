@@ -137,7 +137,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     stream = build_stream(suite.splits, cfg.setting, cfg.seed, dirichlet, cfg.sorter)
     defaults = resolve_defaults(cfg.method, suite.spec.family, cfg.batch_size, cfg.method_options)
     notes = [_one_batch_note(cfg.method, stream, defaults.batch_size)]
-    prompts = cfg.prompts or METHODS.get(cfg.method).prompts
+    prompts = prompt_spec(cfg)
     return Prepared(cfg, suite, stream, Path(cfg.out) if cfg.out else default_out(cfg), defaults, prompts,
                     [n for n in notes if n])
 
@@ -192,6 +192,11 @@ def inputs_of(p: Prepared, precision: str) -> dict[str, Any]:
     return {"stream": p.stream.hash(p.suite.splits), "precision": precision,
             "weights": file_sha256(cfg.weights) if cfg.weights else None,
             "head": file_sha256(cfg.head) if cfg.head else None, "prompts": file_hash(p.prompts)}
+
+
+def prompt_spec(cfg: RunConfig) -> str:
+    """The CLIP prompt spec a run uses: the user's, else its method's reference prompts."""
+    return cfg.prompts or METHODS.get(cfg.method).prompts
 
 
 def _run(p: Prepared, folder: RunFolder | None, prompts, dist: distributed.Dist, progress: bool, log) -> dict[str, Any]:

@@ -173,13 +173,21 @@ def suites_of(sweep: Sweep) -> list[str]:
 
 
 def roots_under(parent: str | Path, suites: list[str]) -> dict[str, str]:
-    """--data-root PARENT of reproduce: PARENT/<suite> per suite (folder names compared case-insensitively);
-    a one-suite sweep may also point straight at that suite's folder."""
+    """--data-root PARENT of reproduce: PARENT/<suite> per suite, or the folder name a suite's usual layout gives it
+    (its ``data_folders``, e.g. CoOp's oxford_flowers/); names compared case-insensitively. A one-suite sweep may
+    also point straight at that suite's folder."""
+    from .data.suites import SUITES
+
     parent = Path(parent)
     folders = {p.name.lower(): p for p in parent.iterdir() if p.is_dir()} if parent.is_dir() else {}
-    if len(suites) == 1 and suites[0].lower() not in folders:
+
+    def folder_of(suite: str) -> Path | None:
+        names = [suite, *(SUITES.get(suite).data_folders if suite in SUITES else ())]
+        return next((folders[n.lower()] for n in names if n.lower() in folders), None)
+
+    if len(suites) == 1 and folder_of(suites[0]) is None:
         return {suites[0]: str(parent)}
-    return {suite: str(folders.get(suite.lower(), parent / suite)) for suite in suites}
+    return {suite: str(folder_of(suite) or parent / suite) for suite in suites}
 
 
 # ---------------------------------------------------------------- expansion and sharding
@@ -384,7 +392,9 @@ def delta_table(sweep: Sweep, summaries: list[dict], published: pd.DataFrame, me
     cells: dict[str, dict[str, float]] = {}
     for group in group_runs(summaries):
         config = group.runs[0].get("config") or {}
-        mapped = next((p for p in sweep.published if _matches(config, p.match)), None)
+        used = (group.runs[0].get("prompts") or {}).get("spec")  # the prompts the run used (its method's by default)
+        mapped = next((p for p in sweep.published if _matches({**config, "prompts": used or config.get("prompts")},
+                                                               p.match)), None)
         replicates = [_with_means(r) for r in replicate_values(group, metric)]
         if mapped is None or not replicates:
             continue

@@ -32,6 +32,10 @@ SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 SHORT_NAMES = dict(zip(CORRUPTIONS, ("gauss", "shot", "impul", "defoc", "glass", "motn", "zoom", "snow", "frost",
                                      "fog", "brit", "contr", "elast", "pixel", "jpeg")))
 
+# -- the ten cross-dataset suites of the CLIP test-time papers, in TPT Table 2's column order ------------------------
+FINE_GRAINED: tuple[str, ...] = ("flowers102", "dtd", "pets", "cars", "ucf101", "caltech101", "food101", "sun397",
+                                 "aircraft", "eurosat")
+
 # -- split names: a clean set is named after its suite; a corruption split "<corruption>-<severity>" -----------------
 _CORRUPTION_SPLIT = re.compile(r"^([a-z_]+)-([1-9]\d*)$")
 

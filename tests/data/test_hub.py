@@ -192,3 +192,24 @@ def test_engine_runs_on_a_saved_hub_dataset(tmp_path):
     assert summary["source"] == "hub" and summary["splits"]["cifar10"]["n"] == 5
     records = [json.loads(line) for line in (tmp_path / "run" / PREDICTIONS).read_text().splitlines()]
     assert sorted((r["id"], r["label"]) for r in records) == [(f"cifar10/{i}", i) for i in range(5)]
+
+
+def test_a_hub_copy_of_another_test_split_gets_its_own_split_name(tmp_path):
+    images = image_stack(3)
+    _save(tmp_path / "flowers", images, [0, 1, 101], datasets.Value("int64"), image_key="webp", label_key="cls")
+    data = load_suite(RunConfig(suite="flowers102", source="hub", data_root=str(tmp_path / "flowers")))
+    (split,) = data.splits
+    assert split.name == "flowers102@official" and split.source.labels == [0, 1, 101]
+    assert not data.partial and "not comparable" in data.notes[0]  # no size check against CoOp's 2,463
+    _save(tmp_path / "pets", images, [0, 1, 36], datasets.Value("int64"), image_key="webp", label_key="cls")
+    with pytest.raises(DataError, match="expected 3,669"):  # the same test set as CoOp's: its size is checked
+        load_suite(RunConfig(suite="pets", source="hub", data_root=str(tmp_path / "pets")))
+    assert _hub("pets", tmp_path / "pets").splits[0].name == "pets"
+
+
+def test_suites_without_a_hub_copy_say_so(tmp_path):
+    with pytest.raises(UserError, match="no standard Hugging Face copy.*--hub-id"):
+        load_suite(RunConfig(suite="ucf101", source="hub"))
+    for suite in ("domainnet126", "ccc-medium"):
+        with pytest.raises(UserError, match="no standard Hugging Face copy|generated on the fly"):
+            load_suite(RunConfig(suite=suite, source="hub", data_root=str(tmp_path)))

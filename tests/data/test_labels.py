@@ -44,7 +44,7 @@ def test_prompt_templates():
     assert prompt_templates("single") == ("a photo of a {}.",)
     ensemble = prompt_templates("ensemble")
     assert len(ensemble) == 80 and all("{}" in t for t in ensemble)
-    with pytest.raises(DataError, match="expected one of single, apm, ensemble"):
+    with pytest.raises(DataError, match="expected one of single, apm, ensemble, coop"):
         prompt_templates("many")
 
 
@@ -71,3 +71,16 @@ def test_the_two_lists_are_different_subsets():
 def test_imagenet_classes_carry_their_wordnet_lemmas():
     space = label_space("imagenet1k")
     assert space.synonyms[0] == ("tench", "Tinca tinca") and "tabby cat" in space.synonyms[281]
+
+
+
+
+def test_fine_grained_and_domainnet_spaces_have_their_published_class_counts():
+    sizes = {"flowers102": 102, "dtd": 47, "pets": 37, "cars": 196, "ucf101": 101, "caltech101": 100,
+             "food101": 101, "sun397": 397, "aircraft": 100, "eurosat": 10, "domainnet126": 126}
+    for name, n in sizes.items():
+        space = label_space(name)
+        assert len(space) == n and len(set(space.keys)) == n, name
+    assert label_space("pets").names[1] == "american bulldog"  # CoOp and TPT read '_' as a space
+    assert label_space("flowers102").keys[0] == "pink primrose" and label_space("aircraft").keys[0] == "707-320"
+    assert prompt_templates("coop", "eurosat") == ("a centered satellite photo of {}.",)

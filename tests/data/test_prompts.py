@@ -41,5 +41,16 @@ def test_cupl_json_needs_every_class(tmp_path):
 
 
 def test_unknown_prompt_spec_is_a_clear_error(tmp_path):
-    with pytest.raises(UserError, match="single, apm, ensemble or a prompt file"):
+    with pytest.raises(UserError, match="single, apm, ensemble, coop or a prompt file"):
         class_prompts(str(tmp_path / "missing.txt"), CIFAR, range(10))
+
+
+def test_fine_grained_suites_have_coops_prompt_and_clips_own_ensemble():
+    pets, dtd = label_space("pets"), label_space("dtd")
+    assert class_prompts("coop", pets, [1]) == [["a photo of a american bulldog, a type of pet."]]
+    assert class_prompts("single", pets, [1]) == [["a photo of a american bulldog."]]
+    ensemble = class_prompts("ensemble", dtd, [0])[0]
+    assert len(ensemble) == 8 and ensemble[0] == "a photo of a banded texture."
+    assert len(class_prompts("ensemble", label_space("imagenet1k"), [0])[0]) == 80  # ImageNet keeps its 80
+    with pytest.raises(UserError, match="fine-grained"):
+        class_prompts("coop", CIFAR, [0])

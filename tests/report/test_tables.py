@@ -171,3 +171,18 @@ def test_rows_over_all_15_corruptions_need_no_mean_over_column():
     table = build_tables([make_summary("all", "source", "effnet-lite0", full), fewer])["imagenet-c"]
     assert table.loc["tent (effnet-lite0)", "mean over"] == "4 of 15 (other splits)"
     assert table.loc["source (effnet-lite0)", "mean over"] == ""
+
+
+def test_the_fine_grained_suites_share_one_table_in_tpt_table_2s_order():
+    summaries = [make_summary(f"zs-{suite}", "zeroshot", "clip-vit-b16", {suite: split(value)}, suite=suite)
+                 for suite, value in [("eurosat", 40.0), ("flowers102", 60.0), ("dtd", 50.0)]]
+    summaries.append(make_summary("zs-hub", "zeroshot", "clip-vit-b16", {"flowers102@official": split(55.0)},
+                                  suite="flowers102"))
+    tables = build_tables(summaries, published=load_published())
+    table = tables["fine-grained"]
+    assert list(table.columns) == ["flowers102", "dtd", "pets", "cars", "ucf101", "caltech101", "food101", "sun397",
+                                   "aircraft", "eurosat", "mean", "n"]
+    assert table.loc["zeroshot (clip-vit-b16)", "flowers102"] == "60.0"
+    tpt = table.loc["tpt (clip-vit-b16) [published, unverified: TPT (Shu et al. NeurIPS 2022) Table 2]"]
+    assert tpt["mean"] == "65.1"  # TPT's own Average over the ten
+    assert "flowers102@official" not in table.columns and "flowers102@official" in tables["flowers102"].columns

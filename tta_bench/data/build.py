@@ -6,6 +6,7 @@ dataset, ``generated`` corrupts a clean set on the fly. Subsets, ``--limit`` and
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 
 from ..config import SOURCES, RunConfig
 from ..errors import DataError, UserError
-from . import demo  # noqa: F401  (registers the demo layout)
+from . import demo, domainnet, fine_grained  # noqa: F401  (register their layouts)
 from .hub import HubRead, hub_source, load_dataset
 from .labels import CLASS_LISTS, LabelSpace, class_list, label_space
 from .published import LAYOUTS
@@ -71,9 +72,20 @@ def load_suite(cfg: RunConfig) -> SuiteData:
     space = label_space(spec.labels)
     classes = _classes(spec, space)
     corruptions, severities = _domains(spec, cfg)
-    notes: list[str] = []
+    notes: list[str] = []  # what makes the data incomplete (the run is then marked partial)
+    info: list[str] = []  # what a reader must know about the data, without making it partial
+    check = True  # whether the published sizes apply (not to a Hub copy of another test split)
     clean_images = None
-    if source == "generated":
+    if spec.kind == "ccc":
+        if source != "generated":
+            raise UserError(f"{spec.name} is generated on the fly from a clean set: use --source generated (the "
+                            "default) with --data-root pointing at the clean images")
+        from .ccc import ccc_splits
+
+        clean = _clean_source(SUITES.get(spec.clean), cfg, space)
+        clean_images = len(clean)
+        splits = [Split(name, src) for name, src in ccc_splits(spec, cfg, clean, corruptions, info)]
+    elif source == "generated":
         if not spec.is_corruption:
             raise UserError(f"--source generated corrupts a clean set: use a corruption suite (e.g. {spec.name}-c "
                             f"or imagenet-c with --data-root pointing at the clean {spec.name} images)")
@@ -84,25 +96,29 @@ def load_suite(cfg: RunConfig) -> SuiteData:
         splits = [Split(split_name(c, s), CorruptedSource(clean, c, s, spec.constants, geometry, cfg.seed), c, s)
                   for c in corruptions for s in severities]
     elif source == "hub":
-        if spec.is_corruption:
+        if spec.is_corruption or spec.has_domains or spec.hub is None and not (cfg.hub_id or cfg.data_root):
             raise UserError(f"{spec.name} has no standard Hugging Face copy: use --source published "
-                            "(the released arrays/folders) or --source generated")
+                            "(the released files in their layout)" + (" or --source generated" if spec.clean else "")
+                            + ("" if spec.is_corruption or spec.has_domains else ", or name a copy (--hub-id or a "
+                                                                                  "saved one in --data-root)"))
         ds = load_dataset(spec.hub_copy(cfg.hub_id), cfg.hub_split, cfg.data_root)
-        found = hub_source(ds, hub_read(spec, cfg), space, spec.split_name, classes if spec.class_list else None)
+        name, check = _hub_split_name(spec, cfg, info)
+        found = hub_source(ds, hub_read(spec, cfg), space, name, classes if spec.class_list else None)
         _refuse_outside(spec, space, classes, found, cfg)
-        splits = [Split(spec.split_name, _select(found, cfg))]
+        splits = [Split(name, _select(found, cfg))]
     else:
         root = _root(spec, cfg)
         found = LAYOUTS.get(spec.layout)(root=root, space=space, split=spec.split_name, corruptions=corruptions,
-                                         severities=severities, allow_partial=cfg.allow_partial, notes=notes)
+                                         severities=severities, allow_partial=cfg.allow_partial, notes=notes,
+                                         info=info, domains=corruptions, weights=cfg.weights, **spec.layout_args)
         for _, src in found:
             _refuse_outside(spec, space, classes, src, cfg)
         splits = [Split(name, _select(src, cfg), *_domain_of(name, spec)) for name, src in found]
-    partial = _self_check(spec, source, splits, cfg, notes)
+    partial = _self_check(spec, source, splits, cfg, notes) if check else bool(notes)
     subset = cfg.subset or "full"
     if cfg.limit:
         subset = f"{subset}+limit-{cfg.limit}" if cfg.subset else f"limit-{cfg.limit}"
-    return SuiteData(spec, space, splits, classes, source, subset, partial, notes, clean_images)
+    return SuiteData(spec, space, splits, classes, source, subset, partial, notes + info, clean_images)
 
 
 def hub_read(spec: SuiteSpec, cfg: RunConfig) -> HubRead:
@@ -116,10 +132,34 @@ def hub_read(spec: SuiteSpec, cfg: RunConfig) -> HubRead:
                    (cfg.image_column is not None, cfg.label_column is not None))
 
 
+def _hub_split_name(spec: SuiteSpec, cfg: RunConfig, info: list[str]) -> tuple[str, bool]:
+    """The split name of a Hub copy and whether the published sizes apply to it: a copy that holds another test
+    set than the paper's is named ``<suite>@<its test split>`` (own table column, never mixed with the paper's)."""
+    if cfg.hub_id or spec.hub is None or spec.hub.test_split is None:
+        return spec.split_name, True
+    name = f"{spec.split_name}@{spec.hub.test_split}"
+    info.append(f"{spec.hub.id} holds the {spec.hub.test_split} test split, not the test set of "
+                f"{spec.reference or spec.name}: results are named {name} and not comparable with it")
+    return name, False
+
+
 def _domains(spec: SuiteSpec, cfg: RunConfig) -> tuple[list[str], list[int]]:
+    """The corruptions and severities of a corruption suite, or the domains of a domain / stream suite (in the
+    order given: a continual stream runs them in that order)."""
+    if spec.has_domains:
+        if cfg.severities:
+            raise UserError(f"{spec.name} has domains, not severities: drop --severities (the gradual setting "
+                            "applies to corruption suites only)")
+        unknown = [d for d in cfg.corruptions or () if d not in spec.domains and not _custom_speed(spec, d)]
+        if unknown:
+            extra = " (or speed_<images per severity step>)" if spec.kind == "ccc" else ""
+            raise UserError(f"unknown domain(s) {unknown} for {spec.name}; expected some of: {', '.join(spec.domains)}"
+                            + extra)
+        return list(cfg.corruptions or spec.default_domains or ()), []
     if not spec.is_corruption:
         if cfg.corruptions:
-            raise UserError(f"{spec.name} is a clean suite: --corruptions applies to corruption suites only")
+            raise UserError(f"{spec.name} is a clean suite: --corruptions / --domains apply to corruption and "
+                            "domain suites only")
         return [], []
     corruptions = cfg.corruptions or list(spec.corruptions)
     unknown = [c for c in corruptions if c not in spec.corruptions]
@@ -129,6 +169,11 @@ def _domains(spec: SuiteSpec, cfg: RunConfig) -> tuple[list[str], list[int]]:
     if any(s not in range(1, 6) for s in severities):
         raise UserError(f"severities must be in 1..5, got {severities}")
     return corruptions, severities
+
+
+def _custom_speed(spec: SuiteSpec, domain: str) -> bool:
+    """CCC runs at its published transition speeds, or at any other (e.g. a fast one for a CPU-sized stream)."""
+    return spec.kind == "ccc" and re.fullmatch(r"speed_[1-9]\d*", domain) is not None
 
 
 def _domain_of(name: str, spec: SuiteSpec) -> tuple[str | None, int | None]:
@@ -152,7 +197,7 @@ def _clean_source(clean: SuiteSpec, cfg: RunConfig, space: LabelSpace) -> Sample
         return hub_source(load_dataset(clean.hub_copy(cfg.hub_id), cfg.hub_split, str(root)), hub_read(clean, cfg),
                           space, clean.name, None)
     (_, source), = LAYOUTS.get(clean.layout)(root=root, space=space, split=clean.split_name, corruptions=(),
-                                              severities=(), allow_partial=True, notes=[])
+                                              severities=(), allow_partial=True, notes=[], **clean.layout_args)
     return source
 
 
@@ -201,9 +246,7 @@ def _select(source: SampleSource, cfg: RunConfig) -> SampleSource:
         if not keep:
             raise DataError(f"none of the {cfg.subset} subset's images (<wnid>/<file> names) were found in this split")
         source = source.select(keep)
-    if cfg.limit and cfg.limit < len(source):
-        source = source.select(np.linspace(0, len(source) - 1, cfg.limit).round().astype(int).tolist())
-    return source
+    return source.limited(cfg.limit) if cfg.limit else source
 
 
 def _self_check(spec: SuiteSpec, source: str, splits: list[Split], cfg: RunConfig, notes: list[str]) -> bool:
@@ -212,9 +255,11 @@ def _self_check(spec: SuiteSpec, source: str, splits: list[Split], cfg: RunConfi
         return bool(notes)
     problems = []
     for split in splits:
-        n, k = len(split.source), len(set(split.source.labels))
-        if n != spec.expected_images or (spec.expected_classes and k != spec.expected_classes):
-            problems.append(f"{split.name}: found {n:,} images in {k} classes, expected {spec.expected_images:,}"
+        n, k, expected = len(split.source), len(set(split.source.labels)), spec.expected_for(split.name)
+        if expected is None:
+            continue
+        if n != expected or (spec.expected_classes and k != spec.expected_classes):
+            problems.append(f"{split.name}: found {n:,} images in {k} classes, expected {expected:,}"
                             + (f" in {spec.expected_classes}" if spec.expected_classes else ""))
     if problems and not cfg.allow_partial:
         where = f" under {cfg.data_root}" if cfg.data_root else ""

@@ -2,7 +2,8 @@
 
 Two families: "imagenet-c" applies the `imagecorruptions` package (ImageNet-C's constants; feed it 224 x 224 images
 made as ImageNet-C was: resize 256, centre crop 224); "cifar-c" applies CIFAR-10-C's own, weaker constants at
-32 x 32 (see corruptions_cifar). Randomness is reproducible per call through `seed`.
+32 x 32 (see corruptions_cifar). `corrupt_continuous` applies ImageNet-C's constants at any severity in [0, 5]
+(CCC's interpolation, see corruptions_continuous). Randomness is reproducible per call through `seed`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from imagecorruptions import corrupt as imagecorruptions_corrupt
 
 from tta_bench.data.corruptions_cifar import corrupt_cifar
+from tta_bench.data.corruptions_continuous import NAMES as CONTINUOUS_NAMES, corrupt_at
 from tta_bench.vocabulary import CORRUPTIONS, SEVERITIES
 
 FAMILIES = ("imagenet-c", "cifar-c")
@@ -62,3 +64,15 @@ def corrupt(image: np.ndarray, name: str, severity: int, family: str, seed: int)
             return corrupt_cifar(image, name, severity, np.random.default_rng(seed))
         kwargs = {"seed": seed} if name in _TAKES_SEED_ARGUMENT else {}
         return imagecorruptions_corrupt(image, corruption_name=name, severity=severity, **kwargs)
+
+
+def corrupt_continuous(image: np.ndarray, name: str, severity: float, seed: int) -> np.ndarray:
+    """uint8 HWC RGB in -> out, ImageNet-C's algorithm and constants at a real severity in [0, 5] (0: unchanged),
+    deterministic for a given seed; the caller's global RNG states are left as they were."""
+    if name not in CONTINUOUS_NAMES:
+        raise ValueError(f"unknown corruption {name!r}; choose one of {', '.join(CONTINUOUS_NAMES)}")
+    if isinstance(severity, bool) or not 0 <= severity <= 5:
+        raise ValueError(f"a continuous severity lies in [0, 5], got {severity!r}")
+    _check_arguments(image, name, 1, "imagenet-c")
+    with _seeded_global_rngs(seed):
+        return corrupt_at(image, name, float(severity), np.random.default_rng(seed))

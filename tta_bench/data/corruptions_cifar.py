@@ -111,20 +111,21 @@ def snow(x: np.ndarray, c: tuple, rng: np.random.Generator) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def _frost_pictures() -> tuple[np.ndarray, ...]:
-    """The frost photographs shipped with `imagecorruptions`, RGB in [0, 1], shrunk by FROST_SCALE."""
+def _frost_pictures(scale: float = FROST_SCALE) -> tuple[np.ndarray, ...]:
+    """The frost photographs shipped with `imagecorruptions`, RGB in [0, 1], resized by `scale` (CIFAR-C: 0.2;
+    ImageNet-C uses them at full size)."""
     folder = importlib.resources.files("imagecorruptions") / "frost"
     pictures = []
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         with importlib.resources.as_file(entry) as path:
             bgr = cv2.imread(str(path))
-        small = cv2.resize(bgr, (0, 0), fx=FROST_SCALE, fy=FROST_SCALE)
+        small = bgr if scale == 1 else cv2.resize(bgr, (0, 0), fx=scale, fy=scale)
         pictures.append(small[..., ::-1] / 255.0)
     return tuple(pictures)
 
 
-def frost(x: np.ndarray, c: tuple, rng: np.random.Generator) -> np.ndarray:
-    pictures = _frost_pictures()
+def frost(x: np.ndarray, c: tuple, rng: np.random.Generator, scale: float = FROST_SCALE) -> np.ndarray:
+    pictures = _frost_pictures(scale)
     picture = pictures[rng.integers(len(pictures))]
     h, w = x.shape[:2]
     grow = max(1.0, h / picture.shape[0], w / picture.shape[1])  # only images larger than CIFAR's need it

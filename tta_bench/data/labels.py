@@ -1,10 +1,11 @@
-"""Label spaces: the class keys (ImageNet wnids, CIFAR names) in their standard index order, and the
-human-readable names that prompts use.
+"""Label spaces: the class keys (ImageNet wnids, CIFAR names, the fine-grained datasets' class names, DomainNet
+folder names) in their standard index order, the human-readable names that prompts use, and the prompt templates.
 
 ImageNet labels always come from the standard 1000-synset order (timm's ``ImageNetInfo``), never from
 enumerating the folders present: a subset of the classes would otherwise be silently relabelled. Besides CLIP's
 class names, each ImageNet class carries its WordNet lemmas ("tench, Tinca tinca", timm's synset descriptions), the
-names Hugging Face copies of ImageNet give their classes.
+names Hugging Face copies of ImageNet give their classes. The other class lists ship as data in assets/ (their
+sources in assets/README.md).
 """
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+import yaml
+
 from ..errors import DataError
+from ..vocabulary import FINE_GRAINED
 
 
 @dataclass(frozen=True)
@@ -62,14 +66,20 @@ def label_space(name: str) -> LabelSpace:
     if name in ("cifar10", "cifar100"):
         keys = _asset_lines(f"{name}_classes.txt")
         return LabelSpace(name, keys, tuple(k.replace("_", " ") for k in keys))
-    raise DataError(f"unknown label space {name!r}; expected imagenet1k, cifar10 or cifar100")
+    if name in CLASS_FILES:
+        keys = _asset_lines(f"classes/{name}.txt")
+        return LabelSpace(name, keys, tuple(k.replace("_", " ") for k in keys))  # CoOp and TPT read _ as a space
+    raise DataError(f"unknown label space {name!r}; expected one of {', '.join(LABEL_SPACES)}")
 
 
+# The ten cross-dataset sets of CoOp / TPT and DomainNet-126: one class file each in assets/classes
+CLASS_FILES = (*FINE_GRAINED, "domainnet126")
+LABEL_SPACES = ("imagenet1k", "cifar10", "cifar100", *CLASS_FILES)
 NAMED_TEMPLATES = {
     "single": ("a photo of a {}.",),  # CLIP's single template
     "apm": ("a photo of a {}",),  # as APM's official code tokenises it (rajatmodi62/apm, train_tta.py): no period
 }
-PROMPT_SPECS = (*NAMED_TEMPLATES, "ensemble")
+PROMPT_SPECS = (*NAMED_TEMPLATES, "ensemble", "coop")
 
 # Fixed class subsets of a label space, shipped as data with their source in the file's header (assets/README.md).
 CLASS_LISTS = {"imagenet-r": "imagenet_r_wnids.txt", "imagenet-a": "imagenet_a_wnids.txt"}
@@ -84,12 +94,27 @@ def class_list(name: str) -> tuple[str, ...]:
     return _asset_lines(CLASS_LISTS[name])
 
 
-def prompt_templates(kind: str) -> tuple[str, ...]:
-    """Named templates (NAMED_TEMPLATES); 'ensemble' the 80 OpenAI ImageNet templates (open_clip)."""
+@lru_cache(maxsize=None)
+def _dataset_templates() -> dict[str, dict]:
+    return yaml.safe_load(resources.files("tta_bench").joinpath("assets", "prompt_templates.yaml").read_text())
+
+
+def prompt_templates(kind: str, space: str = "imagenet1k") -> tuple[str, ...]:
+    """Named templates (NAMED_TEMPLATES); 'ensemble' CLIP's template set of the label space (the 80 OpenAI ImageNet
+    templates from open_clip, or a fine-grained dataset's own from CLIP's prompts.md); 'coop' the one hand-crafted
+    prompt CoOp's zero-shot CLIP uses for a fine-grained dataset ("a photo of a {}, a type of pet.")."""
+    own = _dataset_templates().get(space)
     if kind in NAMED_TEMPLATES:
         return NAMED_TEMPLATES[kind]
+    if kind == "ensemble" and own:
+        return tuple(own["clip"])
     if kind == "ensemble":
         from open_clip import OPENAI_IMAGENET_TEMPLATES
 
         return tuple(t("{}") for t in OPENAI_IMAGENET_TEMPLATES)
-    raise DataError(f"unknown prompts {kind!r}; expected one of {', '.join(PROMPT_SPECS)}")
+    if kind == "coop" and own:
+        return (own["coop"],)
+    if kind == "coop":
+        raise DataError(f"--prompts coop: CoOp has a hand-crafted prompt for the fine-grained datasets only "
+                        f"({', '.join(FINE_GRAINED)}), not for {space}")
+    raise DataError(f"unknown prompts {kind!r}; expected one of {', '.join(PROMPT_SPECS)} or a prompt file")

@@ -1,4 +1,5 @@
-"""Text prompts for CLIP heads: ``single``, ``ensemble`` (the 80 OpenAI templates), or a file.
+"""Text prompts for CLIP heads: ``single``, ``ensemble`` (CLIP's templates of the label space), ``coop`` (CoOp's
+hand-crafted prompt of a fine-grained dataset), or a file.
 
 A file is either templates (one per line, each with exactly one ``{}``) or a JSON object mapping class names
 to their own prompts (CuPL style). Files are validated at load so a typo stops the run before any model work.
@@ -17,7 +18,7 @@ from .labels import PROMPT_SPECS, LabelSpace, prompt_templates
 def class_prompts(spec: str, space: LabelSpace, classes: Sequence[int]) -> list[list[str]]:
     """One list of prompt strings per evaluated class (aligned with ``classes``)."""
     if spec in PROMPT_SPECS:
-        templates = prompt_templates(spec)
+        templates = prompt_templates(spec, space.name)
         return [[t.format(space.names[c]) for t in templates] for c in classes]
     path = Path(spec)
     if not path.is_file():

@@ -34,6 +34,13 @@ class SampleSource(ABC):
     def select(self, positions: Sequence[int]) -> "SampleSource":
         return Selected(self, list(positions))
 
+    def limited(self, n: int) -> "SampleSource":
+        """``--limit N``: N samples evenly spread over the split, so a limited run still covers every class instead
+        of the first few folders (a generated stream overrides this with its first N samples)."""
+        if n >= len(self):
+            return self
+        return self.select(np.linspace(0, len(self) - 1, n).round().astype(int).tolist())
+
 
 class Selected(SampleSource):
     def __init__(self, base: SampleSource, positions: list[int]) -> None:

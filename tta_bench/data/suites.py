@@ -1,8 +1,8 @@
 """Suite specifications: one YAML file per suite in ``suites/``, read into a dataclass and registered by name.
 
-A suite says what its data is (label space, clean or corrupted, expected sizes, the geometry its images are stored
-in), where each source finds it (published layout, Hugging Face ids and how their integer labels count) and how
-``generated`` makes it (which clean suite, which corruption family).
+A suite says what its data is (label space, clean, corrupted, several domains or a generated stream; expected
+sizes; the geometry its images are stored in), where each source finds it (published layout, Hugging Face ids and how
+their integer labels count) and how ``generated`` makes it (which clean suite, which corruption family).
 """
 from __future__ import annotations
 
@@ -34,15 +34,18 @@ class HubSpec:
     image_key: str = "image"
     label_key: str = "label"
     label_index: str | None = None
+    # None: the copy holds the paper's test set. Otherwise which test set it holds instead (e.g. "official"): its
+    # split is then named "<suite>@<test_split>" so that it never shares a column with the paper's test set.
+    test_split: str | None = None
 
 
 @dataclass(frozen=True)
 class SuiteSpec:
     name: str
     description: str
-    labels: str  # label space: imagenet1k | cifar10 | cifar100
+    labels: str  # label space: imagenet1k | cifar10 | cifar100 | flowers102 | ... (data/labels.py)
     layout: str  # published layout (see data/published.py)
-    kind: str = "clean"  # clean | corruption
+    kind: str = "clean"  # clean | corruption | domains (one split per domain) | ccc (a generated stream)
     split: str | None = None  # split name of a clean suite (default: the suite name)
     default_source: str = "published"
     clean: str | None = None  # corruption suites: the clean suite that ``generated`` corrupts
@@ -53,11 +56,17 @@ class SuiteSpec:
     severities: tuple[int, ...] = (5,)
     class_list: str | None = None  # the fixed class subset the logits are restricted to (data/labels.CLASS_LISTS)
     stored: int | None = None  # images are stored as stored x stored centre crops (ImageNet-C: 224); None: any size
-    expected_images: int | None = None  # per split (per corruption and severity for corruption suites)
+    expected_images: int | dict[str, int] | None = None  # per split (per corruption and severity for corruption
+    # suites), or split name -> count where the splits differ (DomainNet-126's domains)
     expected_classes: int | None = None
     hub: HubSpec | None = None  # the default Hugging Face copy
     hub_known: tuple[HubSpec, ...] = ()  # other documented copies (--hub-id picks one)
     label_index: str = "imagenet1k"  # what integer labels of an undocumented copy index (--label-index overrides)
+    domains: tuple[str, ...] = ()  # domains / ccc suites: the splits there are, in their standard order
+    default_domains: tuple[str, ...] | None = None  # the domains run when --domains is not given (None: all)
+    layout_args: dict[str, Any] = field(default_factory=dict)  # layout-specific facts (split file names, ...)
+    reference: str | None = None  # where the test set (split file, image lists, protocol) comes from
+    data_folders: tuple[str, ...] = ()  # the folder names its usual layout gives it under a common data root
 
     def hub_copy(self, hub_id: str | None) -> HubSpec | None:
         """The documented copy of that id (the default without one); an undocumented id gets the suite's label index."""
@@ -65,6 +74,24 @@ class SuiteSpec:
             if known is not None and (hub_id is None or known.id == hub_id):
                 return known
         return HubSpec(hub_id) if hub_id else None
+
+    def expected_for(self, split: str) -> int | None:
+        if isinstance(self.expected_images, dict):
+            return self.expected_images.get(split.split("@")[0])
+        return self.expected_images
+
+    @property
+    def has_domains(self) -> bool:
+        return self.kind in ("domains", "ccc")
+
+    def size_text(self) -> str:
+        """The test-set size for `list`: one count, or one per domain."""
+        if isinstance(self.expected_images, dict):
+            return ", ".join(f"{k} {v:,}" for k, v in self.expected_images.items())
+        if self.expected_images is None:
+            return "-"
+        per = {"corruption": " per corruption and severity", "domains": " per domain", "ccc": " per stream"}.get(self.kind, "")
+        return f"{self.expected_images:,}{per}"
 
     @property
     def is_corruption(self) -> bool:
@@ -80,7 +107,7 @@ def _spec_from_yaml(path: Path) -> SuiteSpec:
     if data.get("hub"):
         data["hub"] = HubSpec(**data["hub"])
     data["hub_known"] = tuple(HubSpec(**h) for h in data.get("hub_known") or ())
-    for key in ("corruptions", "severities", "geometry"):
+    for key in ("corruptions", "severities", "geometry", "domains", "default_domains", "data_folders"):
         if key in data and data[key] is not None:
             data[key] = tuple(data[key])
     known = {f.name for f in dataclasses.fields(SuiteSpec)}

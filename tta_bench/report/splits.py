@@ -6,12 +6,15 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-from ..vocabulary import CORRUPTIONS, parse_split
+from ..vocabulary import CORRUPTIONS, FINE_GRAINED, parse_split
 
 IMAGENET_FAMILY = ("imagenet", "imagenet-a", "imagenet-v2", "imagenet-r", "imagenet-sketch")
 OOD_SPLITS = IMAGENET_FAMILY[1:]
-# The five ImageNet-family suites share one table so that TPT-style rows (IN / A / V2 / R / Sketch) line up.
+# The five ImageNet-family suites share one table so that TPT-style rows (IN / A / V2 / R / Sketch) line up, and
+# the ten fine-grained suites another (TPT Table 2); a Hub copy of another test split ("flowers102@official") is
+# not one of them and keeps a table of its own.
 FAMILY_TABLE = "imagenet-family"
+FINE_GRAINED_TABLE = "fine-grained"
 MEAN = "mean"
 
 # Metrics that are 100 minus each other: a table asked for one can show a run or paper that gave the other.
@@ -32,6 +35,8 @@ def split_key(split: str) -> tuple:
     """Canonical order: ImageNet family, corruptions by severity in the standard order, other splits, averages."""
     if split in IMAGENET_FAMILY:
         return (0, IMAGENET_FAMILY.index(split), 0, split)
+    if split in FINE_GRAINED:
+        return (0, len(IMAGENET_FAMILY) + FINE_GRAINED.index(split), 0, split)
     corruption = parse_corruption(split)
     if corruption is not None:
         name, severity = corruption
@@ -50,6 +55,8 @@ def table_of(suite: str, splits: Iterable[str]) -> str:
     names = list(splits)
     if names and all(split in IMAGENET_FAMILY for split in names):
         return FAMILY_TABLE
+    if names and all(split in FINE_GRAINED for split in names):
+        return FINE_GRAINED_TABLE
     return suite
 
 

@@ -7,6 +7,7 @@ from ..registry import Registry
 from .base import Teacher
 from .cifar_resnet import build_cifar_resnet
 from .clip import build_clip, build_tiny_clip
+from .domainnet_resnet import build_domainnet_resnet
 from .timm_models import build_dino, build_effnet_lite0, build_timm
 from .tiny import build_tiny
 
@@ -19,6 +20,8 @@ TEACHERS.register("cifar-resnet20", "CIFAR-10 ResNet-20 (He et al. 2016); --weig
     lambda arg="", weights=None, **_: build_cifar_resnet(20, weights))
 TEACHERS.register("cifar-resnet56", "CIFAR-10 ResNet-56 (He et al. 2016); --weights resnet56-*.th")(
     lambda arg="", weights=None, **_: build_cifar_resnet(56, weights))
+TEACHERS.register("domainnet126-resnet50", "DomainNet-126 source ResNet-50 (AdaContrast); --weights best_<domain>_*.pth")(
+    build_domainnet_resnet)
 TEACHERS.register("tiny", "random small CNN with BatchNorm (tests)")(build_tiny)
 TEACHERS.register("tiny-clip", "random 2-layer CLIP from an open_clip config (tests, no download)")(build_tiny_clip)
 
