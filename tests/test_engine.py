@@ -204,8 +204,8 @@ def test_methods_that_ask_for_it_get_each_full_decoded_image(tmp_path, tiny_conf
         monkeypatch.setattr(cls, "predict", lambda self, batch, original=original: (
             seen.setdefault(self.name, (batch.images.shape, batch.raw)), original(self, batch))[1])
     for method, out in (("zero", "a"), ("source", "b")):
-        _run(tiny_config(suite="imagenet-r", data_root=str(root), allow_partial=True, teacher="tiny-clip", method=method,
-                         method_options={"n_views": 4} if method == "zero" else {}, batch_size=2,
+        _run(tiny_config(suite="imagenet-r", data_root=str(root), allow_partial=True, teacher="tiny-clip",
+                         method=method, method_options={"n_views": 4} if method == "zero" else {}, batch_size=2,
                          out=str(tmp_path / out)))
     shape, raw = seen["zero"]
     assert shape == (2, 3, 64, 64)  # tiny-clip's input

@@ -45,6 +45,9 @@ def test_blocks_are_complete(published):
     tpt_sketch = published[(published.method == "tpt") & (published.backbone == "clip-vit-b16")
                            & (published.split == "imagenet-sketch")]
     assert tpt_sketch.value.item() == 47.94
+    tda = published[published.source == "TDA (Karmanov et al. CVPR 2024) kdiAAA/TDA README.md"]
+    assert len(tda) == 15 and tda.verified.all() and set(tda.method) == {"tda"}
+    assert tda[tda.split == "imagenet-r"].value.item() == 62.58 and tda[tda.split == "eurosat"].value.item() == 42.11
     tent = published[(published.method == "tent") & (published.backbone == "wrn-28-10")]
     assert (tent.metric.item(), tent.value.item()) == ("error", 18.6)
 

@@ -22,7 +22,8 @@ METHODS.register("source", "the frozen teacher, no adaptation (zero-shot CLIP fo
 METHODS.register("bn_adapt", "BatchNorm adaptation: normalise with test-batch statistics, no gradient")(BNAdapt)
 METHODS.register("tent", "TENT: entropy minimisation on BatchNorm scale/shift, online, Adam lr 1e-3")(Tent)
 METHODS.register("memo", "MEMO: per sample, marginal entropy over 64 AugMix views, 1 SGD step on all weights")(Memo)
-METHODS.register("tpt", "TPT (CLIP only): per sample, tune 4 prompt context tokens on the 6 most confident of 64 views")(Tpt)
+METHODS.register("tpt", "TPT (CLIP only): per sample, tune 4 prompt context tokens on the 6 most confident of 64 "
+                 "views")(Tpt)
 METHODS.register("tda", "TDA (CLIP only): training-free positive/negative caches of confident test features, online, "
                  "no backpropagation")(Tda)
 METHODS.register("zero", "ZERO (CLIP only): per sample, majority vote of the argmax of the 30% most confident of 64 "

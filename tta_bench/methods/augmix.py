@@ -121,8 +121,9 @@ CROPS: dict[str, Callable[[int], Callable[[Image.Image], Image.Image]]] = {
 
 def views(image: torch.Tensor, n: int, size: int, crop: str = "resized", mix: bool = True, severity: float = 1,
           fill: int | None = None) -> torch.Tensor:
-    """``n`` random views (n, 3, size, size) in [0, 1] of one full image (3, H, W): a ``crop`` of it, then the AugMix
-    mixture where ``mix``. Draws from torch's CPU generator: call inside ``common.seeded`` for reproducible views."""
+    """``n`` random views (n, 3, size, size) in [0, 1] of one full image (3, H, W; uint8, or float in [0, 1]): a
+    ``crop`` of it, then the AugMix mixture where ``mix``. Draws from torch's CPU generator: call inside
+    ``common.seeded`` for reproducible views."""
     if crop not in CROPS:
         raise UserError(f"view crop must be one of {', '.join(CROPS)}, got {crop!r}")
     pil = to_pil(image)

@@ -41,11 +41,9 @@ class Batch:
     raw: list[torch.Tensor] | None = None
 
     def raw_image(self, k: int) -> torch.Tensor:
-        """Sample ``k``'s full image; where the caller gave none (unit tests, the GPU check), its teacher-input
-        image as uint8."""
-        if self.raw is not None:
-            return self.raw[k]
-        return (self.images[k].detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+        """Sample ``k``'s full image (uint8); where the caller gave none (unit tests, the GPU check), its
+        teacher-input image (float in [0, 1], on the device)."""
+        return self.raw[k] if self.raw is not None else self.images[k]
 
 
 @dataclass

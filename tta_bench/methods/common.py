@@ -1,5 +1,6 @@
 """What several methods share: entropy objectives, the confident-view filter, seeded randomness, normalisation-layer
-handling and the per-sample loop of the episodic methods (the views themselves: augmix.py). Methods import from here, never from each other.
+handling and the per-sample loop of the episodic methods (the views themselves: augmix.py). Methods import from
+here, never from each other.
 
 Norm handling follows the unified benchmark (mariodoebler/test-time-adaptation, classification/methods/tent.py:
 configure_model and collect_params): BatchNorm normalises with test-batch statistics; the affine scale and shift of

@@ -179,8 +179,8 @@ class Tda(Method):
             out += self.positive.logits(seen.feature, o.pos_alpha, o.pos_beta,
                                         lambda label, e: F.one_hot(torch.tensor(label), len(out)).to(out))
         if o.negative and len(self.negative):
-            out -= self.negative.logits(seen.feature, o.neg_alpha, o.neg_beta,
-                                        lambda label, e: ((e.probs > o.neg_mask_low) & (e.probs < o.neg_mask_high)).to(out))
+            mask = lambda label, e: ((e.probs > o.neg_mask_low) & (e.probs < o.neg_mask_high)).to(out)  # noqa: E731
+            out -= self.negative.logits(seen.feature, o.neg_alpha, o.neg_beta, mask)
         return out
 
     @torch.no_grad()
