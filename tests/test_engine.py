@@ -175,3 +175,33 @@ def test_the_precision_region_can_be_entered_once_per_batch(device, precision):
             if device == "cuda":
                 assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
     assert torch.backends.cudnn.allow_tf32 == before
+
+
+def test_methods_that_ask_for_it_get_each_full_decoded_image(tmp_path, tiny_config, monkeypatch):
+    """Batch.raw: the picture as decoded (here 96 x 48 and 40 x 72), before the teacher's resize and centre crop, only
+    for a method whose ``raw_images`` is set."""
+    from PIL import Image
+
+    from tta_bench.methods.source import Source
+    from tta_bench.methods.zero import Zero
+
+    root = tmp_path / "wide"
+    pictures = []
+    for k, (name, (w, h)) in enumerate({f"{WNIDS[1]}/a.png": (96, 48), f"{WNIDS[2]}/b.png": (40, 72)}.items()):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        pixels = np.random.default_rng(k).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / name)
+        pictures.append(torch.from_numpy(pixels).permute(2, 0, 1))
+    seen = {}
+    for cls in (Zero, Source):
+        original = cls.predict
+        monkeypatch.setattr(cls, "predict", lambda self, batch, original=original: (
+            seen.setdefault(self.name, (batch.images.shape, batch.raw)), original(self, batch))[1])
+    for method, out in (("zero", "a"), ("source", "b")):
+        _run(tiny_config(suite="imagenet-r", data_root=str(root), allow_partial=True, teacher="tiny-clip",
+                         method=method, method_options={"n_views": 4} if method == "zero" else {}, batch_size=2,
+                         out=str(tmp_path / out)))
+    shape, raw = seen["zero"]
+    assert shape == (2, 3, 64, 64)  # tiny-clip's input
+    assert [r.dtype for r in raw] == [torch.uint8] * 2 and all(torch.equal(r, p) for r, p in zip(raw, pictures))
+    assert seen["source"][1] is None

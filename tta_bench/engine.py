@@ -21,6 +21,7 @@ from typing import Any, ContextManager
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.functional import pil_to_tensor
 from tqdm import tqdm
 
 from . import distributed
@@ -86,29 +87,33 @@ def default_out(cfg: RunConfig) -> Path:
 
 
 class StreamDataset(Dataset):
-    """Stream position -> (position, image tensor, ok); a corrupt file is reported instead of raised when the
-    run skips errors."""
+    """Stream position -> (position, image tensor, ok, full image): a corrupt file is reported instead of raised when
+    the run skips errors; the full decoded image (uint8 (3, H, W), before the teacher's transform) comes along only
+    where ``raw`` is set (methods with ``raw_images``, see ``Batch.raw``)."""
 
-    def __init__(self, suite: SuiteData, stream: Stream, transform, skip_errors: bool) -> None:
-        self.suite, self.stream, self.transform, self.skip_errors = suite, stream, transform, skip_errors
+    def __init__(self, suite: SuiteData, stream: Stream, transform, skip_errors: bool, raw: bool = False) -> None:
+        self.suite, self.stream, self.transform, self.skip_errors, self.raw = suite, stream, transform, skip_errors, raw
 
     def __len__(self) -> int:
         return len(self.stream.items)
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str, torch.Tensor | None]:
         item = self.stream.items[i]
         try:
             image = self.suite.splits[item.split].source.load(item.pos)
         except CorruptImageError as exc:
             if not self.skip_errors:
                 raise
-            return i, None, str(exc)
-        return i, self.transform(image), ""
+            return i, None, str(exc), None
+        return i, self.transform(image), "", pil_to_tensor(image) if self.raw else None
 
 
-def _collate(rows: list[tuple[int, torch.Tensor | None, str]]) -> tuple[list[int], torch.Tensor | None, list[str]]:
-    images = [r[1] for r in rows if r[1] is not None]
-    return [r[0] for r in rows], torch.stack(images) if images else None, [r[2] for r in rows]
+def _collate(rows: list[tuple[int, torch.Tensor | None, str, torch.Tensor | None]]
+             ) -> tuple[list[int], torch.Tensor | None, list[str], list[torch.Tensor] | None]:
+    ok = [r for r in rows if r[1] is not None]
+    images = torch.stack([r[1] for r in ok]) if ok else None
+    raw = [r[3] for r in ok] if ok and ok[0][3] is not None else None
+    return [r[0] for r in rows], images, [r[2] for r in rows], raw
 
 
 @dataclass
@@ -135,7 +140,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     suite = load_suite(data_cfg)
     dirichlet = default_dirichlet(suite.spec.family) if cfg.dirichlet is None else cfg.dirichlet
     stream = build_stream(suite.splits, cfg.setting, cfg.seed, dirichlet, cfg.sorter)
-    defaults = resolve_defaults(cfg.method, suite.spec.family, cfg.batch_size, cfg.method_options)
+    defaults = resolve_defaults(cfg.method, suite.spec.family, cfg.batch_size, cfg.method_options, suite.spec.name)
     notes = [_one_batch_note(cfg.method, stream, defaults.batch_size)]
     prompts = prompt_spec(cfg)
     return Prepared(cfg, suite, stream, Path(cfg.out) if cfg.out else default_out(cfg), defaults, prompts,
@@ -145,7 +150,7 @@ def prepare(cfg: RunConfig) -> Prepared:
 def _one_batch_note(method: str, stream: Stream, batch_size: int) -> str | None:
     """An online method whose every reset segment fits in one batch predicts each segment before its first update:
     it reduces to BN adaptation (seen: TENT = BN adaptation exactly on a 100-sample-per-domain CIFAR-10-C run)."""
-    if METHODS.get(method).episodic:
+    if METHODS.get(method).episodic or METHODS.get(method).per_sample_updates:
         return None
     starts = sorted(stream.resets) + [len(stream.items)]
     longest = max(b - a for a, b in zip(starts[:-1], starts[1:]))
@@ -243,8 +248,8 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
         batches = _unfinished_segments(batches, stream, key, done)
     writer = folder.writer(dist.rank, dist.world, cfg.save_logits)
     transform = method.teacher.transform_for(suite.spec.stored)  # the suite's stored geometry honoured
-    loader = DataLoader(StreamDataset(suite, stream, transform, cfg.on_error == "skip"),
-                        batch_sampler=batches, num_workers=cfg.num_workers, collate_fn=_collate,
+    dataset = StreamDataset(suite, stream, transform, cfg.on_error == "skip", method.raw_images)
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=cfg.num_workers, collate_fn=_collate,
                         pin_memory=device.type == "cuda")
     amp = autocast(device, precision)
     n_todo = sum(len(b) for b in batches)
@@ -258,14 +263,14 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
     correct = seen = 0
     start = last = time.perf_counter()
     try:
-        for positions, images, errors in loader:
+        for positions, images, errors, raw in loader:
             if positions[0] in stream.resets:
                 method.reset()
             kept = [i for i, e in zip(positions, errors) if not e]
             records, logits, forwards, steps = [], None, 0, 0
             if images is not None:
                 batch = Batch(images.to(device, non_blocking=True), [sample_seed(cfg.seed, *key(i)[:2]) for i in kept],
-                              tuple(cfg.record_steps or ()))
+                              tuple(cfg.record_steps or ()), raw)
                 with amp:
                     out = _predict(method, batch)
                 logits, forwards, steps = out.logits.float(), out.teacher_forwards, out.adaptation_steps

@@ -2,8 +2,9 @@
 bitwise state comparison."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 import torch
@@ -70,3 +71,24 @@ def photographs(n: int, size: int) -> torch.Tensor:
         crop = TF.crop(photo, int(top * (h - s)), int(left * (w - s)), s, s)
         out.append(TF.resize(crop, [size, size], antialias=True))
     return torch.stack(out).float() / 255
+
+
+def red_sided(side: int) -> torch.Tensor:
+    """A uint8 picture (3, side, 3 x side): a grey centre square, which a teacher's centre crop keeps, and red sides
+    outside it."""
+    picture = torch.full((3, side, 3 * side), 128, dtype=torch.uint8)
+    red = torch.tensor([255, 0, 0], dtype=torch.uint8)[:, None, None]
+    picture[:, :, :side] = picture[:, :, 2 * side:] = red
+    return picture
+
+
+@contextmanager
+def encoded_inputs(teacher: Teacher) -> Iterator[list[torch.Tensor]]:
+    """The image batches the teacher's ``encode`` receives inside the block."""
+    seen: list[torch.Tensor] = []
+    encode = teacher.encode
+    teacher.encode = lambda x: (seen.append(x.detach().clone()), encode(x))[1]
+    try:
+        yield seen
+    finally:
+        del teacher.encode

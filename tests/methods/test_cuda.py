@@ -55,6 +55,8 @@ CASES: dict[str, Case] = {
     "tent": Case("effnet-lite0", batches=2, agree=0.5, rel=0.35),
     "memo": Case("effnet-lite0", {"n_views": 16}, n=4, agree=0.75, rel=0.25),
     "tpt": Case("tiny-clip", agree=0.75, rel=0.35),
+    "tda": Case("tiny-clip", {"n_views": 16}, batches=2, agree=0.75, rel=0.35),  # caches carried to batch 2
+    "zero": Case("tiny-clip", agree=0.75, rel=0.5),  # logits are vote counts: one moved vote moves two entries
     "apm": Case("effnet-lite0", {"steps": 40, "init_device": "cpu"}, n=16),  # the CPU's start on both sides
 }
 

@@ -11,11 +11,11 @@ from tta_bench.report.runs import run_label
 
 
 def test_every_entry_cites_its_source_and_names_real_options_and_families():
-    families = {spec.builder.family for spec in SUITES}
+    keys = {spec.builder.family for spec in SUITES} | set(SUITES.names())  # a family, or a suite's own name
     for method, by_family in _table().items():
         fields = {f.name for f in dataclasses.fields(METHODS.get(method).options_class)}
         for family, entry in by_family.items():
-            assert family in families, (method, family)
+            assert family in keys, (method, family)
             assert entry.get("source"), (method, family)
             assert set(entry) <= {"source", "batch_size", "options"}, (method, family)
             assert set(entry.get("options") or {}) <= fields, (method, family)
@@ -31,6 +31,17 @@ def test_tent_gets_its_paper_setting_per_family_under_the_users_values():
     assert mine.record["overridden"] == {"lr": {"table": 0.00025, "used": 0.01},
                                          "batch_size": {"table": 64, "used": 32}}
     assert resolve("source", "imagenet", None, {}).batch_size == 64  # no entry: the plain default
+
+
+def test_a_suites_own_entry_takes_precedence_over_its_family():
+    """TDA's configs differ per dataset: imagenet-r has its own entry (configs/imagenet_r.yaml), imagenet-c takes
+    the family's (configs/imagenet.yaml)."""
+    r = resolve("tda", "imagenet", None, {}, suite="imagenet-r")
+    c = resolve("tda", "imagenet", None, {}, suite="imagenet-c")
+    assert (r.options["pos_alpha"], r.options["pos_beta"], r.options["n_views"]) == (1.0, 8.0, 64)
+    assert (c.options["pos_alpha"], c.options["pos_beta"], c.options["n_views"]) == (2.0, 5.0, 1)
+    assert r.record["family"] == "imagenet-r" and "imagenet_r.yaml" in r.record["source"]
+    assert c.record["family"] == "imagenet" and "configs/imagenet.yaml" in c.record["source"]
 
 
 def test_a_run_records_its_defaults_and_flags_one_batch_segments(cifar_run):

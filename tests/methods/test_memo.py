@@ -5,12 +5,13 @@ import math
 import pytest
 import torch
 
-from tests.methods.conftest import CPU, changed, images, state, teacher
+from tests.methods.conftest import CPU, changed, encoded_inputs, images, red_sided, state, teacher
 from tta_bench import engine
 from tta_bench.errors import UserError
 from tta_bench.methods import build_method
 from tta_bench.methods.base import Batch
-from tta_bench.methods.common import augmented_views, entropy, marginal_entropy, seeded
+from tta_bench.methods import augmix
+from tta_bench.methods.common import entropy, marginal_entropy, seeded
 from tta_bench.methods.memo import SourcePrior
 
 FAST = {"n_views": 8}
@@ -24,18 +25,22 @@ def test_marginal_entropy_is_the_entropy_of_the_mean_softmax():
     assert math.isfinite(marginal_entropy(torch.tensor([[1e4, -1e4], [1e4, -1e4]])).item())
 
 
-def test_views_depend_on_the_seed_only_and_leave_the_global_generator_alone():
-    image = images(1, 32)[0]
-    rng = torch.random.get_rng_state()
-    with seeded(7):
-        a = augmented_views(image, 4, augmix=True)
-    with seeded(7):
-        b = augmented_views(image, 4, augmix=True)
-    with seeded(8):
-        c = augmented_views(image, 4, augmix=True)
-    assert torch.equal(torch.random.get_rng_state(), rng)
-    assert torch.equal(a, b) and not torch.equal(a, c)
-    assert a.shape == (4, 3, 32, 32) and 0 <= a.min() and a.max() <= 1
+def test_views_are_memos_augmix_of_the_full_image_with_its_fill():
+    """64 views per step drawn from Batch.raw (RandomResizedCrop of the whole picture, then AugMix with MEMO's
+    fillcolor=128, which PIL paints (128, 0, 0)); the prediction itself is on the teacher's image."""
+    t = teacher("tiny")
+    method = build_method("memo", t, {"n_views": 64, "bn_prior": -1}, CPU)
+    picture = red_sided(32)
+    with encoded_inputs(t) as seen:
+        method.predict(Batch(picture[None, :, :, 32:64] / 255, [0], raw=[picture]))
+    views, image = seen[0], seen[-1]
+    red = ((views[:, 0] > 0.9) & (views[:, 1] < 0.1)).flatten(1).any(1)
+    assert len(views) == 64 and red.float().mean() > 0.3 and torch.equal(image, picture[None, :, :, 32:64] / 255)
+    with seeded(0):
+        plain = augmix.views(picture, 64, 32, mix=False)
+    with seeded(0):
+        mixed = augmix.views(picture, 64, 32, fill=augmix.MEMO_FILL)
+    assert not torch.equal(plain, mixed)
 
 
 def test_marginal_entropy_falls_and_every_weight_adapts_but_no_buffer():
@@ -43,7 +48,7 @@ def test_marginal_entropy_falls_and_every_weight_adapts_but_no_buffer():
     before = state(t.model)
     method = build_method("memo", t, {"lr": 0.5, "bn_prior": -1}, CPU)  # the random teacher is near uniform
     with seeded(0):
-        views = augmented_views(images(1, 32)[0], 16, augmix=True)
+        views = augmix.views(images(1, 32)[0], 16, 32)
     losses = []
     for _ in range(4):
         with torch.no_grad():
@@ -88,14 +93,18 @@ def test_source_prior_mixes_statistics_and_puts_the_buffers_back():
 
 def test_defaults_and_errors():
     o = build_method("memo", teacher("tiny"), {}, CPU).options
-    assert (o.steps, o.lr, o.reset, o.n_views, o.bn_prior) == (1, 0.00025, "episodic", 64, 16)
+    assert (o.steps, o.lr, o.reset, o.n_views, o.bn_prior, o.crop) == (1, 0.00025, "episodic", 64, 16, "resized")
     with pytest.raises(UserError, match="online"):
         build_method("memo", teacher("tiny"), {"reset": "online"}, CPU)
+    with pytest.raises(UserError, match="crop"):
+        build_method("memo", teacher("tiny"), {"crop": "centre"}, CPU)
 
 
-def test_memo_end_to_end(cifar_run):
+def test_memo_end_to_end_with_its_cifar_setting(cifar_run):
     summary = engine.run(cifar_run(method="memo", method_options=FAST), progress=False, log=lambda *_: None)
-    assert summary["method_options"]["n_views"] == 8 and summary["method_options"]["lr"] == 0.00025
+    o = summary["method_options"]
+    assert (o["n_views"], o["lr"], o["crop"], o["bn_prior"]) == (8, 0.005, "pad", -1)  # MEMO's CIFAR-10 script
+    assert summary["defaults"]["overridden"] == {"n_views": {"table": 32, "used": 8}}
     assert summary["cost"]["teacher_forwards"] == 8 * (8 + 1)
 
 

@@ -1,32 +1,30 @@
 """tpt: the confident-view selection, the text tower from embeddings, a falling loss on tiny-clip, and that
 only the prompt context ever receives a gradient."""
-import math
-
 import pytest
 import torch
 from torch.nn import functional as F
 
-from tests.methods.conftest import CPU, changed, images, state, teacher
+from tests.methods.conftest import CPU, changed, encoded_inputs, images, red_sided, state, teacher
 from tta_bench import engine
 from tta_bench.errors import UserError
 from tta_bench.methods import build_method
 from tta_bench.methods.base import Batch
-from tta_bench.methods.common import entropy, marginal_entropy
-from tta_bench.methods.tpt import select_confident
+from tta_bench.methods.common import entropy, marginal_entropy, select_confident
 
 SIZE = 64  # tiny-clip's input size
 FAST = {"n_views": 16}
 
 
-def test_select_confident_keeps_the_ceiling_of_the_fraction_lowest_entropy_first():
+def test_select_confident_keeps_int_of_the_fraction_lowest_entropy_first():
+    """TPT's select_confident_samples: argsort(entropy)[:int(N x 0.1)], 6 of 64 views (not 7)."""
     logits = torch.randn(64, 10, generator=torch.Generator().manual_seed(0)) * 3
     chosen = select_confident(logits, 0.1)
-    assert len(chosen) == math.ceil(0.1 * 64) == 7
+    assert len(chosen) == int(64 * 0.1) == 6
     order = entropy(logits).argsort()
-    assert chosen.tolist() == order[:7].tolist()
-    assert entropy(logits)[chosen].max() <= entropy(logits)[order[7:]].min()
+    assert chosen.tolist() == order[:6].tolist()
+    assert entropy(logits)[chosen].max() <= entropy(logits)[order[6:]].min()
     assert len(select_confident(torch.randn(70, 3), 0.1)) == 7  # 0.1 x 70 is 7.000000000000001 in floats
-    assert len(select_confident(logits[:3], 0.1)) == 1
+    assert len(select_confident(logits[:3], 0.1)) == 1  # the reference would keep none
 
 
 def test_initial_prompt_reproduces_the_zero_shot_head():
@@ -49,7 +47,7 @@ def test_loss_falls_and_only_the_context_gets_gradients():
     with torch.no_grad():
         chosen = select_confident(method.logits(features), 0.1)
         start = marginal_entropy(method.logits(features)[chosen]).item()
-    assert torch.equal(method.adapt(features), chosen) and len(chosen) == 7
+    assert torch.equal(method.adapt(features), chosen) and len(chosen) == 6
     with torch.no_grad():
         assert marginal_entropy(method.logits(features)[chosen]).item() < 0.5 * start
     assert not torch.equal(method.prompt.ctx, ctx)
@@ -68,6 +66,23 @@ def test_each_sample_starts_from_the_initial_prompt():
     assert changed(before, t) == set()
     torch.testing.assert_close(method.predict(Batch(x[2:], [7])).logits[0], together[2])
     assert not torch.allclose(together, t(x), atol=1e-4)  # the tuned prompt changed the prediction
+
+
+def test_views_are_crops_of_the_full_image():
+    """The 63 views come from Batch.raw (RandomResizedCrop of the whole picture, TPT's get_preaugment), not from the
+    teacher's centre crop: a picture whose sides are red, outside the centre square, shows red in many views."""
+    t = teacher("tiny-clip")
+    method = build_method("tpt", t, {}, CPU)
+    picture = red_sided(SIZE)
+    with encoded_inputs(t) as seen:
+        method.predict(Batch(picture[None, :, :, SIZE:2 * SIZE] / 255, [0], raw=[picture]))
+    image, views = seen[0][0], seen[0][1:]
+    assert len(views) == 63 and not red(image[None]).any()
+    assert red(views).float().mean() > 0.3
+
+
+def red(x: torch.Tensor) -> torch.Tensor:
+    return ((x[:, 0] > 0.9) & (x[:, 1] < 0.1)).flatten(1).any(1)
 
 
 def test_augmix_views_option_runs():

@@ -40,13 +40,14 @@ def test_wrn_tent_rows_name_the_tent_readme_they_come_from(published):
 
 def test_verified_rows_are_those_checked_against_the_source_they_name(published):
     """Checked here against the named repository: the open_clip results table, TPT's README (its RN50 rows), TENT's
-    README. Everything else (paper tables without a copy offline, aggregators) stays unverified until checked."""
+    README, TDA's README (its RN50 OOD and cross-domain tables). Everything else (paper tables without a copy offline, aggregators) stays unverified until checked."""
     verified = published[published.verified]
     assert set(verified.source) == {
         "open_clip docs/openclip_results.csv (mlfoundations/open_clip)",
         "TPT (Shu et al. NeurIPS 2022) Table 1, as in the authors' README (azshue/TPT)",
-        "TENT repository README (DequanWang/tent), WRN-28-10 example"}
-    assert len(verified) == 15 + 10 + 3
+        "TENT repository README (DequanWang/tent), WRN-28-10 example",
+        "TDA (Karmanov et al. CVPR 2024) kdiAAA/TDA README.md"}
+    assert len(verified) == 15 + 10 + 3 + 15
     unchecked = published[published.source.str.startswith("TPT") & ~published.verified]
     assert len(unchecked) == 45 and unchecked.note.str.contains("not checked against the paper here").all()
 
@@ -69,6 +70,9 @@ def test_blocks_are_complete(published):
     tpt_sketch = published[(published.method == "tpt") & (published.backbone == "clip-vit-b16")
                            & (published.split == "imagenet-sketch")]
     assert tpt_sketch.value.item() == 47.94
+    tda = published[published.source == "TDA (Karmanov et al. CVPR 2024) kdiAAA/TDA README.md"]
+    assert len(tda) == 15 and tda.verified.all() and set(tda.method) == {"tda"}
+    assert tda[tda.split == "imagenet-r"].value.item() == 62.58 and tda[tda.split == "eurosat"].value.item() == 42.11
     tent = published[(published.method == "tent") & (published.backbone == "wrn-28-10")]
     assert (tent.metric.item(), tent.value.item()) == ("error", 18.6)
 

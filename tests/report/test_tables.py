@@ -186,3 +186,30 @@ def test_the_fine_grained_suites_share_one_table_in_tpt_table_2s_order():
     tpt = table.loc["tpt (clip-vit-b16) [published, unverified: TPT (Shu et al. NeurIPS 2022) Table 2]"]
     assert tpt["mean"] == "65.1"  # TPT's own Average over the ten
     assert "flowers102@official" not in table.columns and "flowers102@official" in tables["flowers102"].columns
+
+
+def test_clip_test_time_methods_sit_beside_tpt_and_zero_shot(tmp_path):
+    """TDA and ZERO end to end on tiny-clip (a real engine run each, on an ImageNet-R folder of 4 images), in the
+    ImageNet-family table beside TPT and zero-shot CLIP, with the published TDA and TPT rows of the same table."""
+    from tests.conftest import write_images
+    from tta_bench import engine
+    from tta_bench.config import RunConfig
+
+    root = tmp_path / "imagenet-r"
+    write_images(root, {"n01443537": 2, "n01484850": 2}, size=80)
+    summaries = []
+    for method, options in (("source", {}), ("tpt", {"n_views": 8}), ("tda", {"n_views": 8}), ("zero", {"n_views": 8})):
+        cfg = RunConfig(suite="imagenet-r", data_root=str(root), allow_partial=True, teacher="tiny-clip",
+                        method=method, method_options=options, num_workers=0, device="cpu", batch_size=4,
+                        out=str(tmp_path / method))
+        summaries.append(engine.run(cfg, progress=False, log=lambda *_: None))
+    assert all(s["splits"]["imagenet-r"]["n"] == 4 for s in summaries)
+    tda = summaries[2]
+    assert tda["defaults"]["family"] == "imagenet-r" and tda["method_options"]["pos_beta"] == 8.0  # configs/imagenet_r
+    assert tda["defaults"]["overridden"] == {"n_views": {"table": 64, "used": 8}}
+    table = build_tables(summaries, published=load_published())["imagenet-family"]
+    labels = list(table.index)
+    for method in ("source", "tpt", "tda", "zero"):
+        assert f"{method} (tiny-clip) [partial]" in labels
+    assert any(label.startswith("tda (clip-rn50) [published: TDA") for label in labels)
+    assert any(label.startswith("tpt (clip-rn50) [published: TPT") for label in labels)

@@ -12,15 +12,22 @@ from .base import Method
 from .bn_adapt import BNAdapt
 from .memo import Memo
 from .source import Source
+from .tda import Tda
 from .tent import Tent
 from .tpt import Tpt
+from .zero import Zero
 
 METHODS: Registry[type[Method]] = Registry("method")
 METHODS.register("source", "the frozen teacher, no adaptation (zero-shot CLIP for CLIP teachers)")(Source)
 METHODS.register("bn_adapt", "BatchNorm adaptation: normalise with test-batch statistics, no gradient")(BNAdapt)
 METHODS.register("tent", "TENT: entropy minimisation on BatchNorm scale/shift, online, Adam lr 1e-3")(Tent)
 METHODS.register("memo", "MEMO: per sample, marginal entropy over 64 AugMix views, 1 SGD step on all weights")(Memo)
-METHODS.register("tpt", "TPT (CLIP only): per sample, tune 4 prompt context tokens on the 10% most confident of 64 views")(Tpt)
+METHODS.register("tpt", "TPT (CLIP only): per sample, tune 4 prompt context tokens on the 6 most confident of 64 "
+                 "views")(Tpt)
+METHODS.register("tda", "TDA (CLIP only): training-free positive/negative caches of confident test features, online, "
+                 "no backpropagation")(Tda)
+METHODS.register("zero", "ZERO (CLIP only): per sample, majority vote of the argmax of the 30% most confident of 64 "
+                 "views, no optimisation")(Zero)
 METHODS.register("apm", "Asynchronous Perception Machine: a fresh student per sample distils the teacher's feature, "
                  "then classifies with the teacher's head (--opt preset=cpu|paper)")(APM)
 

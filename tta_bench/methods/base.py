@@ -35,6 +35,16 @@ class Batch:
     images: torch.Tensor  # (B, 3, H, W) in [0, 1] at the teacher's input size, on the device
     seeds: list[int]  # per-sample seeds from (run seed, split, sample id): position-independent randomness
     record_steps: tuple[int, ...] = ()  # steps at which iterative methods record a prediction (--record-steps)
+    # Each sample's full decoded image, uint8 (3, H, W) at its own size, on the CPU: what the data source returned
+    # before the teacher's resize and centre crop (for a generated corruption suite, the corrupted image as the
+    # published files hold it). The engine fills it only for a method whose ``raw_images`` is True: methods that
+    # draw their views from the whole picture, as their reference code does (RandomResizedCrop of the full image).
+    raw: list[torch.Tensor] | None = None
+
+    def raw_image(self, k: int) -> torch.Tensor:
+        """Sample ``k``'s full image (uint8); where the caller gave none (unit tests, the GPU check), its
+        teacher-input image (float in [0, 1], on the device)."""
+        return self.raw[k] if self.raw is not None else self.images[k]
 
 
 @dataclass
@@ -58,6 +68,12 @@ class Method(ABC):
     precision: ClassVar[str] = "fp32"
     prompts: ClassVar[str] = "single"  # the CLIP prompt templates its reference code classifies with
     options_class: ClassVar[type[Options]] = Options
+    # True where the method needs each sample's full decoded image (``Batch.raw``); an instance may set it from its
+    # options (TDA needs it only with views). Costs the engine one uint8 copy per sample.
+    raw_images: bool = False
+    # An online method that updates its state after each sample, inside a batch as well (TDA's caches): its
+    # predictions do not depend on the batch size, so a batch as long as a reset segment does not degrade it.
+    per_sample_updates: ClassVar[bool] = False
 
     def __init__(self, teacher: Teacher, options: Options, device: torch.device) -> None:
         self.teacher, self.options, self.device = teacher, options, device

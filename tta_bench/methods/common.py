@@ -1,5 +1,6 @@
-"""What several methods share: entropy objectives, seeded augmented views, normalisation-layer handling and the
-per-sample loop of the episodic methods. Methods import from here, never from each other.
+"""What several methods share: entropy objectives, the confident-view filter, seeded randomness, normalisation-layer
+handling and the per-sample loop of the episodic methods (the views themselves: augmix.py). Methods import from
+here, never from each other.
 
 Norm handling follows the unified benchmark (mariodoebler/test-time-adaptation, classification/methods/tent.py:
 configure_model and collect_params): BatchNorm normalises with test-batch statistics; the affine scale and shift of
@@ -15,12 +16,11 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchvision.transforms import v2 as T
 
 from ..errors import UserError
 from ..teachers.base import Teacher
+from .base import Batch
 
-AUGMIX_SEVERITY = 1  # MEMO's and TPT's AugMix: severity 1, width 3, depth 1-3, Dirichlet/Beta(1)
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 
 
@@ -47,19 +47,13 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
-def augmented_views(image: torch.Tensor, n: int, augmix: bool) -> torch.Tensor:
-    """``n`` random views of one [0, 1] image (3, H, W): random resized crop to the same size and horizontal
-    flip, then AugMix where ``augmix`` (torchvision's, on uint8, without the ops that overlap ImageNet-C).
-    Drawn from the global CPU generator: call inside ``seeded``. Returns (n, 3, H, W) in [0, 1] on the image's
-    device."""
-    size = tuple(image.shape[-2:])
-    steps = [T.RandomResizedCrop(size, antialias=True), T.RandomHorizontalFlip()]
-    if augmix:
-        steps.append(T.AugMix(severity=AUGMIX_SEVERITY))
-    transform = T.Compose(steps)
-    pixels = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-    views = torch.stack([transform(pixels) for _ in range(n)])
-    return (views.float() / 255).to(image.device)
+def select_confident(logits: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Indices of the int(fraction x N) rows of ``logits`` (N, C) with the lowest softmax entropy, most confident
+    first: TPT's ``select_confident_samples`` (azshue/TPT tpt_classification.py), also ZERO's ``confidence_filter``
+    and TDA's view filter. int() truncates as there (6 of 64 at 0.1, 19 of 64 at 0.3); at least one row is kept,
+    where the reference would keep none."""
+    keep = max(1, int(len(logits) * fraction))
+    return entropy(logits).argsort(stable=True)[:keep]
 
 
 def batch_norm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -107,14 +101,15 @@ def adapt_norm_affine(teacher: Teacher, method: str) -> list[nn.Parameter]:
     return params
 
 
-def each_sample(images: torch.Tensor, seeds: list[int], one: Callable[[torch.Tensor, int], tuple[torch.Tensor, dict]],
+def each_sample(batch: Batch, one: Callable[[torch.Tensor, int, torch.Tensor], tuple[torch.Tensor, dict]],
                 reset: Callable[[], None]) -> tuple[torch.Tensor, list[dict[str, Any]]]:
-    """The episodic loop: ``one(image, seed)`` adapts on one sample and returns its logits (1, C) and extras; the
-    method is reset after every sample, whatever happens inside."""
+    """The episodic loop: ``one(image, seed, raw)`` adapts on one sample (its teacher-input image, its seed, its full
+    decoded image ``batch.raw_image(k)``) and returns its logits (1, C) and extras; the method is reset after every
+    sample, whatever happens inside."""
     logits, extras = [], []
-    for image, seed in zip(images, seeds):
+    for k, (image, seed) in enumerate(zip(batch.images, batch.seeds)):
         try:
-            out, extra = one(image, seed)
+            out, extra = one(image, seed, batch.raw_image(k))
         finally:
             reset()
         logits.append(out)

@@ -2,7 +2,9 @@
 
 A paper's CIFAR and ImageNet settings differ (TENT: Adam 1e-3 at batch 200 on CIFAR, SGD 0.00025 at batch 64 on
 ImageNet); the table holds them, each entry naming the reference file it comes from, so a run on a suite gets the
-setting the published number was measured with unless the user says otherwise.
+setting the published number was measured with unless the user says otherwise. An entry may also be keyed by a
+suite's own name, for methods configured per dataset (TDA: ImageNet-A, -R, ... differ); it takes precedence over
+the suite's family.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ DEFAULT_BATCH_SIZE = 64
 class SuiteDefaults:
     """What the table says for one method on one suite family."""
 
-    family: str
+    family: str  # the table key that applied: the suite's name or its family
     source: str | None = None
     batch_size: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -31,9 +33,11 @@ def _table() -> dict[str, dict[str, dict[str, Any]]]:
     return yaml.safe_load(resources.files("tta_bench").joinpath("assets", "method_defaults.yaml").read_text()) or {}
 
 
-def suite_defaults(method: str, family: str) -> SuiteDefaults:
-    entry = _table().get(method, {}).get(family, {})
-    return SuiteDefaults(family, entry.get("source"), entry.get("batch_size"), dict(entry.get("options") or {}))
+def suite_defaults(method: str, family: str, suite: str | None = None) -> SuiteDefaults:
+    entries = _table().get(method, {})
+    key = suite if suite in entries else family
+    entry = entries.get(key, {})
+    return SuiteDefaults(key, entry.get("source"), entry.get("batch_size"), dict(entry.get("options") or {}))
 
 
 @dataclass(frozen=True)
@@ -45,9 +49,11 @@ class Resolved:
     record: dict[str, Any]
 
 
-def resolve(method: str, family: str, batch_size: int | None, given: dict[str, Any]) -> Resolved:
-    """Table values under the user's: ``batch_size`` None and options absent from ``given`` take the table's."""
-    table = suite_defaults(method, family)
+def resolve(method: str, family: str, batch_size: int | None, given: dict[str, Any],
+            suite: str | None = None) -> Resolved:
+    """Table values under the user's: ``batch_size`` None and options absent from ``given`` take the table's (the
+    entry of ``suite`` where there is one, else of ``family``)."""
+    table = suite_defaults(method, family, suite)
     chosen = {**table.options, **given}
     applied = {k: v for k, v in table.options.items() if k not in given}
     overridden = {k: {"table": v, "used": given[k]} for k, v in table.options.items() if k in given}
@@ -57,5 +63,5 @@ def resolve(method: str, family: str, batch_size: int | None, given: dict[str, A
         elif batch_size != table.batch_size:
             overridden["batch_size"] = {"table": table.batch_size, "used": batch_size}
     size = batch_size if batch_size is not None else (table.batch_size or DEFAULT_BATCH_SIZE)
-    record = {"family": family, "source": table.source, "applied": applied, "overridden": overridden}
+    record = {"family": table.family, "source": table.source, "applied": applied, "overridden": overridden}
     return Resolved(size, chosen, record)

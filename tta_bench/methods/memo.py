@@ -1,13 +1,16 @@
 """memo: marginal entropy minimisation with one test point (Zhang, Levine & Finn, NeurIPS 2022).
 
-For each test image alone: make B AugMix views, take one SGD step on *all* the teacher's parameters to minimise
+Follows zhangmarvin/memo imagenet-exps/test_calls/test_adapt.py and utils/adapt_helpers.py (ImageNet) and
+cifar-10-exps/test_calls/test_adapt.py (CIFAR). For each test image alone: make B AugMix views of the full image
+(augmix.py: MEMO's operations, levels and mixture after a RandomResizedCrop + flip; a pad-4 random crop + flip with
+``crop=pad``, MEMO's CIFAR pre-augmentation), take one SGD step on *all* the teacher's parameters to minimise
 the entropy of the mean softmax over the views, predict on the original image, then restore model and
 optimizer. Defaults are the paper's ImageNet ResNet-50 setting (official script): B = 64 views, SGD lr 0.00025,
 no momentum or weight decay, 1 step, combined with single-point BN adaptation of prior strength N = 16
 (Schneider et al. 2020): each BN layer normalises with N/(N+1) of the source statistics plus 1/(N+1) of the
 statistics of the current input (the views while adapting, the original image when predicting); the rest of the
-teacher stays in eval mode. ``--opt bn_prior=-1`` keeps the source statistics alone (CIFAR setting:
-``--lr 0.005 --opt n_views=32``).
+teacher stays in eval mode. The CIFAR setting (its model has GroupNorm: no prior) is the cifar10/cifar100 entry
+of assets/method_defaults.yaml: lr 0.005, 32 views, pad crop, ``bn_prior=-1`` (source statistics alone).
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ from torch import nn
 from ..errors import UserError
 from ..teachers.base import Teacher
 from .base import Batch, Method, Options, Output, StateSnapshot, StepRecorder, optimizer_step
-from .common import augmented_views, batch_norm_layers, each_sample, marginal_entropy, seeded
+from . import augmix
+from .common import batch_norm_layers, each_sample, marginal_entropy, seeded
 
 
 class SourcePrior:
@@ -63,17 +67,21 @@ class MemoOptions(Options):
     reset: str = "episodic"
     n_views: int = 64  # B augmentations: MEMO's ImageNet value (CIFAR: 32)
     bn_prior: int = 16  # prior strength N of single-point BN adaptation; -1: source statistics only
+    crop: str = "resized"  # pre-augmentation: resized (ImageNet: RandomResizedCrop + flip) | pad (CIFAR: pad-4 crop)
 
 
 class Memo(Method):
     name = "memo"
     episodic = True
     options_class = MemoOptions
+    raw_images = True  # views are crops of the full image
 
     def __init__(self, teacher: Teacher, options: MemoOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)
         if options.n_views < 1 or options.steps < 1:
             raise UserError(f"memo needs n_views >= 1 and steps >= 1, got {options.n_views} and {options.steps}")
+        if options.crop not in augmix.CROPS:
+            raise UserError(f"memo crop must be one of {', '.join(augmix.CROPS)}, got {options.crop!r}")
         teacher.eval().requires_grad_(True)  # MEMO adapts every parameter
         self.optimizer = torch.optim.SGD(teacher.parameters(), lr=options.lr)
         self.snapshot = StateSnapshot(teacher, self.optimizer)
@@ -95,16 +103,18 @@ class Memo(Method):
         on_step(len(views))
 
     def predict(self, batch: Batch) -> Output:
-        def one(image: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict]:
+        def one(image: torch.Tensor, seed: int, raw: torch.Tensor) -> tuple[torch.Tensor, dict]:
+            o = self.options
             with seeded(seed):  # fresh views for every step, as MEMO draws them
-                views = [augmented_views(image, self.options.n_views, augmix=True) for _ in range(self.options.steps)]
+                views = [augmix.views(raw, o.n_views, image.shape[-1], o.crop, fill=augmix.MEMO_FILL).to(image.device)
+                         for _ in range(o.steps)]
             recorder = StepRecorder(batch.record_steps, lambda: self.teacher(image[None]), self.teacher.classes)
             with self._prior():
                 self.adapt(views, recorder)
                 with torch.no_grad():
                     return self.teacher(image[None]), recorder.extras()
 
-        logits, extras = each_sample(batch.images, batch.seeds, one, self.reset)
+        logits, extras = each_sample(batch, one, self.reset)
         n, steps = len(batch.images), self.options.steps
         return Output(logits, extras, adaptation_steps=n * steps,
                       teacher_forwards=n * (steps * self.options.n_views + 1))

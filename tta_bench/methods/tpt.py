@@ -1,19 +1,21 @@
 """tpt: test-time prompt tuning (Shu et al., NeurIPS 2022), CLIP teachers only.
 
-For each test image alone: 4 context tokens, initialised from the word embeddings of "a photo of a", form the
-prompt [SOS] ctx x4 [class name] . [EOS] for every class, run through CLIP's frozen text transformer. The image
-and 63 random views (random resized crops; AugMix views with ``views=augmix``, the paper's choice for the
-fine-grained datasets) are encoded once; the ``fraction`` most confident views (lowest entropy) are kept and
-one AdamW step (lr 5e-3) on the context minimises the entropy of their mean prediction. The original image is
-then classified with the tuned prompt, and context and optimizer are reset for the next sample.
+Follows azshue/TPT tpt_classification.py (test_time_tuning, select_confident_samples, avg_entropy) and
+data/datautils.py (AugMixAugmenter). For each test image alone: 4 context tokens, initialised from the word
+embeddings of "a photo of a", form the prompt [SOS] ctx x4 [class name] . [EOS] for every class, run through CLIP's
+frozen text transformer. The image (the teacher's centre crop) and 63 random views drawn from the full image
+(RandomResizedCrop + flip, the reference's pre-augmentation; with ``views=augmix`` also its AugMix, which TPT uses
+for the fine-grained datasets, ``augmix=len(set_id) > 1``) are encoded once; the int(0.1 x 64) = 6 most confident
+(lowest entropy) are kept and one AdamW step (lr 5e-3) on the context minimises the entropy of their mean
+prediction. The original image is then classified with the tuned prompt, and context and optimizer are reset for
+the next sample.
 
-Kept views: ceil(fraction x views) = 7 of 64; TPT's code takes int(0.1 x 64) = 6. The confident views are chosen
-once, with the initial prompt, as in TPT's code. The tuned prompt replaces the teacher's text head, so
-``--prompts`` does not apply; the text features of all classes are recomputed at every step (inherent to TPT).
+The confident views are chosen once, with the initial prompt, as in TPT's code. The tuned prompt replaces the
+teacher's text head, so ``--prompts`` does not apply; the text features of all classes are recomputed at every step
+(inherent to TPT).
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 from dataclasses import dataclass
 
@@ -25,16 +27,10 @@ from ..errors import UserError
 from ..teachers.base import Teacher
 from ..teachers.clip import LOGIT_SCALE, ClipTeacher
 from .base import Batch, Method, Options, Output, StateSnapshot, StepRecorder, optimizer_step
-from .common import augmented_views, each_sample, entropy, marginal_entropy, seeded
+from . import augmix
+from .common import each_sample, marginal_entropy, seeded, select_confident
 
 VIEW_KINDS = ("crops", "augmix")
-
-
-def select_confident(logits: torch.Tensor, fraction: float) -> torch.Tensor:
-    """Indices of the ceil(fraction x N) rows of ``logits`` (N, C) with the lowest softmax entropy, most
-    confident first."""
-    keep = max(1, math.ceil(fraction * len(logits) - 1e-9))  # tolerance: 0.1 x 70 is 7.000000000000001
-    return entropy(logits).argsort()[:keep]
 
 
 def encode_embedded_text(clip: nn.Module, embeddings: torch.Tensor, eos: torch.Tensor) -> torch.Tensor:
@@ -90,6 +86,7 @@ class Tpt(Method):
     episodic = True
     precision = "bf16"  # TPT's official code runs CLIP under torch.cuda.amp autocast
     options_class = TptOptions
+    raw_images = True  # views are crops of the full image
 
     def __init__(self, teacher: Teacher, options: TptOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)
@@ -131,9 +128,10 @@ class Tpt(Method):
         return chosen
 
     def predict(self, batch: Batch) -> Output:
-        def one(image: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict]:
+        def one(image: torch.Tensor, seed: int, raw: torch.Tensor) -> tuple[torch.Tensor, dict]:
             with seeded(seed):
-                views = augmented_views(image, self.options.n_views - 1, augmix=self.options.views == "augmix")
+                views = augmix.views(raw, self.options.n_views - 1, image.shape[-1], "resized",
+                                     mix=self.options.views == "augmix").to(image.device)
             with torch.no_grad():  # the image tower is frozen: encode the image and its views once
                 features = F.normalize(self.teacher.encode(torch.cat([image[None], views])).float(), dim=-1)
             recorder = StepRecorder(batch.record_steps, lambda: self.logits(features[:1]), self.teacher.classes)
@@ -141,6 +139,6 @@ class Tpt(Method):
             with torch.no_grad():
                 return self.logits(features[:1]), recorder.extras()
 
-        logits, extras = each_sample(batch.images, batch.seeds, one, self.reset)
+        logits, extras = each_sample(batch, one, self.reset)
         n, steps = len(batch.images), self.options.steps
         return Output(logits, extras, adaptation_steps=n * steps, teacher_forwards=n * self.options.n_views)

@@ -1,0 +1,90 @@
+"""zero: test-time adaptation with zero temperature (Farina et al., NeurIPS 2024), CLIP teachers; no optimisation.
+
+Follows FarinaMatteo/zero ttas/zero.py (Zero.zero), ttas/base.py (confidence_filter), data/augs.py
+(MultiViewCropAndFlip) and utils/tools.py (greedy_break). For each test image alone: the image (the teacher's
+centre crop) and 63 RandomResizedCrop + flip views of the full image, as TPT draws them for the ImageNet sets; the
+int(0.3 x 64) = 19 most confident (lowest entropy at CLIP's own temperature) are kept; each kept view votes for its
+argmax class (the softmax at temperature -> 0; a view's exact ties split its vote, as the limit does) and the class
+with the most votes wins. A tie between classes goes to the first of them predicted by the discarded views, in
+order of confidence (``greedy_break``).
+
+The returned row is the reference's output: the votes per class, plus one for a tie's winner. Its top-1 is ZERO's
+prediction and its top-5 ranks by votes; it is not a calibrated probability. Deliberate difference: when no
+discarded view predicts a tied class, the tie goes to the tied class the most confident discarded view scores
+highest (the reference intends this, but indexes the logits with the bitwise complement of the tied indices).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import UserError
+from ..teachers.base import Teacher
+from ..teachers.clip import ClipTeacher
+from . import augmix
+from .base import Batch, Method, Options, Output
+from .common import each_sample, entropy, seeded
+
+VIEW_KINDS = ("crops", "augmix")
+
+
+def zero_temperature_vote(logits: torch.Tensor, fraction: float) -> torch.Tensor:
+    """ZERO's prediction row (C,) from the logits (N, C) of a sample's views: votes of the int(fraction x N) most
+    confident views, +1 to the winner of a tie."""
+    order = entropy(logits).argsort(stable=True)
+    k = max(1, int(len(logits) * fraction))
+    kept, rest = logits[order[:k]], logits[order[k:]]
+    top = kept == kept.max(dim=-1, keepdim=True).values
+    votes = (top.float() / top.sum(-1, keepdim=True)).sum(0)
+    ties = (votes == votes.max()).nonzero().flatten().tolist()
+    if len(ties) > 1:
+        votes[_break_tie(ties, rest if len(rest) else kept)] += 1
+    return votes
+
+
+def _break_tie(ties: list[int], ranked: torch.Tensor) -> int:
+    for pred in ranked.argmax(-1).tolist():
+        if pred in ties:
+            return pred
+    return ties[int(ranked[0, ties].argmax())]
+
+
+@dataclass
+class ZeroOptions(Options):
+    steps: int = 0  # no optimisation
+    lr: float = 0.0
+    reset: str = "episodic"
+    n_views: int = 64  # the original image + 63 views
+    fraction: float = 0.3  # gamma: share of most confident views kept
+    views: str = "crops"  # crops (ZERO's MultiViewCropAndFlip) | augmix (TPT's AugMix views)
+
+
+class Zero(Method):
+    name = "zero"
+    episodic = True
+    precision = "bf16"  # ZERO's official code runs CLIP under torch.cuda.amp autocast
+    options_class = ZeroOptions
+    raw_images = True  # views are crops of the full image
+
+    def __init__(self, teacher: Teacher, options: ZeroOptions, device: torch.device) -> None:
+        super().__init__(teacher, options, device)
+        if not isinstance(teacher, ClipTeacher):
+            raise UserError(f"zero votes over CLIP's zero-shot predictions (e.g. clip:ViT-B-16/openai); {teacher.name} "
+                            "is not a CLIP teacher")
+        if options.views not in VIEW_KINDS:
+            raise UserError(f"zero views must be one of {', '.join(VIEW_KINDS)}, got {options.views!r}")
+        if options.n_views < 1 or not 0 < options.fraction <= 1:
+            raise UserError(f"zero needs n_views >= 1 and 0 < fraction <= 1, got {options.n_views}, {options.fraction}")
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> Output:
+        def one(image: torch.Tensor, seed: int, raw: torch.Tensor) -> tuple[torch.Tensor, dict]:
+            with seeded(seed):
+                views = augmix.views(raw, self.options.n_views - 1, image.shape[-1], "resized",
+                                     mix=self.options.views == "augmix").to(image.device)
+            logits = self.teacher(torch.cat([image[None], views])).float()
+            return zero_temperature_vote(logits, self.options.fraction)[None], {}
+
+        logits, extras = each_sample(batch, one, lambda: None)
+        return Output(logits, extras, teacher_forwards=len(batch.images) * self.options.n_views)
