@@ -132,3 +132,16 @@ def test_a_good_run_exits_0_and_prints_the_table(capsys, tmp_path):
     captured = capsys.readouterr()
     assert f"run folder: {out}" in captured.out and "|" in captured.out
     assert "Traceback" not in captured.err and (out / SUMMARY).exists()
+
+
+def test_list_shows_every_method_with_its_description_and_the_teachers_it_accepts(capsys):
+    from tta_bench.methods import METHODS
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    methods = out[out.index("\nmethods:\n"):out.index("\nteachers:\n")].splitlines()[2:]
+    for entry in METHODS:
+        at = next(i for i, line in enumerate(methods) if line.split()[:1] == [entry.name])
+        assert entry.help in methods[at] and entry.help
+        assert methods[at + 1].strip() == f"teachers: {entry.builder.accepts}"
+    assert METHODS.get("rotta").accepts != METHODS.get("cotta").accepts  # said per method, not one default

@@ -56,6 +56,17 @@ CASES: dict[str, Case] = {
     "memo": Case("effnet-lite0", {"n_views": 16}, n=4, agree=0.75, rel=0.25),
     "tpt": Case("tiny-clip", agree=0.75, rel=0.35),
     "apm": Case("effnet-lite0", {"steps": 40, "init_device": "cpu"}, n=16),  # the CPU's start on both sides
+    # The classifier TTA methods below run in float32 by default, as their reference code; bf16 is checked with the
+    # tolerances of TENT (the same BN batch-statistics amplification), the second batch predicted by the adapted
+    # model. EATA computes its Fisher on the first batch's images (run_method), CoTTA always averages 2 augmented
+    # copies (same seeded draws on both sides), RoTTA updates after 8 samples so batch 2 sees an update.
+    "eata": Case("effnet-lite0", batches=2, agree=0.5, rel=0.35),
+    "sar": Case("effnet-lite0", batches=2, agree=0.5, rel=0.35),
+    "cotta": Case("effnet-lite0", {"optimizer": "sgd", "lr": 0.01, "loss": "symmetric", "threshold": 1.01,
+                                   "n_augmentations": 2, "restore": 0.001}, batches=2, agree=0.5, rel=0.35),
+    "rotta": Case("effnet-lite0", {"update_every": 8, "memory_size": 8}, batches=2, agree=0.5, rel=0.35),
+    "lame": Case("effnet-lite0", n=16, agree=0.75, rel=0.35),  # eval-mode teacher; log-probabilities compared
+    "shot_im": Case("effnet-lite0", batches=2, agree=0.5, rel=0.35),
 }
 
 
@@ -83,6 +94,9 @@ def run_method(name: str, case: Case, device: torch.device, precision: str) -> t
     size = teacher.transform(Image.new("RGB", (256, 256))).shape[-1]
     method = build_method(name, teacher, dict(case.options), device)
     x = photographs(case.n * case.batches, size).to(device)
+    if method.source_samples():  # the engine's source-data hook, on the first batch's images
+        with engine.autocast(device, precision):
+            method.prepare_source(iter([x[:case.n]]))
     logits = []
     for b in range(case.batches):
         part = x[b * case.n:(b + 1) * case.n]

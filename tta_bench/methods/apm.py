@@ -192,6 +192,7 @@ class APM(Method):
     episodic = True
     precision = "bf16"  # the official code trains under mixed precision
     options_class = APMOptions
+    accepts = "any classifier (dense terms: a teacher with a patch grid, dino:...)"
 
     @classmethod
     def parse_options(cls, given: dict[str, Any]) -> APMOptions:

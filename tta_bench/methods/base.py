@@ -56,6 +56,8 @@ class Method(ABC):
     # network, and BN layers normalising with batch statistics amplify it (benchmarks/RESULTS.md).
     precision: ClassVar[str] = "fp32"
     options_class: ClassVar[type[Options]] = Options
+    # The teachers it runs on, in words for `run_bench.py list` (e.g. "classifiers with BatchNorm", "CLIP only").
+    accepts: ClassVar[str] = "any classifier"
 
     def __init__(self, teacher: Teacher, options: Options, device: torch.device) -> None:
         self.teacher, self.options, self.device = teacher, options, device

@@ -69,6 +69,7 @@ class Memo(Method):
     name = "memo"
     episodic = True
     options_class = MemoOptions
+    accepts = "any classifier (trains every weight; the BN prior where it has BatchNorm)"
 
     def __init__(self, teacher: Teacher, options: MemoOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)

@@ -90,6 +90,7 @@ class Tpt(Method):
     episodic = True
     precision = "bf16"  # TPT's official code runs CLIP under torch.cuda.amp autocast
     options_class = TptOptions
+    accepts = "CLIP only (it tunes the text prompt)"
 
     def __init__(self, teacher: Teacher, options: TptOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)
