@@ -2,16 +2,18 @@
 
   imagenet: EfficientNet-Lite0 (real ImageNet weights) on imagenet-sample/ (500 ImageNet val photographs, one per
             even class) corrupted on the fly (ImageNet-C constants, severity 5) with four corruptions:
-            source, bn_adapt, tent (its ImageNet setting: SGD momentum 0.9, lr 0.00025, batch 64), memo.
+            source, bn_adapt, tent (its ImageNet setting: SGD momentum 0.9, lr 0.00025, batch 64), memo, and
+            eata, sar, cotta, rotta, lame, shot_im with their ImageNet defaults (all BN-teacher methods).
   cifar:    ResNet-20 (He et al.) on cifar10-test-jpeg/ (2,000 CIFAR-10 test images) with generated CIFAR-10-C
             (CIFAR-C constants, severity 5, all 15 corruptions): source, bn_adapt, tent (Adam lr 1e-3).
 
 Every run keeps its run folder (default results/runs/baselines_real/), so a rerun resumes and reuses finished
 runs. ``--limit`` evaluates N images per corruption (evenly spread over the classes); ``--memo-limit`` does so
-for MEMO alone, the costly one (64 forward+backward passes per image). Example:
+for MEMO alone, the costly one (64 forward+backward passes per image), ``--limit-for M=N`` for any method. Example:
 
     python benchmarks/baselines_real.py --parts cifar
     python benchmarks/baselines_real.py --parts imagenet --limit 200 --memo-limit 20
+    python benchmarks/baselines_real.py --parts imagenet --methods source,bn_adapt,tent,eata,sar,cotta,rotta,lame,shot_im
 """
 from __future__ import annotations
 
@@ -47,9 +49,11 @@ PARTS = {
     "imagenet": Part(
         "imagenet-c", "effnet-lite0", "imagenet-sample",
         ("gaussian_noise", "defocus_blur", "contrast", "jpeg_compression"),
-        {"source": {}, "bn_adapt": {}, "tent": {"optimizer": "sgd", "lr": 0.00025}, "memo": {}},
+        {"source": {}, "bn_adapt": {}, "tent": {"optimizer": "sgd", "lr": 0.00025}, "memo": {},
+         **{m: {} for m in ("eata", "sar", "cotta", "rotta", "lame", "shot_im")}},
         notes=("tent: SGD momentum 0.9, lr 0.00025 (TENT's ImageNet setting); memo: 64 AugMix views, SGD lr "
-               "0.00025, BN prior N=16 (MEMO's ImageNet setting)",)),
+               "0.00025, BN prior N=16 (MEMO's ImageNet setting); eata, sar, cotta, rotta, lame, shot_im: their "
+               "ImageNet defaults (tta_bench/assets/method_defaults.yaml)",)),
     "cifar": Part(
         "cifar10-c", "cifar-resnet20", "cifar10-test-jpeg", CORRUPTIONS,
         {"source": {}, "bn_adapt": {}, "tent": {}},
@@ -63,6 +67,8 @@ SHORT = {"gaussian_noise": "gauss", "shot_noise": "shot", "impulse_noise": "impu
 
 def config(name: str, part: Part, method: str, args: argparse.Namespace) -> RunConfig:
     limit = args.memo_limit if method == "memo" and args.memo_limit else args.limit
+    limit = dict(item.split("=") for item in args.limit_for.split(",") if item).get(method, limit)
+    limit = int(limit) if limit else None
     return RunConfig(
         suite=part.suite, source="generated", data_root=str(args.data / part.data), teacher=part.teacher,
         weights=str(args.data / part.weights) if part.weights else None, corruptions=list(part.corruptions),
@@ -89,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=SHARED, help="the shared data folder (default: %(default)s)")
     p.add_argument("--limit", type=int, help="images per corruption (default: all)")
     p.add_argument("--memo-limit", type=int, help="images per corruption for memo (default: --limit)")
+    p.add_argument("--limit-for", default="", help="comma list of METHOD=N: images per corruption for METHOD")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="auto")

@@ -194,3 +194,16 @@ def test_list_shows_every_suite_with_its_size_and_where_its_test_set_comes_from(
 def test_domains_is_the_domain_selector_of_domain_suites(capsys, tmp_path):
     _fails(capsys, ["--suite", "domainnet126", "--data-root", str(tmp_path), "--domains", "quickdraw", "--dry-run"],
            "unknown domain(s) ['quickdraw']", "real, clipart, painting, sketch")
+
+
+def test_list_shows_every_method_with_its_description_and_the_teachers_it_accepts(capsys):
+    from tta_bench.methods import METHODS
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    methods = out[out.index("\nmethods:\n"):out.index("\nteachers:\n")].splitlines()[2:]
+    for entry in METHODS:
+        at = next(i for i, line in enumerate(methods) if line.split()[:1] == [entry.name])
+        assert entry.help in methods[at] and entry.help
+        assert methods[at + 1].strip() == f"teachers: {entry.builder.accepts}"
+    assert METHODS.get("rotta").accepts != METHODS.get("cotta").accepts  # said per method, not one default

@@ -177,6 +177,8 @@ def cmd_list(argv: Sequence[str]) -> int:
         print(f"{title}:")
         for e in entries:
             print(f"  {e.name:16s} {e.help}")
+            if entries is METHODS:
+                print(f"  {'':16s}   teachers: {e.builder.accepts}")
     print("settings:")
     for name, text in SETTINGS.items():
         print(f"  {name:28s} {text}")

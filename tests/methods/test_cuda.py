@@ -58,6 +58,19 @@ CASES: dict[str, Case] = {
     "tda": Case("tiny-clip", {"n_views": 16}, batches=2, agree=0.75, rel=0.35),  # caches carried to batch 2
     "zero": Case("tiny-clip", agree=0.75, rel=0.5),  # logits are vote counts: one moved vote moves two entries
     "apm": Case("effnet-lite0", {"steps": 40, "init_device": "cpu"}, n=16),  # the CPU's start on both sides
+    # The classifier TTA methods below run in float32 by default, as their reference code; bf16 is checked with the
+    # tolerances of TENT (the same BN batch-statistics amplification), the second batch predicted by the adapted
+    # model. EATA computes its Fisher on the first batch's images (run_method); EATA and SAR let every sample
+    # through their filters (with 8 photographs a batch no entropy was below 0.4 ln 1000, and nothing moved); CoTTA
+    # always averages 2 augmented copies (the same seeded draws on both sides); RoTTA updates after 8 samples.
+    "eata": Case("effnet-lite0", {"e_margin": 1.0, "d_margin": 1.0, "optimizer": "adam", "lr": 0.001}, batches=2,
+                 agree=0.5, rel=0.35),
+    "sar": Case("effnet-lite0", {"e_margin": 1.0, "lr": 0.001}, batches=2, agree=0.5, rel=0.35),
+    "cotta": Case("effnet-lite0", {"optimizer": "sgd", "lr": 0.01, "loss": "symmetric", "threshold": 1.01,
+                                   "n_augmentations": 2, "restore": 0.001}, batches=2, agree=0.5, rel=0.35),
+    "rotta": Case("effnet-lite0", {"update_every": 8, "memory_size": 8}, batches=2, agree=0.5, rel=0.35),
+    "lame": Case("effnet-lite0", n=16, agree=0.75, rel=0.35),  # eval-mode teacher; log-probabilities compared
+    "shot_im": Case("effnet-lite0", batches=2, agree=0.5, rel=0.35),
 }
 
 
@@ -85,6 +98,9 @@ def run_method(name: str, case: Case, device: torch.device, precision: str) -> t
     size = teacher.transform(Image.new("RGB", (256, 256))).shape[-1]
     method = build_method(name, teacher, dict(case.options), device)
     x = photographs(case.n * case.batches, size).to(device)
+    if method.source_samples():  # the engine's source-data hook, on the first batch's images
+        with engine.autocast(device, precision):
+            method.prepare_source(iter([x[:case.n]]))
     logits = []
     for b in range(case.batches):
         part = x[b * case.n:(b + 1) * case.n]

@@ -16,12 +16,16 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torchvision.transforms import v2 as T
+from torchvision.transforms.v2 import functional as TF
 
 from ..errors import UserError
 from ..teachers.base import Teacher
 from .base import Batch
 
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
+ADAM_BETAS = (0.9, 0.999)  # the reference code's Adam: OPTIM.BETA 0.9
+SGD_MOMENTUM = 0.9  # every reference here uses SGD with momentum 0.9
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -71,10 +75,15 @@ def use_batch_statistics(teacher: Teacher, method: str) -> list[nn.modules.batch
     if not layers:
         raise UserError(f"{method} adapts BatchNorm layers, and teacher {teacher.name} has none "
                         "(use a CNN teacher such as effnet-lite0, timm:resnet50 or cifar-resnet20)")
-    for layer in layers:
-        layer.train()
-        layer.track_running_stats = False
+    _batch_statistics(layers)
     return layers
+
+
+def _batch_statistics(layers: list[nn.Module]) -> None:
+    for layer in layers:
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.train()
+            layer.track_running_stats = False
 
 
 def norm_layers(module: nn.Module) -> list[nn.Module]:
@@ -88,10 +97,7 @@ def adapt_norm_affine(teacher: Teacher, method: str) -> list[nn.Parameter]:
     ConvNeXts and CLIP image encoders qualify) are trainable; everything else is frozen."""
     teacher.requires_grad_(False)
     layers = norm_layers(teacher)
-    for layer in layers:
-        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-            layer.train()
-            layer.track_running_stats = False
+    _batch_statistics(layers)
     params = [p for layer in layers for p in (layer.weight, layer.bias) if p is not None]
     if not params:
         raise UserError(f"{method} trains the scale and shift of normalisation layers (BatchNorm, LayerNorm, "
@@ -99,6 +105,111 @@ def adapt_norm_affine(teacher: Teacher, method: str) -> list[nn.Parameter]:
     for p in params:
         p.requires_grad_(True)
     return params
+
+
+def adapt_all_weights(teacher: Teacher, frozen: nn.Module | None = None) -> list[nn.Parameter]:
+    """Configure the teacher for methods that train every weight (CoTTA; SHOT-IM with the head ``frozen``): BN layers
+    (where there are any) normalise with test-batch statistics, every parameter outside ``frozen`` is trainable."""
+    _batch_statistics(batch_norm_layers(teacher))
+    teacher.requires_grad_(True)
+    if frozen is not None:
+        frozen.requires_grad_(False)
+    return [p for p in teacher.parameters() if p.requires_grad]
+
+
+def build_optimizer(method: str, kind: str, params: list[nn.Parameter], lr: float, nesterov: bool = False,
+                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam (betas 0.9, 0.999) or SGD with momentum 0.9, the two optimisers of the TTA reference code; whether SGD
+    uses Nesterov differs between the reference repositories, so each method says."""
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS, weight_decay=weight_decay)
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=SGD_MOMENTUM, nesterov=nesterov, weight_decay=weight_decay)
+    raise UserError(f"{method} optimizer must be adam or sgd, got {kind!r}")
+
+
+def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Per row: cross-entropy of the student's softmax against the teacher's softmax as soft label (CoTTA, RoTTA)."""
+    return -(teacher.float().softmax(-1) * student.float().log_softmax(-1)).sum(-1)
+
+
+class WeightSet:
+    """A second set of values for some of a module's tensors (a mean teacher, the source anchor), run through the
+    same module: inside ``with weights.active():`` the module's tensors hold these values (storage exchanged, O(1),
+    no copy of the network, so any teacher works) and their own again on exit. Only forwards that are not
+    differentiated later may run inside: a graph built there would hold the exchanged storage. In-place updates
+    made inside (RoTTA's robust BN statistics) land in this set."""
+
+    def __init__(self, tensors: list[torch.Tensor]) -> None:
+        self.targets = tensors
+        self.values = [t.detach().clone() for t in tensors]
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        self._exchange()
+        try:
+            yield
+        finally:
+            self._exchange()
+
+    def _exchange(self) -> None:
+        for i, target in enumerate(self.targets):
+            held = target.data
+            target.data = self.values[i]
+            self.values[i] = held
+        torch.clear_autocast_cache()  # bf16 copies of the values just exchanged
+
+    @torch.no_grad()
+    def ema_update(self, current: list[torch.Tensor], keep: float) -> None:
+        """The first ``len(current)`` values become ``keep`` x themselves + (1 - keep) x ``current`` (mean teacher)."""
+        for value, now in zip(self.values, current):
+            value.mul_(keep).add_(now.detach(), alpha=1 - keep)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:  # for StateSnapshot: a reset restores these bitwise
+        return {str(i): v for i, v in enumerate(self.values)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for i, value in enumerate(self.values):
+            value.copy_(state[str(i)])
+
+
+def cotta_augment(images: torch.Tensor) -> torch.Tensor:
+    """CoTTA's test-time augmentation (qinenergy/cotta cifar/cotta.py get_tta_transforms, also RoTTA's
+    core/utils/custom_transforms.py): ONE random draw applied to the whole batch, as the reference code applies its
+    transform to the batch tensor: colour jitter (brightness 0.6-1.4, contrast 0.7-1.3, saturation 0.5-1.5, hue
+    +-0.06, gamma 0.7-1.3, in random order), edge padding by half the size, random affine (+-15 degrees, translate
+    1/16, scale 0.9-1.1, bilinear), Gaussian blur (kernel 5, sigma 0.001-0.5), centre crop back, horizontal flip
+    (p 0.5), Gaussian noise (std 0.005), clipped to [0, 1]. Draws from the global CPU generator: call inside
+    ``seeded``. ``images``: (B, 3, H, W) in [0, 1]. Computed in float32 even inside the engine's bf16 autocast
+    region (under CPU bf16 autocast some pixels of the result moved by up to 0.7)."""
+    with torch.autocast(images.device.type, enabled=False):
+        return _cotta_augment(images.float()).to(images.dtype)
+
+
+def _cotta_augment(images: torch.Tensor) -> torch.Tensor:
+    x = images.clamp(0, 1)
+    jitters = {0: (TF.adjust_brightness, 0.6, 1.4), 1: (TF.adjust_contrast, 0.7, 1.3),
+               2: (TF.adjust_saturation, 0.5, 1.5), 3: (TF.adjust_hue, -0.06, 0.06), 4: (TF.adjust_gamma, 0.7, 1.3)}
+    for k in torch.randperm(5).tolist():
+        fn, lo, hi = jitters[k]
+        factor = torch.empty(1).uniform_(lo, hi).item()
+        x = fn(x.clamp(1e-8, 1.0) if k == 4 else x, factor)  # clamped before gamma, as ColorJitterPro (nan gradients)
+    h, w = x.shape[-2:]
+    x = TF.pad(x, [h // 2], padding_mode="edge")
+    angle = torch.empty(1).uniform_(-15, 15).item()
+    max_dx, max_dy = x.shape[-1] / 16, x.shape[-2] / 16
+    shift = [int(round(torch.empty(1).uniform_(-max_dx, max_dx).item())),
+             int(round(torch.empty(1).uniform_(-max_dy, max_dy).item()))]
+    scale = torch.empty(1).uniform_(0.9, 1.1).item()
+    x = TF.affine(x, angle=angle, translate=shift, scale=scale, shear=[0.0, 0.0],
+                  interpolation=T.InterpolationMode.BILINEAR)
+    sigma = torch.empty(1).uniform_(0.001, 0.5).item()
+    x = TF.gaussian_blur(x, kernel_size=[5, 5], sigma=[sigma, sigma])
+    x = TF.center_crop(x, [h, w])
+    if torch.rand(1).item() < 0.5:
+        x = TF.horizontal_flip(x)
+    x = x + (torch.randn(x.shape) * 0.005).to(x.device)
+    return x.clamp(0, 1)
 
 
 def each_sample(batch: Batch, one: Callable[[torch.Tensor, int, torch.Tensor], tuple[torch.Tensor, dict]],

@@ -9,6 +9,7 @@ from .base import Batch, Method, Output
 class Source(Method):
     name = "source"
     episodic = True  # stateless: trivially the same under every stream order
+    accepts = "any teacher (CLIP: zero-shot)"
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> Output:

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import UserError
 from ..teachers.base import Teacher
 from .base import Batch, Method, Options, Output, StateSnapshot, optimizer_step
-from .common import adapt_norm_affine, entropy
+from .common import adapt_norm_affine, build_optimizer, entropy
 
-ADAM_BETAS = (0.9, 0.999)
-SGD_MOMENTUM = 0.9  # TENT's ImageNet optimiser: SGD, momentum 0.9, Nesterov, lr 0.00025, batch 64 (the unified
-# benchmark's conf.py: OPTIM.MOMENTUM 0.9, OPTIM.NESTEROV True; setup_optimizer passes both)
+# TENT's ImageNet optimiser: SGD, momentum 0.9, Nesterov, lr 0.00025, batch 64 (the unified benchmark's conf.py:
+# OPTIM.MOMENTUM 0.9, OPTIM.NESTEROV True; setup_optimizer passes both)
+NESTEROV = True
 
 
 @dataclass
@@ -37,16 +36,12 @@ class TentOptions(Options):
 class Tent(Method):
     name = "tent"
     options_class = TentOptions
+    accepts = "classifiers with BatchNorm, LayerNorm or GroupNorm (CNNs, ViTs, CLIP image encoders)"
 
     def __init__(self, teacher: Teacher, options: TentOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)
         params = adapt_norm_affine(teacher, self.name)
-        if options.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(params, lr=options.lr, betas=ADAM_BETAS)
-        elif options.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(params, lr=options.lr, momentum=SGD_MOMENTUM, nesterov=True)
-        else:
-            raise UserError(f"tent optimizer must be adam or sgd, got {options.optimizer!r}")
+        self.optimizer = build_optimizer(self.name, options.optimizer, params, options.lr, nesterov=NESTEROV)
         self.snapshot = StateSnapshot(teacher, self.optimizer)
 
     def reset(self) -> None:

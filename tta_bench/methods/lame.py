@@ -1,0 +1,93 @@
+"""lame: Laplacian adjusted maximum-likelihood estimation (Boudiaf et al., CVPR 2022), training-free.
+
+Follows fiveai/LAME src/adaptation/lame.py (rbf_affinity, kNN_affinity, linear_affinity, laplacian_optimization,
+entropy_energy) and src/config/defaults.py (rbf, knn 5, no forced symmetry), checked against
+mariodoebler/test-time-adaptation classification/methods/lame.py.
+
+The frozen teacher (eval mode, nothing trained) gives each sample of the batch its class probabilities p and its
+global feature; LAME finds assignments Y close to p that neighbours in feature space share, by the bound
+optimisation of the reference: Y <- softmax(log(p + 1e-10) + W Y), from Y = p, until the energy
+sum(-log(p) Y - (W Y) Y + Y log Y) changes by at most 1e-8 of itself (at most ``max_steps`` rounds). The affinity W
+is built on L2-normalised features: ``rbf`` exp(-d^2 / 2 s^2) with s the mean distance to the ``knn``-th nearest
+sample (the sample itself counted, as the reference), ``kNN`` 1 for the ``knn`` nearest others, ``linear`` the dot
+products. The output logits are log Y (so top-1 and softmax are LAME's). A prediction depends on its batch only:
+no state is carried from batch to batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from ..errors import UserError
+from ..teachers.base import Teacher
+from .base import Batch, Method, Options, Output
+
+AFFINITIES = ("rbf", "kNN", "linear")
+UNARY_EPS = 1e-10
+CONVERGED = 1e-8
+
+
+@dataclass
+class LameOptions(Options):
+    steps: int = 0  # nothing is trained
+    lr: float = 0.0
+    reset: str = "online"  # nothing to reset
+    affinity: str = "rbf"
+    knn: int = 5
+    force_symmetry: bool = False
+    max_steps: int = 100
+
+
+def affinity(features: torch.Tensor, kind: str, knn: int) -> torch.Tensor:
+    """(N, N) affinity of L2-normalised features, as the reference's three AffinityMatrix classes."""
+    dist = torch.cdist(features, features, compute_mode="donot_use_mm_for_euclid_dist")  # exact: self at 0
+    n = len(features)
+    if kind == "rbf":
+        sigma = dist.topk(min(knn, n), dim=-1, largest=False).values[:, -1].mean()
+        return torch.exp(-dist ** 2 / (2 * sigma ** 2))
+    if kind == "kNN":
+        nearest = dist.topk(min(knn + 1, n), dim=-1, largest=False).indices[:, 1:]
+        return torch.zeros(n, n, device=features.device).scatter_(-1, nearest, 1.0)
+    return features @ features.T
+
+
+def laplacian_optimization(unary: torch.Tensor, kernel: torch.Tensor, max_steps: int) -> torch.Tensor:
+    """The reference's bound optimisation; returns log Y (the last exponent's log-softmax)."""
+    exponent = -unary
+    y = exponent.softmax(-1)
+    old = float("inf")
+    for i in range(max_steps):
+        pairwise = kernel @ y
+        exponent = -unary + pairwise
+        y = exponent.softmax(-1)
+        energy = (unary * y - pairwise * y + y * torch.log(y.clamp_min(1e-20))).sum().item()
+        if i > 1 and abs(energy - old) <= CONVERGED * abs(old):
+            break
+        old = energy
+    return exponent.log_softmax(-1)
+
+
+class Lame(Method):
+    name = "lame"
+    options_class = LameOptions
+    accepts = "any classifier (its global feature and head; nothing is trained)"
+
+    def __init__(self, teacher: Teacher, options: LameOptions, device: torch.device) -> None:
+        super().__init__(teacher, options, device)
+        if options.affinity not in AFFINITIES:
+            raise UserError(f"lame affinity must be one of {', '.join(AFFINITIES)}, got {options.affinity!r}")
+        if options.knn < 1 or options.max_steps < 0:
+            raise UserError(f"lame needs knn >= 1 and max_steps >= 0, got {options.knn} and {options.max_steps}")
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> Output:
+        features = self.teacher.encode(batch.images)
+        logits = self.teacher.head(features).float()
+        unary = -torch.log(logits.softmax(1) + UNARY_EPS)
+        kernel = affinity(F.normalize(features.float(), dim=-1), self.options.affinity, self.options.knn)
+        if self.options.force_symmetry:
+            kernel = (kernel + kernel.T) / 2
+        adjusted = laplacian_optimization(unary, kernel, self.options.max_steps)
+        return Output(adjusted, teacher_forwards=len(batch.images))
