@@ -38,6 +38,9 @@ def run_parser() -> argparse.ArgumentParser:
                     "Markdown table. Rerunning the same command resumes an interrupted run.")
     d = RunConfig()
     g = p.add_argument_group("what to run")
+    g.add_argument("--config", metavar="FILE",
+                   help="a run file (YAML of RunConfig fields, as a sweep's cells; examples/run.yaml) or a run folder's "
+                        "config.json (reruns that run exactly); options given here override it")
     g.add_argument("--suite", default=d.suite, help="benchmark suite (see `list`); default: %(default)s (offline)")
     g.add_argument("--method", default=d.method, help="method (see `list`); default: %(default)s")
     g.add_argument("--teacher", default=d.teacher,
@@ -114,11 +117,15 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
 
 
 def cmd_run(argv: Sequence[str]) -> int:
-    from . import engine
-    from .report.tables import build_tables, render
-
     a = run_parser().parse_args(argv)
     cfg = config_from_args(a)
+    if a.config:
+        from .runconfig_file import command_line_fields, config_from_file, given_options
+
+        cfg = config_from_file(a.config, command_line_fields(a, given_options(run_parser, list(argv)), cfg))
+    from . import engine  # torch: only once there is something to run (--help stays fast)
+    from .report.tables import build_tables, render
+
     if a.dry_run:
         print(engine.plan(engine.prepare(cfg)))
         return 0

@@ -23,20 +23,22 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from . import distributed
+from . import distributed, outputs
 from .config import RunConfig
 from .data.build import SuiteData, load_source_data, load_suite
 from .data.images import CorruptImageError
 from .data.prompts import class_prompts, file_hash
 from .data.sources import sample_seed
+from .eta import Eta
 from .errors import UserError
 from .methods import METHODS, build_method
 from .methods.base import PRECISIONS, Batch, Method
 from .methods.defaults import Resolved, resolve as resolve_defaults
+from .provenance import provenance, weights_sha256
 from .records import RunFolder
 from .stream import Stream, build_stream, required_severities
 from .summary import git_commit, summarize, versions
-from .teachers import build_teacher
+from .teachers import build_teacher, memory_format
 from .vocabulary import SUMMARY
 
 RUNS_DIR = Path("results/runs")
@@ -120,6 +122,8 @@ class Prepared:
     defaults: Resolved  # the batch size and method options after the suite family's defaults
     notes: list[str]  # what a reader of the results must know (shown at start, kept in the summary)
     source_data: dict[str, Any] | None = None  # the clean images a method used before the stream
+    teacher_sha256: str | None = None  # the teacher's weights as built, before any adaptation
+    memory_format: str = memory_format.CONTIGUOUS  # the teacher's layout (channels_last for CNNs on the CPU)
 
 
 def prepare(cfg: RunConfig) -> Prepared:
@@ -174,20 +178,25 @@ def run(cfg: RunConfig, progress: bool = True, log=print) -> dict[str, Any]:
     """Run (or resume) one configuration; under torchrun every rank calls this and rank 0 returns the summary."""
     dist = distributed.from_env()
     p = prepare(cfg)
+    cfg = p.cfg = outputs.merged(outputs.stored_config(p.out), cfg)  # the folder keeps the outputs it holds
     prompts = class_prompts(cfg.prompts, p.suite.space, p.suite.classes)  # validated before any model work
     folder = RunFolder.open(p.out, cfg) if dist.main else None
     if folder and file_hash(cfg.prompts):
         shutil.copyfile(cfg.prompts, folder.path / f"prompts{Path(cfg.prompts).suffix}")
     distributed.barrier_init(dist, cfg.device)
     folder = folder or RunFolder(p.out)
-    if (folder.path / SUMMARY).exists() and len(folder.records()) == len(p.stream.items):
+    records = folder.records()
+    if ((folder.path / SUMMARY).exists() and len(records) == len(p.stream.items)
+            and not outputs.lacking(records, cfg, outputs.saved_logit_ids(folder.path))):
         log(f"{folder.path} is complete; reusing its summary")
         return json.loads((folder.path / SUMMARY).read_text())
     device = pick_device(cfg.device, dist.local_rank)
     if device.type == "cpu" and cfg.num_workers:  # leave the decoding workers their cores: oversubscribed
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - cfg.num_workers))  # BLAS threads stall badly
     teacher = build_teacher(cfg.teacher, cfg.weights, cfg.method_options.get("head"), len(p.suite.space))
+    p.teacher_sha256 = weights_sha256(teacher)
     teacher = teacher.to(device).eval().requires_grad_(False)
+    p.memory_format = memory_format.apply(teacher, device)
     teacher.set_classes(p.suite.space, p.suite.classes, prompts)
     method = build_method(cfg.method, teacher, p.defaults.options, device)
     if dist.main:
@@ -203,7 +212,9 @@ def run(cfg: RunConfig, progress: bool = True, log=print) -> dict[str, Any]:
 def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, precision: str,
           dist: distributed.Dist, progress: bool, log) -> dict[str, Any]:
     cfg, suite, stream = p.cfg, p.suite, p.stream
-    done = {(r["split"], r["id"]) for r in folder.records()}
+    previous = {(r["split"], r["id"]): r for r in folder.records()}
+    # records lacking an asked output (--save-logits, --record-steps added to a run) are computed again
+    done = set(previous) - outputs.lacking(previous.values(), cfg, outputs.saved_logit_ids(folder.path))
     key = lambda i: (suite.splits[stream.items[i].split].name,  # noqa: E731
                      suite.splits[stream.items[i].split].source.ids[stream.items[i].pos])
     batches = _batches_of_rank(stream, p.defaults.batch_size, method, dist)
@@ -218,13 +229,16 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
     amp = autocast(device, precision)
     n_todo = sum(len(b) for b in batches)
     steps_each = getattr(method.options, "steps", 0)
+    redo = len(set(previous) - done)
     if dist.main:
-        log(f"{cfg.method}: {n_todo:,} samples to run on this rank ({len(done):,} already done)"
+        log(f"{cfg.method}: {n_todo:,} samples to run on this rank ({len(done):,} already done"
+            + (f"; {redo:,} again for outputs they lack" if redo else "") + ")"
             + (f", x {steps_each} adaptation steps each" if steps_each else ""))
     bar = tqdm(total=n_todo, disable=not progress, desc=f"{cfg.suite}/{cfg.method}", unit="img", file=sys.stderr,
                dynamic_ncols=True)
-    correct = seen = steps = forwards = 0
+    correct = seen = steps = forwards = changed = 0
     start = time.perf_counter()
+    eta = Eta(n_todo)
     try:
         for positions, images, errors in loader:
             if positions[0] in stream.resets:
@@ -232,7 +246,8 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
             kept = [i for i, e in zip(positions, errors) if not e]
             records, logits = [], None
             if images is not None:
-                batch = Batch(images.to(device, non_blocking=True), [sample_seed(cfg.seed, *key(i)) for i in kept],
+                images = memory_format.batch(images.to(device, non_blocking=True), p.memory_format)
+                batch = Batch(images, [sample_seed(cfg.seed, *key(i)) for i in kept],
                               tuple(cfg.record_steps or ()))
                 with amp:
                     out = _predict(method, batch)
@@ -243,20 +258,21 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
                 # stable order: ties go to the lower class index, as `metrics` recomputes it from saved logits
                 top5 = logits.sort(dim=1, descending=True, stable=True).indices[:, :5].cpu().tolist()
                 extras = out.extras or [{} for _ in kept]
-                records = [_record(suite, stream, i, t5, extra) for i, t5, extra in zip(kept, top5, extras)]
+                records = [outputs.mark(_record(suite, stream, i, t5, extra), cfg)
+                           for i, t5, extra in zip(kept, top5, extras)]
             fresh = [k for k, r in enumerate(records) if (r["split"], r["id"]) not in done]
             writer.append([records[k] for k in fresh], logits[fresh].cpu().numpy() if logits is not None else None)
             errs = [_error_record(suite, stream, i, e) for i, e in zip(positions, errors) if e and key(i) not in done]
             writer.append(errs)
             for r in [records[k] for k in fresh] + errs:
                 done.add((r["split"], r["id"]))
+                changed += r["pred"] != previous.get((r["split"], r["id"]), r)["pred"]
                 seen += r["status"] != "error"
                 correct += r["correct"]
             bar.update(len(positions))
             bar.set_postfix(top1=f"{100 * correct / max(seen, 1):.1f}%")
-            if bar.n == len(positions) and n_todo > len(positions) and dist.main:
-                per = (time.perf_counter() - start) / len(positions)
-                log(f"warm-up: {per:.3f} s/sample, ETA {per * n_todo / 60:.1f} min for this rank")
+            if (estimate := eta.update(len(positions))) and dist.main:
+                log(estimate)
     except CorruptImageError as exc:
         raise UserError(f"{exc}\nthe run stopped; predictions so far are kept in {folder.path}. "
                         "Rerun with --on-error skip to skip and count such files") from None
@@ -268,8 +284,15 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
         return {}
     order = {key(i): i for i in range(len(stream.items))}
     records = folder.merge(order, suite.classes)
-    summary = summarize(records, [s.name for s in suite.splits],
-                        _meta(p, method, seconds, n_todo * dist.world, steps, forwards, device, precision, dist))
+    meta = _meta(p, method, seconds, n_todo * dist.world, steps, forwards, device, precision, dist)
+    meta["cost"]["eta"] = eta.record()
+    if redo and (folder.path / SUMMARY).exists():  # outputs added to a finished run: its cost stays the run's
+        meta["cost"] = {**json.loads((folder.path / SUMMARY).read_text()).get("cost", {}),
+                        "outputs_added": {"samples": n_todo, "seconds": seconds, "changed_predictions": changed}}
+    if changed:
+        log(f"warning: {changed} recomputed prediction(s) differ from the recorded ones (another device or "
+            "library version?); the new ones are kept")
+    summary = summarize(records, [s.name for s in suite.splits], meta)
     folder.write_summary(summary.to_dict())
     return summary.to_dict()
 
@@ -383,9 +406,12 @@ def _meta(p: Prepared, method: Method, seconds: float, n: int, steps: int, forwa
         "source": suite.source,
         "data": {"subset": suite.subset, "generated": suite.generated, "partial": suite.partial,
                  "n_samples": len(p.stream.items), "notes": suite.notes, "classes": len(suite.classes),
+                 "root": os.path.abspath(cfg.data_root) if cfg.data_root and os.path.exists(cfg.data_root) else
+                 cfg.data_root,
                  "label_space": suite.space.name},
         "setting": {"name": p.stream.setting, **p.stream.params, "stream_hash": p.stream.hash(suite.splits)},
         "seed": cfg.seed, "config": cfg.to_dict(), "method_options": options, "defaults": p.defaults.record,
+        "provenance": {**provenance(device, p.teacher_sha256 or ""), "memory_format": p.memory_format},
         "notes": p.notes, "source_data": p.source_data,
         "prompts": {"spec": cfg.prompts, "sha256": file_hash(cfg.prompts)},
         "versions": versions(), "git_commit": git_commit(), "device": str(device),

@@ -18,7 +18,6 @@ from .vocabulary import CONFIG, LOGITS, PREDICTIONS, SHARDS, SUMMARY
 import numpy as np
 
 
-
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as f:
@@ -91,14 +90,13 @@ class RunFolder:
                         f.truncate(end)
 
     def records(self) -> list[dict[str, Any]]:
-        """Every finished record: the merged file and any shard files of an unfinished sharded run."""
-        out, seen = [], set()
+        """Every finished record: the merged file and any shard files of an unfinished sharded run. A sample
+        recomputed to add an output (outputs.py) appears again later: the later record replaces the earlier."""
+        out: dict[tuple[str, str], dict[str, Any]] = {}
         for path in [self.predictions_path, *sorted((self.path / SHARDS).glob("*.jsonl"))]:
             for r in read_records(path):
-                if (r["split"], r["id"]) not in seen:
-                    seen.add((r["split"], r["id"]))
-                    out.append(r)
-        return out
+                out[r["split"], r["id"]] = r
+        return list(out.values())
 
     def writer(self, rank: int, world: int, save_logits: bool) -> "RecordWriter":
         """Where this process appends: predictions.jsonl in a single process, shards/rank<R>.jsonl under torchrun."""
@@ -112,15 +110,18 @@ class RunFolder:
         records = sorted(self.records(), key=lambda r: order.get((r["split"], r["id"]), len(order)))
         raw = {p.stem: p for p in (self.path / LOGITS).glob("*.f16")}
         if raw:
-            by_split: dict[str, list[dict[str, Any]]] = {}
+            arrays = {name: np.fromfile(path, dtype=np.float16).reshape(-1, len(classes)) for name, path in raw.items()}
+            kept = self._saved_logits()  # a finished run's arrays, when a rerun added outputs to it
+            by_split: dict[str, list[tuple[str, np.ndarray]]] = {}
             for r in records:
                 if "logits_row" in r:
-                    by_split.setdefault(r["split"], []).append(r)
-            arrays = {name: np.fromfile(path, dtype=np.float16).reshape(-1, len(classes)) for name, path in raw.items()}
+                    row = arrays[r["logits_file"]][r["logits_row"]]
+                elif (row := kept.get((r["split"], r["id"]))) is None:
+                    continue
+                by_split.setdefault(r["split"], []).append((r["id"], row))
             for split, rows in by_split.items():
-                logits = np.stack([arrays[r["logits_file"]][r["logits_row"]] for r in rows])
-                save_npz(self.path / LOGITS / f"{split}.npz", logits=logits, ids=np.array([r["id"] for r in rows]),
-                         classes=np.asarray(classes, dtype=np.int64))
+                save_npz(self.path / LOGITS / f"{split}.npz", logits=np.stack([row for _, row in rows]),
+                         ids=np.array([i for i, _ in rows]), classes=np.asarray(classes, dtype=np.int64))
         for r in records:  # the per-split arrays replace the raw rows: drop the row references
             r.pop("logits_file", None)
             r.pop("logits_row", None)
@@ -129,6 +130,13 @@ class RunFolder:
         for path in raw.values():
             path.unlink()
         return records
+
+    def _saved_logits(self) -> dict[tuple[str, str], np.ndarray]:
+        out = {}
+        for path in (self.path / LOGITS).glob("*.npz"):
+            with np.load(path, allow_pickle=False) as z:
+                out |= {(path.stem, str(i)): row for i, row in zip(z["ids"], z["logits"])}
+        return out
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         try:

@@ -1,10 +1,13 @@
 """Name -> builder registries for suites, teachers and methods.
 
-Adding a suite, teacher or method is one file plus one ``@REGISTRY.register`` line, the way timm and
-open_clip register models. Lookups of unknown names fail with the list of known ones.
+Adding a suite, teacher or method is one file plus one registry line, the way timm and open_clip register models.
+``lazy`` registers a builder by its import path ("package.module:attr"), imported on first use: listing names
+(``run_bench.py list``) then imports neither torch nor any model code. Lookups of unknown names fail with the list of
+known ones.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Callable, Generic, Iterator, TypeVar
 
@@ -18,11 +21,19 @@ class UnknownNameError(KeyError):
         return str(self.args[0])
 
 
-@dataclass(frozen=True)
+@dataclass
 class Entry(Generic[T]):
     name: str
-    builder: T
+    target: T | str  # the builder, or its import path "package.module:attr" (``Registry.lazy``)
     help: str
+
+    @property
+    def builder(self) -> T:
+        """The builder itself; a lazy entry imports its module here, once."""
+        if isinstance(self.target, str):
+            module, _, attr = self.target.partition(":")
+            self.target = getattr(importlib.import_module(module), attr)
+        return self.target
 
 
 class Registry(Generic[T]):
@@ -40,6 +51,15 @@ class Registry(Generic[T]):
             return builder
 
         return decorator
+
+    def lazy(self, name: str, target: str, help: str) -> None:
+        """Register ``target`` ("package.module:attr") under ``name`` without importing it; ``help`` is required
+        because listing must not import the builder to read its docstring."""
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        if ":" not in target or not help:
+            raise ValueError(f"{self.kind} {name!r}: lazy registration needs 'package.module:attr' and a help text")
+        self._entries[name] = Entry(name, target, help)
 
     def get(self, name: str) -> T:
         return self.entry(name).builder

@@ -34,7 +34,11 @@ def load_dataset(hub: HubSpec | None, hub_id: str | None, split: str | None, dat
     repo = hub_id or (hub.id if hub else None)
     if repo is None:
         raise DataError("this suite has no standard Hugging Face copy: give --hub-id ID or use --source published")
-    return datasets.load_dataset(repo, split=split or (hub.split if hub else "test"))
+    from ..network import fetching
+
+    with fetching(f"the Hugging Face dataset {repo}", "a local copy with --data-root PATH (a save_to_disk folder or "
+                  "an imagefolder)"):
+        return datasets.load_dataset(repo, split=split or (hub.split if hub else "test"))
 
 
 def _label_map(ds: Any, label_key: str, space: LabelSpace) -> list[int] | None:
