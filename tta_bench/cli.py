@@ -119,17 +119,22 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
 def cmd_run(argv: Sequence[str]) -> int:
     a = run_parser().parse_args(argv)
     cfg = config_from_args(a)
-    if a.config:
+    if a.config:  # the file's fields under the options typed here
         from .runconfig_file import command_line_fields, config_from_file, given_options
 
         cfg = config_from_file(a.config, command_line_fields(a, given_options(run_parser, list(argv)), cfg))
     from . import engine  # torch: only once there is something to run (--help stays fast)
     from .report.tables import build_tables, render
+    from .runconfig_file import resolved
 
+    cfg = resolved(cfg)
     if a.dry_run:
+        from .teachers.names import check_teacher
+
+        check_teacher(cfg.teacher, cfg.weights, cfg.method_options.get("head"))
         print(engine.plan(engine.prepare(cfg)))
         return 0
-    if a.seeds and (a.out or len(set(a.seeds)) != len(a.seeds)):
+    if a.seeds and (cfg.out or len(set(a.seeds)) != len(a.seeds)):
         raise UserError("--seeds takes distinct seeds and names each run folder itself (drop --out)")
     configs = [dataclasses.replace(cfg, seed=s) for s in a.seeds] if a.seeds else [cfg]
     summaries = [engine.run(c, progress=not a.no_progress) for c in configs]
@@ -160,6 +165,10 @@ def cmd_list(argv: Sequence[str]) -> int:
     return 0
 
 
+def _warn(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr)
+
+
 def cmd_table(argv: Sequence[str]) -> int:
     from .report import table_command
 
@@ -170,7 +179,7 @@ def cmd_table(argv: Sequence[str]) -> int:
     p.add_argument("--metric", default="top1")
     p.add_argument("--at-step", type=int, help="accuracy after N test-time steps (runs made with --record-steps)")
     a = p.parse_args(argv)
-    print(table_command(a.runs, a.format, a.published, a.metric, a.at_step))
+    print(table_command(a.runs, a.format, a.published, a.metric, a.at_step, warn=_warn))
     return 0
 
 
@@ -181,7 +190,7 @@ def cmd_plot(argv: Sequence[str]) -> int:
     p.add_argument("runs", nargs="+")
     p.add_argument("--out", default="results/plots")
     a = p.parse_args(argv)
-    for path in plot_command(a.runs, a.out):
+    for path in plot_command(a.runs, a.out, warn=_warn):
         print(path)
     return 0
 

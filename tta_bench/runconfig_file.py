@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -104,3 +105,17 @@ def _opt_keys(items: list[str]) -> list[str]:
 def config_from_file(path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """RunConfig defaults, then the file, then ``overrides`` (the command line's fields)."""
     return RunConfig(**layer(read_run_file(path), overrides or {}))
+
+
+PATH_FIELDS = ("data_root", "source_data")  # folders a run reads; ids of Hub datasets stay as they are
+
+
+def resolved(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with its data folders absolute (where they exist), so that config.json and summary.json say which
+    data a run read, whatever folder it was started from, and a rerun from elsewhere finds it."""
+    changes = {}
+    for name in PATH_FIELDS:
+        value = getattr(cfg, name)
+        if value and os.path.exists(os.path.expanduser(value)):
+            changes[name] = os.path.abspath(os.path.expanduser(value))
+    return dataclasses.replace(cfg, **changes) if changes else cfg

@@ -25,7 +25,7 @@ import yaml
 from .config import RunConfig, parse_key_values
 from .errors import UserError
 from .registry import UnknownNameError
-from .runconfig_file import FIELDS, check_fields, layer
+from .runconfig_file import FIELDS, check_fields, layer, resolved
 
 SWEEPS_DIR = Path("results/sweeps")
 NAMED = ("assets", "sweeps")  # package data: tta_bench/assets/sweeps/<name>.yaml
@@ -205,7 +205,7 @@ def expand(sweep: Sweep, out_dir: str | Path | None = None, extra: Mapping[str, 
             continue
         for override in [o for o in sweep.overrides if _matches(values, o.match)]:
             values = _layer(values, override.set)
-        cfg = RunConfig(**_layer(values, extra))
+        cfg = resolved(RunConfig(**_layer(values, extra)))
         name = default_out(cfg).name
         if name not in seen:
             seen.add(name)
