@@ -170,8 +170,6 @@ def _warn(line: str) -> None:
 
 
 def cmd_table(argv: Sequence[str]) -> int:
-    from .report import table_command
-
     p = argparse.ArgumentParser(prog="run_bench.py table", description="Comparison tables of finished runs.")
     p.add_argument("runs", nargs="+", help="run folders, or folders holding run folders")
     p.add_argument("--format", choices=("md", "csv", "latex"), default="md")
@@ -179,17 +177,19 @@ def cmd_table(argv: Sequence[str]) -> int:
     p.add_argument("--metric", default="top1")
     p.add_argument("--at-step", type=int, help="accuracy after N test-time steps (runs made with --record-steps)")
     a = p.parse_args(argv)
+    from .report import table_command  # pandas: after --help
+
     print(table_command(a.runs, a.format, a.published, a.metric, a.at_step, warn=_warn))
     return 0
 
 
 def cmd_plot(argv: Sequence[str]) -> int:
-    from .report import plot_command
-
     p = argparse.ArgumentParser(prog="run_bench.py plot", description="Plots (PNG + SVG) of finished runs.")
     p.add_argument("runs", nargs="+")
     p.add_argument("--out", default="results/plots")
     a = p.parse_args(argv)
+    from .report import plot_command  # pandas, matplotlib: after --help
+
     for path in plot_command(a.runs, a.out, warn=_warn):
         print(path)
     return 0

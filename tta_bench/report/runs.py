@@ -112,8 +112,9 @@ def load_run_folders(paths: Iterable[str | Path], warn: Warn | None = None) -> l
 
 
 def _reason(error: RunFolderError, path: str | Path) -> str:
+    """The error without the path the warning already names ('summary.json: malformed JSON', 'not a folder')."""
     text = str(error)
-    return text[len(str(path)) + 2:] if text.startswith(f"{path}: ") else text
+    return text[len(str(path)):].lstrip("/:").lstrip() if text.startswith(str(path)) else text
 
 
 def load_runs(paths: Iterable[str | Path], warn: Warn | None = None) -> list[dict]:
