@@ -38,7 +38,8 @@ def test_the_estimate_waits_for_its_window():
     estimate, lines = _simulate(first=1.0, per_batch=0.1, batches=10, size=4)  # 0.1 s batches: 2 s after 20
     assert lines == [] and estimate.record() is None  # the run ends before a 2 s window
     estimate, lines = _simulate(first=1.0, per_batch=0.5, batches=10, size=4)
-    assert estimate.record() == {"predicted_seconds": 5.5, "after_samples": 20}  # 2 s after the first
+    assert estimate.record() == {"predicted_seconds": 5.5, "after_samples": 20,  # 2 s after the first batch
+                                 "first_batch": {"seconds": 1.0, "samples": 4}}
 
 
 def test_the_engine_keeps_its_estimate_in_the_summary(tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ DEMO_HINT = """examples:
   python run_bench.py --suite imagenet-c --method apm --teacher clip:ViT-L-14/openai --data-root /data/ImageNet-C
   python run_bench.py --suite imagenet-c --source generated --data-root /data/imagenet/val --corruptions gaussian_noise,fog
   python run_bench.py --suite cifar10-c --method tent --teacher cifar-resnet20 --weights resnet20.th --data-root /data/CIFAR-10-C
+  python run_bench.py --config examples/run.yaml   # a run file; options typed after it override it
   python run_bench.py list                   # suites, methods, teachers, settings
   python run_bench.py table results/runs/*   # comparison table of finished runs
 subcommands: list, table, plot, check, metrics, sweep, reproduce, islands (each has --help)"""

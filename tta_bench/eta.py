@@ -50,6 +50,7 @@ class Eta:
 
     def record(self) -> dict[str, float | int] | None:
         """For summary.json: the estimate and when it was made (compare with cost.seconds)."""
-        if self.predicted_seconds is None:
+        if self.predicted_seconds is None or self.first is None:
             return None
-        return {"predicted_seconds": self.predicted_seconds, "after_samples": self.predicted_at}
+        return {"predicted_seconds": self.predicted_seconds, "after_samples": self.predicted_at,
+                "first_batch": {"seconds": self.first[0] - self.start, "samples": self.first[1]}}
