@@ -205,5 +205,5 @@ def test_list_shows_every_method_with_its_description_and_the_teachers_it_accept
     for entry in METHODS:
         at = next(i for i, line in enumerate(methods) if line.split()[:1] == [entry.name])
         assert entry.help in methods[at] and entry.help
-        assert methods[at + 1].strip() == f"teachers: {entry.builder.accepts}"
-    assert METHODS.get("rotta").accepts != METHODS.get("cotta").accepts  # said per method, not one default
+        assert methods[at + 1].strip() == f"teachers: {entry.accepts}" and entry.accepts
+    assert METHODS.entry("rotta").accepts != METHODS.entry("cotta").accepts  # said per method, not one default

@@ -39,7 +39,10 @@ def test_two_process_gloo_run_matches_single_process(tmp_path):
     # every field equal, the logits' row references included: the merge realigns them per split
     assert read_records(tmp_path / "sharded" / PREDICTIONS) == read_records(tmp_path / "single" / PREDICTIONS)
     single, sharded = (np.load(tmp_path / run / "logits" / "imagenet.npz") for run in ("single", "sharded"))
-    assert np.array_equal(single["ids"], sharded["ids"]) and np.array_equal(single["logits"], sharded["logits"])
+    assert np.array_equal(single["ids"], sharded["ids"])
+    # equal up to float16 rounding: a rank sees other batch sizes, and CPU convolution kernels (channels_last) block
+    # by batch
+    np.testing.assert_allclose(single["logits"].astype(np.float32), sharded["logits"].astype(np.float32), atol=2e-3)
     a = json.loads((tmp_path / "single" / SUMMARY).read_text())
     b = json.loads((tmp_path / "sharded" / SUMMARY).read_text())
     assert b["world_size"] == 2 and a["splits"] == b["splits"]

@@ -21,6 +21,7 @@ DEMO_HINT = """examples:
   python run_bench.py --suite imagenet-c --method apm --teacher clip:ViT-L-14/openai --data-root /data/ImageNet-C
   python run_bench.py --suite imagenet-c --source generated --data-root /data/imagenet/val --corruptions gaussian_noise,fog
   python run_bench.py --suite cifar10-c --method tent --teacher cifar-resnet20 --weights resnet20.th --data-root /data/CIFAR-10-C
+  python run_bench.py --config examples/run.yaml   # a run file; options typed after it override it
   python run_bench.py list                   # suites, methods, teachers, settings
   python run_bench.py table results/runs/*   # comparison table of finished runs
 subcommands: list, table, plot, check, metrics, sweep, reproduce, islands (each has --help)"""
@@ -38,6 +39,9 @@ def run_parser() -> argparse.ArgumentParser:
                     "Markdown table. Rerunning the same command resumes an interrupted run.")
     d = RunConfig()
     g = p.add_argument_group("what to run")
+    g.add_argument("--config", metavar="FILE",
+                   help="a run file (YAML of RunConfig fields, as a sweep's cells; examples/run.yaml) or a run folder's "
+                        "config.json (reruns that run exactly); options given here override it")
     g.add_argument("--suite", default=d.suite, help="benchmark suite (see `list`); default: %(default)s (offline)")
     g.add_argument("--method", default=d.method, help="method (see `list`); default: %(default)s")
     g.add_argument("--teacher", default=d.teacher,
@@ -132,17 +136,26 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
 
 
 def cmd_run(argv: Sequence[str]) -> int:
-    from . import engine
-    from .report.tables import build_tables, render
-
     a = run_parser().parse_args(argv)
     cfg = config_from_args(a)
+    if a.config:  # the file's fields under the options typed here
+        from .runconfig_file import command_line_fields, config_from_file, given_options
+
+        cfg = config_from_file(a.config, command_line_fields(a, given_options(run_parser, list(argv)), cfg))
+    from . import engine  # torch: only once there is something to run (--help stays fast)
+    from .report.tables import build_tables, render
+    from .runconfig_file import resolved
+
+    cfg = resolved(cfg)
     if a.dry_run:
+        from .teachers.names import check_teacher
+
+        check_teacher(cfg.teacher, cfg.weights, cfg.head)
         print(engine.plan(engine.prepare(cfg)))
         return 0
     if a.seeds is not None and not a.seeds:
         raise UserError("--seeds needs at least one seed, e.g. --seeds 1,2,3")
-    if a.seeds and (a.out or len(set(a.seeds)) != len(a.seeds)):
+    if a.seeds and (cfg.out or len(set(a.seeds)) != len(a.seeds)):
         raise UserError("--seeds takes distinct seeds and names each run folder itself (drop --out)")
     configs = [dataclasses.replace(cfg, seed=s) for s in a.seeds] if a.seeds else [cfg]
     summaries = [engine.run(c, progress=not a.no_progress) for c in configs]
@@ -177,17 +190,19 @@ def cmd_list(argv: Sequence[str]) -> int:
         print(f"{title}:")
         for e in entries:
             print(f"  {e.name:16s} {e.help}")
-            if entries is METHODS:
-                print(f"  {'':16s}   teachers: {e.builder.accepts}")
+            if e.accepts:
+                print(f"  {'':16s}   teachers: {e.accepts}")
     print("settings:")
     for name, text in SETTINGS.items():
         print(f"  {name:28s} {text}")
     return 0
 
 
-def cmd_table(argv: Sequence[str]) -> int:
-    from .report import table_command
+def _warn(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr)
 
+
+def cmd_table(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="run_bench.py table", description="Comparison tables of finished runs.")
     p.add_argument("runs", nargs="+", help="run folders, or folders holding run folders")
     p.add_argument("--format", choices=("md", "csv", "latex"), default="md")
@@ -195,18 +210,20 @@ def cmd_table(argv: Sequence[str]) -> int:
     p.add_argument("--metric", default="top1")
     p.add_argument("--at-step", type=int, help="accuracy after N test-time steps (runs made with --record-steps)")
     a = p.parse_args(argv)
-    print(table_command(a.runs, a.format, a.published, a.metric, a.at_step))
+    from .report import table_command  # pandas: after --help
+
+    print(table_command(a.runs, a.format, a.published, a.metric, a.at_step, warn=_warn))
     return 0
 
 
 def cmd_plot(argv: Sequence[str]) -> int:
-    from .report import plot_command
-
     p = argparse.ArgumentParser(prog="run_bench.py plot", description="Plots (PNG + SVG) of finished runs.")
     p.add_argument("runs", nargs="+")
     p.add_argument("--out", default="results/plots")
     a = p.parse_args(argv)
-    for path in plot_command(a.runs, a.out):
+    from .report import plot_command  # pandas, matplotlib: after --help
+
+    for path in plot_command(a.runs, a.out, warn=_warn):
         print(path)
     return 0
 

@@ -24,20 +24,22 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.functional import pil_to_tensor
 from tqdm import tqdm
 
-from . import distributed
+from . import distributed, outputs
 from .config import RunConfig
 from .data.build import SuiteData, load_source_data, load_suite
 from .data.images import CorruptImageError
 from .data.prompts import class_prompts, file_hash
 from .data.sources import sample_seed
+from .eta import Eta
 from .errors import UserError
 from .methods import METHODS, build_method
 from .methods.base import Batch, Method
 from .methods.defaults import Resolved, resolve as resolve_defaults
+from .provenance import provenance, weights_sha256
 from .records import RunFolder, file_sha256
 from .stream import Stream, build_stream, default_dirichlet, required_severities
 from .summary import git_commit, summarize, versions
-from .teachers import build_teacher
+from .teachers import build_teacher, memory_format
 from .vocabulary import SUMMARY, record_key
 
 RUNS_DIR = Path("results/runs")
@@ -126,6 +128,8 @@ class Prepared:
     prompts: str  # the CLIP prompt spec: the user's, else the method's
     notes: list[str]  # what a reader of the results must know (shown at start, kept in the summary)
     source_data: dict[str, Any] | None = None  # the clean images a method used before the stream
+    teacher_sha256: str | None = None  # the teacher's weights as built, before any adaptation
+    memory_format: str = memory_format.CONTIGUOUS  # the teacher's layout (channels_last for CNNs on the CPU)
 
 
 def prepare(cfg: RunConfig) -> Prepared:
@@ -180,6 +184,7 @@ def run(cfg: RunConfig, progress: bool = True, log=print) -> dict[str, Any]:
     Rank 0 holds the run folder's lock from start to end."""
     dist = distributed.from_env()
     p = prepare(cfg)
+    cfg = p.cfg = outputs.merged(outputs.stored_config(p.out), cfg)  # the folder keeps the outputs it holds
     prompts = class_prompts(p.prompts, p.suite.space, p.suite.classes)  # validated before any model work
     folder = RunFolder.open(p.out, cfg) if dist.main else None
     try:
@@ -214,7 +219,9 @@ def _run(p: Prepared, folder: RunFolder | None, prompts, dist: distributed.Dist,
             shutil.copyfile(cfg.prompts, folder.path / f"prompts{Path(cfg.prompts).suffix}")
     distributed.barrier_init(dist, cfg.device)
     folder = folder or RunFolder(p.out)
-    if (folder.path / SUMMARY).exists() and len(folder.records()) == len(p.stream.items):
+    records = folder.records()
+    if ((folder.path / SUMMARY).exists() and len(records) == len(p.stream.items)
+            and not outputs.lacking(records, cfg, outputs.saved_logit_ids(folder.path))):
         log(f"{folder.path} is complete; reusing its summary")
         return json.loads((folder.path / SUMMARY).read_text())
     if device.type == "cpu" and cfg.num_workers:  # leave the decoding workers their cores: oversubscribed
@@ -223,7 +230,9 @@ def _run(p: Prepared, folder: RunFolder | None, prompts, dist: distributed.Dist,
     if cfg.prompts is not None and not teacher.uses_prompts:
         raise UserError(f"--prompts {cfg.prompts} builds a CLIP text head; teacher {teacher.name} classifies with its "
                         "own head and would ignore it")
+    p.teacher_sha256 = weights_sha256(teacher)
     teacher = teacher.to(device).eval().requires_grad_(False)
+    p.memory_format = memory_format.apply(teacher, device)
     teacher.set_classes(p.suite.space, p.suite.classes, prompts)
     method = build_method(cfg.method, teacher, p.defaults.options, device)
     steps = getattr(method.options, "steps", 0)
@@ -238,7 +247,9 @@ def _run(p: Prepared, folder: RunFolder | None, prompts, dist: distributed.Dist,
 def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, precision: str,
           dist: distributed.Dist, progress: bool, log) -> dict[str, Any]:
     cfg, suite, stream = p.cfg, p.suite, p.stream
-    done = {record_key(r) for r in folder.records()}
+    previous = {record_key(r): r for r in folder.records()}
+    # records lacking an asked output (--save-logits, --record-steps added to a run) are computed again
+    done = set(previous) - outputs.lacking(previous.values(), cfg, outputs.saved_logit_ids(folder.path))
     key = lambda i: (suite.splits[stream.items[i].split].name,  # noqa: E731
                      suite.splits[stream.items[i].split].source.ids[stream.items[i].pos], stream.items[i].visit)
     batches = _batches_of_rank(stream, p.defaults.batch_size, method, dist)
@@ -254,14 +265,17 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
     amp = autocast(device, precision)
     n_todo = sum(len(b) for b in batches)
     steps_each = getattr(method.options, "steps", 0)
+    redo = len(set(previous) - done)
     if dist.main:
-        log(f"{cfg.method}: {n_todo:,} samples to run on this rank ({len(done):,} already done)"
+        log(f"{cfg.method}: {n_todo:,} samples to run on this rank ({len(done):,} already done"
+            + (f"; {redo:,} again for outputs they lack" if redo else "") + ")"
             + (f", x {steps_each} adaptation steps each" if steps_each else ""))
     bar = tqdm(total=n_todo, disable=not progress, desc=f"{cfg.suite}/{cfg.method}", unit="img", file=sys.stderr,
                dynamic_ncols=True)
     cost = folder.cost_log(dist.rank)
-    correct = seen = 0
+    correct = seen = changed = 0
     start = last = time.perf_counter()
+    eta = Eta(n_todo)
     try:
         for positions, images, errors, raw in loader:
             if positions[0] in stream.resets:
@@ -269,7 +283,8 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
             kept = [i for i, e in zip(positions, errors) if not e]
             records, logits, forwards, steps = [], None, 0, 0
             if images is not None:
-                batch = Batch(images.to(device, non_blocking=True), [sample_seed(cfg.seed, *key(i)[:2]) for i in kept],
+                images = memory_format.batch(images.to(device, non_blocking=True), p.memory_format)
+                batch = Batch(images, [sample_seed(cfg.seed, *key(i)[:2]) for i in kept],
                               tuple(cfg.record_steps or ()), raw)
                 with amp:
                     out = _predict(method, batch)
@@ -280,7 +295,7 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
                 top5 = logits.sort(dim=1, descending=True, stable=True).indices[:, :5].cpu().tolist()
                 extras = out.extras or [{} for _ in kept]
                 diverged = (~logits.isfinite().all(1)).tolist()  # a NaN/inf update: no prediction to count
-                records = [_record(suite, stream, i, t5, extra, bad)
+                records = [outputs.mark(_record(suite, stream, i, t5, extra, bad), cfg)
                            for i, t5, extra, bad in zip(kept, top5, extras, diverged)]
             fresh = [k for k, r in enumerate(records) if record_key(r) not in done]
             writer.append([records[k] for k in fresh], logits[fresh].cpu().numpy() if logits is not None else None)
@@ -288,6 +303,7 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
             writer.append(errs)
             for r in [records[k] for k in fresh] + errs:
                 done.add(record_key(r))
+                changed += r["pred"] != previous.get(record_key(r), r)["pred"]
                 seen += r["status"] != "error"
                 correct += r["correct"]
             now = time.perf_counter()
@@ -295,9 +311,8 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
             last = now
             bar.update(len(positions))
             bar.set_postfix(top1=f"{100 * correct / max(seen, 1):.1f}%")
-            if bar.n == len(positions) and n_todo > len(positions) and dist.main:
-                per = (time.perf_counter() - start) / len(positions)
-                log(f"warm-up: {per:.3f} s/sample, ETA {per * n_todo / 60:.1f} min for this rank")
+            if (estimate := eta.update(len(positions))) and dist.main:
+                log(estimate)
     except CorruptImageError as exc:
         raise UserError(f"{_last_line(exc)}; the run stopped, predictions so far are kept in {folder.path}: rerun "
                         "with --on-error skip to skip and count such files") from None
@@ -308,8 +323,16 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
         return {}
     order = {key(i): i for i in range(len(stream.items))}
     records = folder.merge(order, suite.classes)
-    summary = summarize(records, [s.name for s in suite.splits],
-                        _meta(p, method, folder.total_cost(), device, precision, dist))
+    meta = _meta(p, method, folder.total_cost(), device, precision, dist)
+    meta["cost"]["eta"] = eta.record()
+    if redo and (folder.path / SUMMARY).exists():  # outputs added to a finished run: its cost stays the run's
+        meta["cost"] = {**json.loads((folder.path / SUMMARY).read_text()).get("cost", {}),
+                        "outputs_added": {"samples": n_todo, "seconds": time.perf_counter() - start,
+                                          "changed_predictions": changed}}
+    if changed:
+        log(f"warning: {changed} recomputed prediction(s) differ from the recorded ones (another device or "
+            "library version?); the new ones are kept")
+    summary = summarize(records, [s.name for s in suite.splits], meta)
     folder.write_summary(summary.to_dict())
     return summary.to_dict()
 
@@ -432,10 +455,13 @@ def _meta(p: Prepared, method: Method, spent: dict[str, float], device: torch.de
         "source": suite.source,
         "data": {"subset": suite.subset, "generated": suite.generated, "partial": suite.partial,
                  "n_samples": len(p.stream.items), "notes": suite.notes, "classes": len(suite.classes),
+                 "root": os.path.abspath(cfg.data_root) if cfg.data_root and os.path.exists(cfg.data_root) else
+                 cfg.data_root,
                  "label_space": suite.space.name, **suite.protocol(),
                  "transform": repr(method.teacher.transform_for(suite.spec.stored))},
         "setting": {"name": p.stream.setting, **p.stream.params, "stream_hash": p.stream.hash(suite.splits)},
         "seed": cfg.seed, "config": cfg.to_dict(), "method_options": options, "defaults": p.defaults.record,
+        "provenance": {**provenance(device, p.teacher_sha256 or ""), "memory_format": p.memory_format},
         "notes": p.notes, "source_data": p.source_data,
         "prompts": {"spec": p.prompts, "sha256": file_hash(p.prompts)},
         "versions": versions(), "git_commit": git_commit(), "device": str(device),

@@ -26,7 +26,6 @@ from .vocabulary import CONFIG, COST, INPUTS, LOCK, LOGITS, PREDICTIONS, SHARDS,
 import numpy as np
 
 
-
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temporary file and rename it into place; on failure (disk full) the old file stays, the temporary
     one is removed, and the error says so in one line."""
@@ -165,14 +164,13 @@ class RunFolder:
                         f.truncate(end)
 
     def records(self) -> list[dict[str, Any]]:
-        """Every finished record: the merged file and any shard files of an unfinished sharded run."""
-        out, seen = [], set()
+        """Every finished record: the merged file and any shard files of an unfinished sharded run. A sample
+        recomputed to add an output (outputs.py) appears again later: the later record replaces the earlier."""
+        out: dict[tuple[str, str, int], dict[str, Any]] = {}
         for path in [self.predictions_path, *sorted((self.path / SHARDS).glob("*.jsonl"))]:
             for r in read_records(path):
-                if record_key(r) not in seen:
-                    seen.add(record_key(r))
-                    out.append(r)
-        return out
+                out[record_key(r)] = r
+        return list(out.values())
 
     def cost_log(self, rank: int) -> "CostLog":
         return CostLog(self.path / COST / f"rank{rank}.json")
@@ -197,15 +195,19 @@ class RunFolder:
         records = sorted(self.records(), key=lambda r: order.get(record_key(r), len(order)))
         raw = {p.stem: p for p in (self.path / LOGITS).glob("*.f16")}
         if raw:
-            by_split: dict[str, list[dict[str, Any]]] = {}
+            arrays = {name: np.fromfile(path, dtype=np.float16).reshape(-1, len(classes)) for name, path in raw.items()}
+            kept = self._saved_logits()  # a finished run's arrays, when a rerun added outputs to it
+            by_split: dict[str, list[tuple[dict[str, Any], np.ndarray]]] = {}
             for r in records:
                 if "logits_row" in r:
-                    by_split.setdefault(r["split"], []).append(r)
-            arrays = {name: np.fromfile(path, dtype=np.float16).reshape(-1, len(classes)) for name, path in raw.items()}
+                    row = arrays[r["logits_file"]][r["logits_row"]]
+                elif (row := kept.get(record_key(r))) is None:
+                    continue
+                by_split.setdefault(r["split"], []).append((r, row))
             for split, rows in by_split.items():
-                logits = np.stack([arrays[r["logits_file"]][r["logits_row"]] for r in rows])
-                save_npz(self.path / LOGITS / f"{split}.npz", logits=logits, ids=np.array([r["id"] for r in rows]),
-                         visits=np.array([r.get("visit", 0) for r in rows], dtype=np.int64),
+                save_npz(self.path / LOGITS / f"{split}.npz", logits=np.stack([row for _, row in rows]),
+                         ids=np.array([r["id"] for r, _ in rows]),
+                         visits=np.array([r.get("visit", 0) for r, _ in rows], dtype=np.int64),
                          classes=np.asarray(classes, dtype=np.int64))
         for r in records:  # the per-split arrays replace the raw rows: drop the row references
             r.pop("logits_file", None)
@@ -215,6 +217,14 @@ class RunFolder:
         for path in raw.values():
             path.unlink()
         return records
+
+    def _saved_logits(self) -> dict[tuple[str, str, int], np.ndarray]:
+        out = {}
+        for path in (self.path / LOGITS).glob("*.npz"):
+            with np.load(path, allow_pickle=False) as z:
+                visits = z["visits"] if "visits" in z.files else np.zeros(len(z["ids"]), dtype=np.int64)
+                out |= {(path.stem, str(i), int(v)): row for i, v, row in zip(z["ids"], visits, z["logits"])}
+        return out
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         try:

@@ -1,10 +1,13 @@
 """Name -> builder registries for suites, teachers and methods.
 
-Adding a suite, teacher or method is one file plus one ``@REGISTRY.register`` line, the way timm and
-open_clip register models. Lookups of unknown names fail with the list of known ones.
+Adding a suite, teacher or method is one file plus one registry line, the way timm and open_clip register models.
+``lazy`` registers a builder by its import path ("package.module:attr"), imported on first use: listing names
+(``run_bench.py list``) then imports neither torch nor any model code. Lookups of unknown names fail with the list of
+known ones.
 """
 from __future__ import annotations
 
+import importlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Generic, Iterator, TypeVar
@@ -19,11 +22,20 @@ class UnknownNameError(KeyError):
         return str(self.args[0])
 
 
-@dataclass(frozen=True)
+@dataclass
 class Entry(Generic[T]):
     name: str
-    builder: T
+    target: T | str  # the builder, or its import path "package.module:attr" (``Registry.lazy``)
     help: str
+    accepts: str = ""  # methods: the teachers it runs on, in words (``list`` shows it without importing it)
+
+    @property
+    def builder(self) -> T:
+        """The builder itself; a lazy entry imports its module here, once."""
+        if isinstance(self.target, str):
+            module, _, attr = self.target.partition(":")
+            self.target = getattr(importlib.import_module(module), attr)
+        return self.target
 
 
 class Registry(Generic[T]):
@@ -33,23 +45,33 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str, help: str = "") -> Callable[[T], T]:
+    def register(self, name: str, help: str = "", accepts: str = "") -> Callable[[T], T]:
         def decorator(builder: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._entries[name] = Entry(name, builder, help or (getattr(builder, "__doc__", "") or "").strip().split("\n")[0])
+            self._entries[name] = Entry(name, builder, help or (getattr(builder, "__doc__", "") or "").strip().split("\n")[0],
+                                        accepts)
             return builder
 
         return decorator
 
     @contextmanager
-    def added(self, name: str, builder: T, help: str = "") -> Iterator[T]:
+    def added(self, name: str, builder: T, help: str = "", accepts: str = "") -> Iterator[T]:
         """An entry for the duration of a block (a test's own method or suite), removed afterwards."""
-        self.register(name, help)(builder)
+        self.register(name, help, accepts)(builder)
         try:
             yield builder
         finally:
             del self._entries[name]
+
+    def lazy(self, name: str, target: str, help: str, accepts: str = "") -> None:
+        """Register ``target`` ("package.module:attr") under ``name`` without importing it; ``help`` is required
+        because listing must not import the builder to read its docstring."""
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        if ":" not in target or not help:
+            raise ValueError(f"{self.kind} {name!r}: lazy registration needs 'package.module:attr' and a help text")
+        self._entries[name] = Entry(name, target, help, accepts)
 
     def get(self, name: str) -> T:
         return self.entry(name).builder

@@ -69,6 +69,8 @@ class Summary:
     precision: str = "fp32"
     world_size: int = 1
     process_group: str | None = None
+    # the command line, UTC time, dirty tree, host (CPU/GPU model, threads), teacher weights' hash (provenance.py)
+    provenance: dict[str, Any] = field(default_factory=dict)
     # present only where they apply
     mean_top1_by_severity: dict[str, float] | None = None  # several severities (gradual)
     teacher_mean_top1: float | None = None  # methods that report their teacher (APM)

@@ -1,6 +1,6 @@
 """Sweeps: a YAML grid of run configurations, run one folder per cell, resumable and shardable.
 
-A sweep file names a ``base`` (RunConfig fields every run shares), a ``grid`` (lists whose product gives the runs),
+A sweep file names a ``base`` (RunConfig fields every run shares: a run file's schema, runconfig_file.py), a ``grid`` (lists whose product gives the runs),
 ``overrides`` (per-cell changes, e.g. tent -> batch 200) and ``exclude`` (cells to drop). Runs are listed in a
 fixed order, so ``--shard I/N`` (or a SLURM job array) splits the grid with no coordination, and a rerun skips
 the runs whose folder already holds a summary of the same configuration. Named sweeps in assets/sweeps/ are the
@@ -25,14 +25,13 @@ import yaml
 from .config import RunConfig, parse_key_values
 from .errors import UserError
 from .registry import UnknownNameError
+from .runconfig_file import FIELDS, check_fields, layer, resolved
 
 SWEEPS_DIR = Path("results/sweeps")
 NAMED = ("assets", "sweeps")  # package data: tta_bench/assets/sweeps/<name>.yaml
 TOP_KEYS = ("name", "description", "metric", "base", "grid", "overrides", "exclude", "published")
 DATA_ROOTS = "data_roots"  # base only: {suite: data root}, for grids over suites
-FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
-SWEEP_FIELDS = tuple(k for k in FIELDS if k != "out")  # each run's folder is the sweep's to choose
-MERGED = frozenset({"method_options"})  # dict fields: later layers add keys instead of replacing the dict
+SWEEP_FIELDS = tuple(k for k in FIELDS if k != "out")  # a run file's schema; each run's folder is the sweep's
 DEFAULTS = RunConfig().to_dict()  # what a key absent from base and cell matches against
 DONE, PARTIAL, TODO = "done", "partial", "todo"
 DELTA_TITLE = "Δ vs published"
@@ -76,12 +75,7 @@ class SweepRun:
 
 
 def _fields_check(keys: Mapping[str, Any], where: str, origin: str, allowed: tuple[str, ...] = SWEEP_FIELDS) -> None:
-    bad = sorted(set(keys) - set(allowed))
-    if bad:
-        hint = " (each run's folder is chosen by the sweep; use --out for the sweep folder)" if "out" in bad else ""
-        kind = "RunConfig fields" if allowed is SWEEP_FIELDS else "one of"
-        raise UserError(f"{origin}: unknown key(s) {', '.join(map(repr, bad))} in {where}{hint}; "
-                        f"expected {kind}: {', '.join(allowed)}")
+    check_fields(keys, where, origin, allowed)
 
 
 def _mapping(value: Any, where: str, origin: str) -> dict[str, Any]:
@@ -197,11 +191,6 @@ def _matches(values: Mapping[str, Any], match: Mapping[str, Any]) -> bool:
     return all(values.get(k, DEFAULTS[k]) == v for k, v in match.items())
 
 
-def _layer(values: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(values)
-    for k, v in changes.items():
-        out[k] = {**(out.get(k) or {}), **v} if k in MERGED and isinstance(v, dict) else v
-    return out
 
 
 def expand(sweep: Sweep, out_dir: str | Path | None = None, extra: Mapping[str, Any] | None = None) -> list[SweepRun]:
@@ -218,12 +207,12 @@ def expand(sweep: Sweep, out_dir: str | Path | None = None, extra: Mapping[str, 
     seen: set[str] = set()
     for combo in itertools.product(*sweep.grid.values()):
         cell = dict(zip(sweep.grid, combo))
-        values = _layer(sweep.base, cell)
+        values = layer(sweep.base, cell)
         if any(_matches(values, match) for match in sweep.exclude):
             continue
         for override in [o for o in sweep.overrides if _matches(values, o.match)]:
-            values = _layer(values, override.set)
-        cfg = RunConfig.from_mapping(_layer(values, extra), f"{sweep.origin}: the run {cell}")
+            values = layer(values, override.set)
+        cfg = resolved(RunConfig.from_mapping(layer(values, extra), f"{sweep.origin}: the run {cell}"))
         name = default_out(cfg).name
         if name not in seen:
             seen.add(name)

@@ -53,3 +53,60 @@ def test_nothing_to_show_raises(tmp_path):
 def test_plot_command_draws_what_fits(runs_root, tmp_path):
     paths = plot_command([str(runs_root)], tmp_path / "plots")
     _assert_figures(paths, ["severity_imagenet-c", "corruptions_sev5_imagenet-c", "cost_imagenet-c"])
+
+
+def _with_host(summaries, cpu="AMD EPYC 7B13", threads=2, gpu=None):
+    for summary in summaries:
+        summary["provenance"] = {"host": {"cpu": cpu, "threads": threads, "gpu": gpu}}
+    return summaries
+
+
+def _overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_cost_plot_has_a_legend_the_device_and_no_overlapping_labels():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from tta_bench.report.plots import _cost_figure
+
+    figure = _cost_figure("imagenet-c", [("apm (clip)", 2.5, 31.3), ("source (effnet)", 0.01, 23.0),
+                                         ("tent (resnet50) seed 0", 0.05, 41.7), ("tent (resnet50) seed 1", 0.05, 43.0)],
+                          "AMD EPYC 7B13, 2 threads")
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    (ax,) = figure.axes
+    (legend,) = figure.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["apm (clip)", "source (effnet)", "tent (resnet50) seed 0",
+                                                         "tent (resnet50) seed 1"]
+    assert "on AMD EPYC 7B13, 2 threads" in ax.get_xlabel()
+    assert not ax.texts  # no labels placed beside points (they overlapped where runs cost the same)
+    boxes = [ax.get_window_extent(renderer), legend.get_window_extent(renderer), ax.xaxis.label.get_window_extent(renderer)]
+    assert not any(_overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    ticks = [t for t in ax.get_xticklabels() if t.get_text() and ax.get_xlim()[0] <= t.get_position()[0] <= ax.get_xlim()[1]]
+    assert len(ticks) >= 3
+
+
+def test_cost_plot_of_one_run_has_a_readable_axis(tmp_path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from tta_bench.report.plots import _cost_figure
+
+    figure = _cost_figure("demo", [("source (effnet-lite0)", 0.02, 23.0)], "AMD EPYC, 2 threads")
+    figure.draw(FigureCanvasAgg(figure).get_renderer())
+    (ax,) = figure.axes
+    low, high = ax.get_xlim()
+    assert low < 0.02 < high and high / low >= 10  # a span, not a collapsed axis around one point
+    assert ax.get_ylim()[0] < 23.0 < ax.get_ylim()[1] and ax.get_ylim()[1] - ax.get_ylim()[0] >= 10
+    labelled = [t.get_text() for t in ax.get_xticklabels() if t.get_text() and low <= t.get_position()[0] <= high]
+    assert len(labelled) >= 2
+
+
+def test_cost_plot_names_the_device_of_each_run_when_they_differ(tmp_path):
+    summaries = fixture_summaries()[:2]
+    _with_host(summaries[:1])
+    _with_host(summaries[1:], gpu="NVIDIA H100 80GB HBM3")
+    (_png, svg) = plot_cost(summaries, tmp_path)
+    svg_text = svg.read_text()
+    assert "NVIDIA H100 80GB HBM3" in svg_text and "AMD EPYC 7B13, 2 threads" in svg_text
+    assert "device per run in the legend" in svg_text

@@ -64,3 +64,41 @@ def test_a_generated_suite_from_a_small_clean_set_is_marked_with_its_size():
     assert generated(20, 50_000) == "source (effnet-lite0) [generated from 20 images]"
     assert generated(500, 50_000, "limit-50") == "source (effnet-lite0) [generated from 500 images, limit-50]"
     assert generated(50_000, 50_000) == "source (effnet-lite0) [generated]"
+
+
+def test_entries_that_are_not_finished_runs_are_skipped_with_one_warning_each(runs_root, tmp_path):
+    failed = runs_root / "failed-at-setup"  # a run that stopped before its summary
+    failed.mkdir()
+    (failed / CONFIG).write_text("{}")
+    aggregate = runs_root / "seeds-aggregate.json"  # a file among the run folders
+    aggregate.write_text("{}")
+    empty = runs_root / "empty"
+    empty.mkdir()
+    warnings: list[str] = []
+    entries = sorted(runs_root.iterdir())  # what the shell's results/runs/* gives
+    summaries = load_runs(entries, warn=warnings.append)
+    assert len(summaries) == len(fixture_summaries())
+    assert sorted(warnings) == sorted([f"skipped {aggregate}: not a folder",
+                                       f"skipped {empty}: no summary.json and no run folders below it",
+                                       f"skipped {failed}: no summary.json (unfinished run, or not a run folder)"])
+    with pytest.raises(RunFolderError, match="no finished run folders given"):
+        load_runs([aggregate, failed], warn=warnings.append)
+
+
+def test_table_and_plot_commands_warn_and_go_on(runs_root, tmp_path, capsys):
+    from tta_bench.cli import main
+
+    (runs_root / "seeds-aggregate.json").write_text("{}")
+    bad = runs_root / "broken"
+    bad.mkdir()
+    (bad / SUMMARY).write_text("{not json")
+    entries = [str(p) for p in sorted(runs_root.iterdir())]
+    assert main(["table", *entries]) == 0
+    out, err = capsys.readouterr()
+    assert "| apm (clip-vit-b16)" in out
+    assert sorted(err.splitlines()) == [
+        f"warning: skipped {runs_root / 'broken'}: summary.json: malformed JSON (Expecting property name enclosed in "
+        "double quotes: line 1 column 2 (char 1))",
+        f"warning: skipped {runs_root / 'seeds-aggregate.json'}: not a folder"]
+    assert main(["plot", *entries, "--out", str(tmp_path / "plots")]) == 0
+    assert len(capsys.readouterr().err.splitlines()) == 2

@@ -69,7 +69,7 @@ def test_latex_shape():
     assert text.rstrip().endswith("\\end{tabular}")
     assert text.count("{") == text.count("}")
     assert "\\toprule" in text and "\\midrule" in text and "\\bottomrule" in text
-    assert "my\\_method\\&co" in text and "gaussian\\_noise-5" in text
+    assert "my\\_method\\&co" in text and "gauss-5" in text and "gaussian" not in text  # short headers
     assert "$\\pm$" in text and "\\quad teacher (ceiling)" in text
     body = [line for line in text.splitlines() if line.endswith("\\\\")]
     assert {line.count(" & ") for line in body} == {10}  # label + 10 columns on every row
@@ -213,3 +213,53 @@ def test_clip_test_time_methods_sit_beside_tpt_and_zero_shot(tmp_path):
         assert f"{method} (tiny-clip) [partial]" in labels
     assert any(label.startswith("tda (clip-rn50) [published: TDA") for label in labels)
     assert any(label.startswith("tpt (clip-rn50) [published: TPT") for label in labels)
+
+
+def test_runs_differing_only_by_data_root_are_told_apart_in_the_label():
+    a, b = fixture_summaries()[2], fixture_summaries()[2]
+    b["run_name"] = "tent-seed0-other-copy"
+    a["config"]["data_root"], b["config"]["data_root"] = "/data/ImageNet-C", "/scratch/ImageNet-C"
+    b["data"]["root"] = "/scratch/ImageNet-C"
+    b["splits"]["fog-5"]["top1"] = 49.0
+    table = build_tables([a, b])["imagenet-c"]
+    assert list(table.index) == ['tent (resnet50) {data_root="/data/ImageNet-C"}',
+                                 'tent (resnet50) {data_root="/scratch/ImageNet-C"}']
+    assert table["fog-5"].tolist() == ["50.0", "49.0"]
+
+
+def test_runs_of_other_suites_with_their_own_data_roots_still_share_a_row():
+    summaries = [make_summary(f"zs-{suite}", "zeroshot", "clip", {suite: split(value)}, suite=suite)
+                 for suite, value in [("imagenet-a", 50.0), ("imagenet-r", 80.0)]]
+    for summary in summaries:
+        summary["config"]["data_root"] = f"/data/{summary['suite']}"
+    table = build_tables(summaries)["imagenet-family"]
+    assert list(table.index) == ["zeroshot (clip)"] and table.loc["zeroshot (clip)", "imagenet-r"] == "80.0"
+
+
+def test_runs_differing_only_by_data_source_are_told_apart():
+    a, b = fixture_summaries()[2], fixture_summaries()[2]
+    a["source"] = a["config"]["source"] = "hub"
+    b["run_name"], b["source"], b["config"]["source"] = "tent-published", "published", "published"
+    labels = list(build_tables([a, b])["imagenet-c"].index)
+    assert labels == ["tent (resnet50)", "tent (resnet50) [hub]"]  # the published copy is the unmarked default
+
+
+def test_latex_tables_carry_a_caption_with_suite_teacher_protocol_and_n(runs_root):
+    text = table_command([str(runs_root)], "latex", published=False, metric="top1")
+    assert text.count("\\begin{table}") == 1 and "\\label{tab:imagenet-c-top1}" in text
+    caption = next(line for line in text.splitlines() if line.startswith("\\caption{"))
+    assert caption == ("\\caption{imagenet-c: top-1 accuracy (\\%); teachers clip-vit-b16, effnet-lite0, resnet50; "
+                       "protocol reset\\_each\\_shift; n = 50 samples per split.}")
+    header = next(line for line in text.splitlines() if line.startswith("method & "))
+    assert header == "method & gauss-3 & fog-3 & gauss-5 & defoc-5 & fog-5 & mean-3 & mean-5 & mean & mean over & n \\\\"
+
+
+def test_one_severity_latex_headers_are_the_papers_short_names():
+    from tta_bench.report.tables import captions, short_headers
+
+    summaries = fixture_summaries()[1:2]
+    assert short_headers(["gaussian_noise-5", "impulse_noise-5", "jpeg_compression-5", "mean"]) == [
+        "gauss", "impul", "jpeg", "mean"]
+    assert captions(summaries, "top1")["imagenet-c"] == ("imagenet-c: top-1 accuracy (%) at severity 5; teacher "
+                                                         "clip-vit-b16; protocol reset_each_shift; n = 50 samples per "
+                                                         "split.")

@@ -52,7 +52,11 @@ def load_dataset(copy: HubSpec | None, split: str | None, data_root: str | None)
         return ds
     if copy is None:
         raise DataError("this suite has no standard Hugging Face copy: give --hub-id ID or use --source published")
-    return datasets.load_dataset(copy.id, split=split or copy.split)
+    from ..network import fetching
+
+    with fetching(f"the Hugging Face dataset {copy.id}", "a local copy with --data-root PATH (a save_to_disk folder "
+                  "or an imagefolder)"):
+        return datasets.load_dataset(copy.id, split=split or copy.split)
 
 
 def hub_source(ds: Any, read: HubRead, space: LabelSpace, name: str, subset: Sequence[int] | None) -> HubSource:

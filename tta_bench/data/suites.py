@@ -15,10 +15,11 @@ from typing import Any
 import yaml
 
 from ..errors import UserError
+from ..package_data import project_path
 from ..registry import Registry
 from ..vocabulary import CORRUPTIONS
 
-SUITES_DIR = Path(__file__).resolve().parents[2] / "suites"
+SUITES_DIR = project_path("suites")  # the checkout's suites/, or the installed package's copy
 
 
 LABEL_INDICES = ("imagenet1k", "suite")
@@ -133,8 +134,8 @@ def _load_suites() -> None:
     extra = [Path(p) for p in os.environ.get("TTA_BENCH_SUITES", "").split(os.pathsep) if p]
     for directory in [SUITES_DIR, *extra]:
         if not directory.is_dir():
-            raise FileNotFoundError(f"suite folder {directory} not found (install tta_bench from its checkout "
-                                    "with `pip install -e .`, or set TTA_BENCH_SUITES)")
+            raise FileNotFoundError(f"suite folder {directory} not found (a broken install: reinstall tta_bench "
+                                    "from its checkout with `pip install .`; or fix TTA_BENCH_SUITES)")
         for path in sorted(directory.glob("*.yaml")):
             spec = _spec_from_yaml(path)
             SUITES.register(spec.name, spec.description)(spec)

@@ -1,51 +1,63 @@
-"""Method registry: one file per method, one line here."""
+"""Method registry: one file per method, one line here (imported on first use, so listing stays torch-free)."""
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..registry import Registry
-from ..teachers.base import Teacher
-from .apm import APM
-from .base import Method
-from .bn_adapt import BNAdapt
-from .cotta import Cotta
-from .eata import Eata
-from .lame import Lame
-from .memo import Memo
-from .rotta import Rotta
-from .sar import Sar
-from .shot_im import ShotIm
-from .source import Source
-from .tda import Tda
-from .tent import Tent
-from .tpt import Tpt
-from .zero import Zero
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..teachers.base import Teacher
+    from .base import Method
 
 METHODS: Registry[type[Method]] = Registry("method")
-METHODS.register("source", "the frozen teacher, no adaptation (zero-shot CLIP for CLIP teachers)")(Source)
-METHODS.register("bn_adapt", "BatchNorm adaptation: normalise with test-batch statistics, no gradient")(BNAdapt)
-METHODS.register("tent", "TENT: entropy minimisation on norm-layer scale/shift, online, Adam lr 1e-3")(Tent)
-METHODS.register("memo", "MEMO: per sample, marginal entropy over 64 AugMix views, 1 SGD step on all weights")(Memo)
-METHODS.register("tpt", "TPT (CLIP only): per sample, tune 4 prompt context tokens on the 6 most confident of 64 "
-                 "views")(Tpt)
-METHODS.register("tda", "TDA (CLIP only): training-free positive/negative caches of confident test features, online, "
-                 "no backpropagation")(Tda)
-METHODS.register("zero", "ZERO (CLIP only): per sample, majority vote of the argmax of the 30% most confident of 64 "
-                 "views, no optimisation")(Zero)
-METHODS.register("apm", "Asynchronous Perception Machine: a fresh student per sample distils the teacher's feature, "
-                 "then classifies with the teacher's head (--opt preset=cpu|paper)")(APM)
-METHODS.register("eata", "EATA: TENT on reliable, non-redundant samples, weighted, plus a Fisher anti-forgetting "
-                 "term from clean source images")(Eata)
-METHODS.register("sar", "SAR: reliable-entropy minimisation with a sharpness-aware (SAM) step and model recovery")(Sar)
-METHODS.register("cotta", "CoTTA: mean teacher with augmentation-averaged pseudo-labels, all weights, stochastic "
-                 "restore")(Cotta)
-METHODS.register("rotta", "RoTTA: robust BN, category-balanced memory bank with timeliness, mean teacher")(Rotta)
-METHODS.register("lame", "LAME: training-free Laplacian adjustment of a batch's predictions over a kNN/RBF "
-                 "feature affinity")(Lame)
-METHODS.register("shot_im", "SHOT-IM: entropy minus diversity, online, on the feature extractor (head "
-                 "frozen)")(ShotIm)
+METHODS.lazy("source", "tta_bench.methods.source:Source",
+             "the frozen teacher, no adaptation (zero-shot CLIP for CLIP teachers)",
+             accepts="any teacher (CLIP: zero-shot)")
+METHODS.lazy("bn_adapt", "tta_bench.methods.bn_adapt:BNAdapt",
+             "BatchNorm adaptation: normalise with test-batch statistics, no gradient",
+             accepts="classifiers with BatchNorm (it needs BN layers: their statistics are what it adapts)")
+METHODS.lazy("tent", "tta_bench.methods.tent:Tent",
+             "TENT: entropy minimisation on norm-layer scale/shift, online, Adam lr 1e-3",
+             accepts="classifiers with BatchNorm, LayerNorm or GroupNorm (CNNs, ViTs, CLIP image encoders)")
+METHODS.lazy("memo", "tta_bench.methods.memo:Memo",
+             "MEMO: per sample, marginal entropy over 64 AugMix views, 1 SGD step on all weights",
+             accepts="any classifier (trains every weight; the BN prior where it has BatchNorm)")
+METHODS.lazy("tpt", "tta_bench.methods.tpt:Tpt",
+             "TPT (CLIP only): per sample, tune 4 prompt context tokens on the 6 most confident of 64 views",
+             accepts="CLIP only (it tunes the text prompt)")
+METHODS.lazy("tda", "tta_bench.methods.tda:Tda",
+             "TDA (CLIP only): training-free positive/negative caches of confident test features, online, no "
+             "backpropagation",
+             accepts="CLIP only (its caches hold CLIP image features beside the text head)")
+METHODS.lazy("zero", "tta_bench.methods.zero:Zero",
+             "ZERO (CLIP only): per sample, majority vote of the argmax of the 30% most confident of 64 views, no "
+             "optimisation",
+             accepts="CLIP only (it votes over zero-shot predictions)")
+METHODS.lazy("apm", "tta_bench.methods.apm:APM",
+             "Asynchronous Perception Machine: a fresh student per sample distils the teacher's feature, then "
+             "classifies with the teacher's head (--opt preset=cpu|paper)",
+             accepts="any classifier (dense terms: a teacher with a patch grid, dino:...)")
+METHODS.lazy("eata", "tta_bench.methods.eata:Eata",
+             "EATA: TENT on reliable, non-redundant samples, weighted, plus a Fisher anti-forgetting term from "
+             "clean source images",
+             accepts="classifiers with BatchNorm, LayerNorm or GroupNorm (CNNs, ViTs, CLIP image encoders)")
+METHODS.lazy("sar", "tta_bench.methods.sar:Sar",
+             "SAR: reliable-entropy minimisation with a sharpness-aware (SAM) step and model recovery",
+             accepts="classifiers with BatchNorm, LayerNorm or GroupNorm (CNNs, ViTs, CLIP image encoders)")
+METHODS.lazy("cotta", "tta_bench.methods.cotta:Cotta",
+             "CoTTA: mean teacher with augmentation-averaged pseudo-labels, all weights, stochastic restore",
+             accepts="any classifier (trains every weight; BN layers use test-batch statistics)")
+METHODS.lazy("rotta", "tta_bench.methods.rotta:Rotta",
+             "RoTTA: robust BN, category-balanced memory bank with timeliness, mean teacher",
+             accepts="classifiers with BatchNorm (robust BN replaces those layers)")
+METHODS.lazy("lame", "tta_bench.methods.lame:Lame",
+             "LAME: training-free Laplacian adjustment of a batch's predictions over a kNN/RBF feature affinity",
+             accepts="any classifier (its global feature and head; nothing is trained)")
+METHODS.lazy("shot_im", "tta_bench.methods.shot_im:ShotIm",
+             "SHOT-IM: entropy minus diversity, online, on the feature extractor (head frozen)",
+             accepts="any classifier (the head stays frozen; BN layers use test-batch statistics)")
 
 
 def build_method(name: str, teacher: Teacher, options: dict[str, Any], device: torch.device) -> Method:

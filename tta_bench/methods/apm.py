@@ -196,7 +196,6 @@ class APM(Method):
     precision = "bf16"  # the official code trains under mixed precision
     prompts = "apm"  # "a photo of a {c}", as the official code writes them
     options_class = APMOptions
-    accepts = "any classifier (dense terms: a teacher with a patch grid, dino:...)"
 
     @classmethod
     def parse_options(cls, given: dict[str, Any]) -> APMOptions:

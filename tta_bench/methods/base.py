@@ -76,8 +76,6 @@ class Method(ABC):
     per_sample_updates: ClassVar[bool] = False
 
 
-    # The teachers it runs on, in words for `run_bench.py list` (e.g. "classifiers with BatchNorm", "CLIP only").
-    accepts: ClassVar[str] = "any classifier"
 
     def __init__(self, teacher: Teacher, options: Options, device: torch.device) -> None:
         self.teacher, self.options, self.device = teacher, options, device

@@ -25,7 +25,6 @@ class BNAdaptOptions(Options):
 class BNAdapt(Method):
     name = "bn_adapt"
     options_class = BNAdaptOptions
-    accepts = "classifiers with BatchNorm (it needs BN layers: their statistics are what it adapts)"
 
     def __init__(self, teacher: Teacher, options: Options, device: torch.device) -> None:
         super().__init__(teacher, options, device)

@@ -48,7 +48,6 @@ class CottaOptions(Options):
 class Cotta(Method):
     name = "cotta"
     options_class = CottaOptions
-    accepts = "any classifier (trains every weight; BN layers use test-batch statistics)"
 
     def __init__(self, teacher: Teacher, options: CottaOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)

@@ -53,7 +53,6 @@ class EataOptions(Options):
 class Eata(Method):
     name = "eata"
     options_class = EataOptions
-    accepts = "classifiers with BatchNorm, LayerNorm or GroupNorm (CNNs, ViTs, CLIP image encoders)"
 
     def __init__(self, teacher: Teacher, options: EataOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)

@@ -72,7 +72,6 @@ def laplacian_optimization(unary: torch.Tensor, kernel: torch.Tensor, max_steps:
 class Lame(Method):
     name = "lame"
     options_class = LameOptions
-    accepts = "any classifier (its global feature and head; nothing is trained)"
 
     def __init__(self, teacher: Teacher, options: LameOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)

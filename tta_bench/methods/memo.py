@@ -75,7 +75,6 @@ class Memo(Method):
     episodic = True
     options_class = MemoOptions
     raw_images = True  # views are crops of the full image
-    accepts = "any classifier (trains every weight; the BN prior where it has BatchNorm)"
 
     def __init__(self, teacher: Teacher, options: MemoOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)

@@ -148,7 +148,6 @@ def timeliness(ages: torch.Tensor) -> torch.Tensor:
 class Rotta(Method):
     name = "rotta"
     options_class = RottaOptions
-    accepts = "classifiers with BatchNorm (robust BN replaces those layers)"
 
     def __init__(self, teacher: Teacher, options: RottaOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)

@@ -54,7 +54,6 @@ def is_top_layer(name: str) -> bool:
 class Sar(Method):
     name = "sar"
     options_class = SarOptions
-    accepts = "classifiers with BatchNorm, LayerNorm or GroupNorm (CNNs, ViTs, CLIP image encoders)"
 
     def __init__(self, teacher: Teacher, options: SarOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)

@@ -48,7 +48,6 @@ def information_maximisation(logits: torch.Tensor, epsilon: float) -> torch.Tens
 class ShotIm(Method):
     name = "shot_im"
     options_class = ShotImOptions
-    accepts = "any classifier (the head stays frozen; BN layers use test-batch statistics)"
 
     def __init__(self, teacher: Teacher, options: ShotImOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)

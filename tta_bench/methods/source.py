@@ -9,7 +9,6 @@ from .base import Batch, Method, Output
 class Source(Method):
     name = "source"
     episodic = True  # stateless: trivially the same under every stream order
-    accepts = "any teacher (CLIP: zero-shot)"
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> Output:

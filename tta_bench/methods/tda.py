@@ -132,7 +132,6 @@ class Tda(Method):
     precision = "bf16"  # TDA's official code runs CLIP in float16 on CUDA
     options_class = TdaOptions
     per_sample_updates = True
-    accepts = "CLIP only (its caches hold CLIP image features beside the text head)"
 
     def __init__(self, teacher: Teacher, options: TdaOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)

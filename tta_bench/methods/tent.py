@@ -36,7 +36,6 @@ class TentOptions(Options):
 class Tent(Method):
     name = "tent"
     options_class = TentOptions
-    accepts = "classifiers with BatchNorm, LayerNorm or GroupNorm (CNNs, ViTs, CLIP image encoders)"
 
     def __init__(self, teacher: Teacher, options: TentOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)

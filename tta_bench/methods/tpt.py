@@ -87,7 +87,6 @@ class Tpt(Method):
     precision = "bf16"  # TPT's official code runs CLIP under torch.cuda.amp autocast
     options_class = TptOptions
     raw_images = True  # views are crops of the full image
-    accepts = "CLIP only (it tunes the text prompt)"
 
     def __init__(self, teacher: Teacher, options: TptOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)

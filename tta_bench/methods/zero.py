@@ -66,7 +66,6 @@ class Zero(Method):
     precision = "bf16"  # ZERO's official code runs CLIP under torch.cuda.amp autocast
     options_class = ZeroOptions
     raw_images = True  # views are crops of the full image
-    accepts = "CLIP only (it votes over zero-shot predictions)"
 
     def __init__(self, teacher: Teacher, options: ZeroOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)

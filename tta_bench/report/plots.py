@@ -12,7 +12,7 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from .runs import RunGroup, group_runs, load_summary, run_label
 from ..vocabulary import CORRUPTIONS
@@ -159,27 +159,68 @@ def _cost_point(summary: dict) -> tuple[float, float] | None:
     return float(seconds), statistics.fmean(values)
 
 
+def device_name(summary: dict) -> str:
+    """What a run's seconds were measured on: the GPU model, or the CPU model and its threads."""
+    host = (summary.get("provenance") or {}).get("host") or {}
+    if host.get("gpu"):
+        return str(host["gpu"])
+    if host.get("cpu"):
+        return f"{host['cpu']}, {host.get('threads')} thread{'s' if host.get('threads') != 1 else ''}"
+    return str(summary.get("device") or "unknown device")
+
+
+_MARKERS = "osD^vP*Xhp"
+
+
+def _log_limits(values: list[float]) -> tuple[float, float]:
+    """At least a factor of 10 around the points (one run included), so the axis reads as a scale."""
+    low, high = min(values), max(values)
+    centre = math.sqrt(low * high)
+    span = max(math.sqrt(high / low) * 1.5, math.sqrt(10.0))
+    return centre / span, centre * span
+
+
+def _cost_figure(table: str, points: list[tuple[str, float, float]], device: str | None) -> Figure:
+    figure = Figure(figsize=(7.5, 4.5 + 0.25 * len(points)), layout="constrained")
+    ax = figure.subplots()
+    for k, (label, seconds, accuracy) in enumerate(sorted(points)):
+        ax.scatter([seconds], [accuracy], color=_COLORS[k % len(_COLORS)], marker=_MARKERS[k % len(_MARKERS)],
+                   s=60, label=label, zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlim(*_log_limits([p[1] for p in points]))
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    accuracies = [p[2] for p in points]
+    pad = max(5.0, 0.15 * (max(accuracies) - min(accuracies)))
+    ax.set_ylim(max(0.0, min(accuracies) - pad), min(100.0, max(accuracies) + pad))
+    ax.grid(True, which="major", alpha=0.3)
+    ax.set_xlabel("seconds per sample" + (f" on {device}" if device else " (device per run in the legend)")
+                  + ", log scale")
+    ax.set_ylabel("mean top-1 (%)")
+    ax.set_title(f"{table}: accuracy vs cost")
+    figure.legend(loc="outside lower center", ncols=1 if len(points) < 4 else 2, fontsize="small")
+    return figure
+
+
 def plot_cost(summaries: list[dict], out_dir: str | Path) -> list[Path]:
-    """Mean top-1 vs seconds per sample (log x), one labelled point per run; one figure per suite."""
+    """Mean top-1 vs seconds per sample (log x), one point per run with its label in the legend and the device in
+    the axis label (in the legend when runs come from several); one figure per suite."""
     paths: list[Path] = []
     for table, groups in _by_table(group_runs(summaries)).items():
-        points = []
-        for group in groups:
-            for summary in group.runs:
-                if (point := _cost_point(summary)) is not None:
-                    seed = summary.get("seed")
-                    points.append((run_label(summary) + ("" if seed is None else f" seed {seed}"), *point))
-        if not points:
+        placed = [(group.label, summary, point) for group in groups for summary in group.runs
+                  if (point := _cost_point(summary)) is not None]
+        if not placed:
             continue
-        figure = Figure(figsize=(7, 5), layout="constrained")
-        ax = figure.subplots()
-        for label, seconds, accuracy in sorted(points):
-            ax.scatter([seconds], [accuracy], color="tab:blue")
-            ax.annotate(label, (seconds, accuracy), textcoords="offset points", xytext=(4, 4), fontsize="small")
-        ax.set_xscale("log")
-        ax.set_xlabel("seconds per sample")
-        ax.set_ylabel("mean top-1 (%)")
-        ax.set_title(f"{table}: accuracy vs cost")
+        devices = {device_name(summary) for _, summary, _ in placed}
+        points = []
+        for label, summary, point in placed:
+            seed = summary.get("seed")
+            seeds = sum(1 for other, _, _ in placed if other == label) > 1
+            label += f" seed {seed}" if seeds and seed is not None else ""
+            label += f" [{device_name(summary)}]" if len(devices) > 1 else ""
+            points.append((label, *point))
+        figure = _cost_figure(table, points, next(iter(devices)) if len(devices) == 1 else None)
         paths += _save(figure, out_dir, f"cost_{table}")
     if not paths:
         raise ReportError("no run has cost.seconds_per_sample")

@@ -9,10 +9,12 @@ from pathlib import Path
 import pandas as pd
 from ..errors import ReportError
 
+from ..package_data import project_path
+
 COLUMNS = ("method", "backbone", "suite", "split", "metric", "value", "source", "verified", "note")
 REQUIRED = ("method", "backbone", "suite", "split", "metric", "value", "source", "verified")
 KEY = ("method", "backbone", "suite", "split", "metric", "source")
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "results" / "published" / "published.csv"
+DEFAULT_PATH = project_path("results/published") / "published.csv"  # checkout, or the installed copy
 _BOOLEANS = {"true": True, "false": False}
 
 

@@ -8,18 +8,20 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
-from ..vocabulary import DEFAULT_SETTING, METRICS, RUN_FILES, SUMMARY
+from ..vocabulary import DEFAULT_SETTING, METRICS, NOT_IDENTITY, RUN_FILES, SUMMARY
 from .splits import table_of
 from ..errors import ReportError
+
+Warn = Callable[[str], None]  # receives one line per entry skipped
 
 # Any of these marks a folder as a run folder (so a run without summary.json is reported, not skipped).
 REQUIRED = {"suite": str, "method": str, "splits": dict}
 # Config entries that do not change a result: runs differing only in these are replicates of one row.
-IGNORED_CONFIG_KEYS = frozenset({  # RunConfig fields that do not change what a run computes
-    "seed", "suite", "out", "data_root", "device", "num_workers", "overwrite", "on_error",
-})
+# (the suite, so that ImageNet-family suites share a row; the data root, told apart in the label only where two runs
+# of one row would give the same split: see _by_data)
+IGNORED_CONFIG_KEYS = NOT_IDENTITY | {"seed", "suite", "data_root"}
 
 
 class RunFolderError(ReportError):
@@ -80,15 +82,45 @@ def find_run_dirs(path: str | Path) -> list[Path]:
     return sorted(found)
 
 
-def load_runs(paths: Iterable[str | Path]) -> list[dict]:
-    """Summaries of all run folders named by `paths` (run folders or folders holding them), each once."""
+def load_run_folders(paths: Iterable[str | Path], warn: Warn | None = None) -> list[tuple[Path, dict]]:
+    """(folder, summary) of all run folders named by `paths` (run folders or folders holding them), each once.
+
+    Without `warn` any entry that is not a finished run folder raises RunFolderError. With it, such entries (a run
+    that failed at set-up and has no summary, a file such as a seeds aggregate, a folder holding no runs, a malformed
+    summary) are reported through `warn`, one line each, and skipped: `table results/runs/*` survives a real folder."""
     seen: dict[Path, Path] = {}
     for path in paths:
-        for run_dir in find_run_dirs(path):
+        try:
+            found = find_run_dirs(path)
+        except RunFolderError as error:
+            if warn is None:
+                raise
+            warn(f"skipped {path}: {_reason(error, path)}")
+            continue
+        for run_dir in found:
             seen.setdefault(run_dir.resolve(), run_dir)
-    if not seen:
-        raise RunFolderError("no run folders given")
-    return [load_summary(run_dir) for run_dir in seen.values()]
+    loaded = []
+    for run_dir in seen.values():
+        try:
+            loaded.append((run_dir, load_summary(run_dir)))
+        except RunFolderError as error:
+            if warn is None:
+                raise
+            warn(f"skipped {run_dir}: {_reason(error, run_dir)}")
+    if not loaded:
+        raise RunFolderError("no finished run folders given" + (" (every entry was skipped)" if seen or warn else ""))
+    return loaded
+
+
+def _reason(error: RunFolderError, path: str | Path) -> str:
+    """The error without the path the warning already names ('summary.json: malformed JSON', 'not a folder')."""
+    text = str(error)
+    return text[len(str(path)):].lstrip("/:").lstrip() if text.startswith(str(path)) else text
+
+
+def load_runs(paths: Iterable[str | Path], warn: Warn | None = None) -> list[dict]:
+    """Summaries of all run folders named by `paths`; `warn`: skip what is not a finished run (load_run_folders)."""
+    return [summary for _, summary in load_run_folders(paths, warn)]
 
 
 def _source_marker(summary: dict) -> str | None:
@@ -127,10 +159,12 @@ def run_label(summary: dict) -> str:
 
 
 def _identity(summary: dict) -> dict:
-    """What must be equal for two runs to be replicates: the config without seed and bookkeeping."""
+    """What must be equal for two runs to be replicates: the config without seed and bookkeeping (the source as
+    resolved: None and the suite's default source are the same data)."""
     config = summary.get("config")
     if isinstance(config, dict):
-        return {key: value for key, value in config.items() if key not in IGNORED_CONFIG_KEYS}
+        identity = {key: value for key, value in config.items() if key not in IGNORED_CONFIG_KEYS}
+        return identity | ({"source": summary["source"]} if summary.get("source") else {})
     setting = {k: v for k, v in (summary.get("setting") or {}).items() if k != "stream_hash"}
     return {key: summary.get(key) for key in ("method", "teacher", "source", "data", "method_options")} | {
         "setting": setting}
@@ -188,6 +222,26 @@ def _disambiguate(groups: list[RunGroup]) -> None:
             group.label += " {" + ", ".join(f"{key}={f.get(key, '-')}" for key in keys) + "}"
 
 
+def data_root(summary: dict) -> str | None:
+    """The run's data folder (absolute where the summary records it)."""
+    return (summary.get("data") or {}).get("root") or (summary.get("config") or {}).get("data_root")
+
+
+def _by_data(runs: list[dict]) -> list[list[dict]]:
+    """One row's runs, split by data root where two of them give the same split for the same seed (the same
+    configuration run on two copies of a dataset): each copy becomes a row of its own, its root in the label."""
+    owners: set[tuple[str, str]] = set()
+    for summary in runs:
+        keys = {(_seed_key(summary), split) for split in summary["splits"]}
+        if keys & owners:
+            by_root: dict[str, list[dict]] = {}
+            for run in runs:
+                by_root.setdefault(str(data_root(run)), []).append(run)
+            return [by_root[root] for root in sorted(by_root)]
+        owners |= keys
+    return [runs]
+
+
 def group_runs(summaries: Iterable[dict]) -> list[RunGroup]:
     """Rows of every table, sorted by (table, label) whatever the input order."""
     buckets: dict[tuple[str, str, str], list[dict]] = {}
@@ -195,6 +249,13 @@ def group_runs(summaries: Iterable[dict]) -> list[RunGroup]:
         table = table_of(summary["suite"], summary["splits"])
         identity = json.dumps(_identity(summary), sort_keys=True, default=str)
         buckets.setdefault((table, run_label(summary), identity), []).append(summary)
-    groups = [_make_group(table, label, runs) for (table, label, _), runs in sorted(buckets.items())]
+    groups = []
+    for (table, label, _), runs in sorted(buckets.items()):
+        parts = _by_data(runs)
+        for part in parts:
+            group = _make_group(table, label, part)
+            if len(parts) > 1:
+                group.identity = group.identity | {"data_root": data_root(part[0])}
+            groups.append(group)
     _disambiguate(groups)
     return sorted(groups, key=lambda group: (group.table, group.label))

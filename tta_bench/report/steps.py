@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..metrics import accuracy
 from ..vocabulary import PREDICTIONS
-from .runs import RunFolderError, find_run_dirs, load_summary
+from .runs import RunFolderError, load_summary
 
 
 def step_records(run_dir: Path) -> dict[int, dict[str, list[tuple[int, int, bool]]]]:
@@ -46,10 +46,6 @@ def summary_at_step(run_dir: str | Path, step: int) -> dict:
     summary["run_name"] = f"{summary['run_name']} @ step {step}"
     summary["method"] = f"{summary['method']}@{step}"
     return summary
-
-
-def runs_at_step(paths: list[str], step: int) -> list[dict]:
-    return [summary_at_step(d, step) for p in paths for d in find_run_dirs(p)]
 
 
 def curve(run_dir: str | Path) -> tuple[list[int], list[float], list[float]]:

@@ -13,6 +13,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from ..errors import ReportError
+from ..vocabulary import SHORT_NAMES
 from .runs import RunGroup, group_runs
 from ..vocabulary import CORRUPTIONS
 from .splits import (IMAGENET_FAMILY, MEAN, OOD_SPLITS, is_aggregate, parse_corruption, severity_mean, split_key,
@@ -24,6 +25,7 @@ INDEX_NAME = "method"
 # Rows shown beneath an APM-like row, when its splits carry the key ({metric} is the table's metric).
 SUB_ROWS = (("  teacher (ceiling)", "teacher_{metric}"), ("  agreement", "agreement"))
 FORMATS = ("md", "csv", "latex")
+METRIC_NAMES = {"top1": "top-1 accuracy", "top5": "top-5 accuracy", "error": "top-1 error"}
 _LATEX_ESCAPES = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
@@ -181,18 +183,60 @@ def _latex_text(text: str) -> str:
     return indent + "".join(_LATEX_ESCAPES.get(char, char) for char in body).replace("±", r"$\pm$")
 
 
-def _latex(table: pd.DataFrame) -> str:
+def short_headers(columns: list[str]) -> list[str]:
+    """Corruption columns as papers print them (gauss, shot, impul, ...); with the severity where a table mixes
+    severities (gauss-3, gauss-5)."""
+    parsed = [parse_corruption(column) for column in columns]
+    mixed = len({p[1] for p in parsed if p}) > 1
+    return [column if p is None else SHORT_NAMES.get(p[0], p[0]) + (f"-{p[1]}" if mixed else "")
+            for column, p in zip(columns, parsed)]
+
+
+def _latex(table: pd.DataFrame, caption: str | None = None, label: str | None = None) -> str:
+    """A booktabs tabular (needs \\usepackage{booktabs}); with a caption, inside a table float."""
     def line(cells: list[str]) -> str:
         return " & ".join(_latex_text(str(cell)) for cell in cells) + r" \\"
     body = [line(list(row)) for row in table.itertuples(name=None)]
-    return "\n".join([
+    tabular = [
         r"\begin{tabular}{l" + "r" * len(table.columns) + "}", r"\toprule",
-        line([table.index.name or "", *table.columns]), r"\midrule", *body, r"\bottomrule", r"\end{tabular}",
-    ]) + "\n"
+        line([table.index.name or "", *short_headers(list(table.columns))]), r"\midrule", *body, r"\bottomrule",
+        r"\end{tabular}",
+    ]
+    if caption is None:
+        return "\n".join(tabular) + "\n"
+    head = [r"\begin{table}[t]", r"\centering", r"\small", r"\caption{" + _latex_text(caption) + "}"]
+    head += [r"\label{" + label + "}"] if label else []
+    return "\n".join([*head, *tabular, r"\end{table}"]) + "\n"
 
 
-def render(table: pd.DataFrame, fmt: str) -> str:
-    """One table as Markdown (pipe), CSV or a booktabs LaTeX tabular."""
+def _span(values: list) -> str:
+    values = sorted(set(values), key=str)
+    return ", ".join(map(str, values)) if values else "unknown"
+
+
+def captions(summaries: list[dict], metric: str) -> dict[str, str]:
+    """Per table, what a reader of the LaTeX table needs beside it: the suite(s), the teacher(s), the protocol
+    (stream setting), n (samples per split) and, where it is one, the severity."""
+    runs: dict[str, list[dict]] = {}
+    for summary in summaries:
+        runs.setdefault(table_of(summary["suite"], summary["splits"]), []).append(summary)
+    out = {}
+    for table, group in runs.items():
+        ns = [split["n"] for s in group for split in s["splits"].values() if isinstance(split.get("n"), int)]
+        n = "unknown" if not ns else str(min(ns)) if min(ns) == max(ns) else f"{min(ns)}-{max(ns)}"
+        severities = {p[1] for s in group for split in s["splits"] if (p := parse_corruption(split))}
+        settings = [(s.get("setting") or {}).get("name") or "unknown" for s in group]
+        teachers = sorted({str(s.get("teacher") or "unknown") for s in group})
+        parts = [f"{_span([s['suite'] for s in group])}: {METRIC_NAMES.get(metric, metric)} (%)"
+                 + (f" at severity {next(iter(severities))}" if len(severities) == 1 else ""),
+                 f"teacher{'s' if len(teachers) > 1 else ''} {', '.join(teachers)}",
+                 f"protocol {_span(settings)}", f"n = {n} samples per split"]
+        out[table] = "; ".join(parts) + "."
+    return out
+
+
+def render(table: pd.DataFrame, fmt: str, caption: str | None = None, label: str | None = None) -> str:
+    """One table as Markdown (pipe), CSV or a booktabs LaTeX tabular (a table float when given a caption)."""
     if fmt == "md":
         return tabulate(list(table.itertuples(name=None)), headers=[table.index.name or "", *table.columns],
                         tablefmt="pipe", disable_numparse=True, preserve_whitespace=True,
@@ -200,15 +244,20 @@ def render(table: pd.DataFrame, fmt: str) -> str:
     if fmt == "csv":
         return table.to_csv(lineterminator="\n")
     if fmt == "latex":
-        return _latex(table)
+        return _latex(table, caption, label)
     raise ReportError(f"unknown table format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
-def render_tables(tables: dict[str, pd.DataFrame], fmt: str, metric: str) -> str:
-    """All tables in one text: headed sections (md, latex) or one CSV with a leading 'table' column."""
+def render_tables(tables: dict[str, pd.DataFrame], fmt: str, metric: str,
+                  table_captions: dict[str, str] | None = None) -> str:
+    """All tables in one text: headed sections (md, latex) or one CSV with a leading 'table' column; LaTeX tables
+    get their caption (``captions``) and a label tab:<table>-<metric>."""
     if fmt == "csv":
         frames = [table.assign(table=name)[["table", *table.columns]] for name, table in sorted(tables.items())]
         return render(pd.concat(frames), fmt)
     heading = "## {name} ({metric})\n\n" if fmt == "md" else "% {name} ({metric})\n"
-    return "\n".join(heading.format(name=name, metric=metric) + render(table, fmt)
+    table_captions = table_captions or {}
+    return "\n".join(heading.format(name=name, metric=metric)
+                     + render(table, fmt, table_captions.get(name), f"tab:{name}-{metric}" if name in table_captions
+                              else None)
                      for name, table in sorted(tables.items()))

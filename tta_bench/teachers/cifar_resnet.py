@@ -66,3 +66,13 @@ def build_cifar_resnet(depth: int, weights: str | None) -> LinearHeadTeacher:
         raise UserError(f"{weights} does not fit cifar-resnet{depth}: {str(exc).splitlines()[0]}") from None
     return LinearHeadTeacher(f"cifar-resnet{depth}", model.features, model.linear, pixel_transform(32),
                              IMAGENET_MEAN, IMAGENET_STD, 64, "cifar10", model)
+
+
+def build_resnet20(arg: str = "", weights: str | None = None, **_: object) -> LinearHeadTeacher:
+    """cifar-resnet20: ResNet-20 from a --weights file."""
+    return build_cifar_resnet(20, weights)
+
+
+def build_resnet56(arg: str = "", weights: str | None = None, **_: object) -> LinearHeadTeacher:
+    """cifar-resnet56: ResNet-56 from a --weights file."""
+    return build_cifar_resnet(56, weights)

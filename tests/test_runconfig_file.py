@@ -1,0 +1,116 @@
+"""Run files (--config): the RunConfig fields in YAML, command-line options on top, a recorded config.json rerun
+exactly, one schema with the sweep file's cells, and the shipped examples."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tta_bench import cli, engine, sweep
+from tta_bench.config import RunConfig
+from tta_bench.errors import UserError
+from tta_bench.runconfig_file import (command_line_fields, config_from_file, given_options, read_run_file,
+                                      resolved)
+from tta_bench.vocabulary import CONFIG, SUMMARY
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+TINY = {"suite": "demo", "teacher": "tiny", "limit": 1, "corruptions": ["fog"], "num_workers": 0,
+        "device": "cpu", "batch_size": 1}
+
+
+def _file(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _cli_config(argv: list[str]) -> RunConfig:
+    """The configuration `run_bench.py ARGV` would run (what cmd_run builds)."""
+    a = cli.run_parser().parse_args(argv)
+    cfg = cli.config_from_args(a)
+    return config_from_file(a.config, command_line_fields(a, given_options(cli.run_parser, argv), cfg))
+
+
+def test_file_fields_with_typed_options_on_top(tmp_path):
+    path = _file(tmp_path / "run.yaml", {**TINY, "seed": 3, "method": "tent", "method_options": {"steps": 2}})
+    cfg = _cli_config(["--config", str(path), "--lr", "0.5", "--workers", "1", "--opt", "optimizer=adam"])
+    assert (cfg.suite, cfg.teacher, cfg.seed, cfg.method, cfg.limit) == ("demo", "tiny", 3, "tent", 1)
+    assert cfg.num_workers == 1  # typed: wins over the file
+    assert cfg.method_options == {"steps": 2, "lr": 0.5, "optimizer": "adam"}  # merged key by key
+    # an option typed with its default value still overrides the file; options not typed leave the file alone
+    cfg = _cli_config(["--config", str(path), "--seed", "0"])
+    assert cfg.seed == 0 and cfg.method == "tent" and cfg.batch_size == 1
+
+
+def test_given_options_are_only_the_typed_ones():
+    assert given_options(cli.run_parser, ["--seed", "0", "--save-logits", "--opt", "a=1"]) == {"seed", "save_logits",
+                                                                                             "opt"}
+    assert given_options(cli.run_parser, []) == set()
+
+
+def test_unknown_keys_fail_with_the_field_a_cli_spelling_means(tmp_path, capsys):
+    path = _file(tmp_path / "run.yaml", {"suite": "demo", "workers": 2, "steps": 5})
+    with pytest.raises(UserError) as error:
+        read_run_file(path)
+    message = str(error.value)
+    assert "unknown key(s) 'steps', 'workers'" in message
+    assert "'workers' is num_workers" in message and "'steps' is method_options: {steps: ...}" in message
+    assert cli.main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert cli.main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read run file" in capsys.readouterr().err
+    (tmp_path / "list.yaml").write_text("- suite\n")
+    with pytest.raises(UserError, match="expected a mapping of RunConfig fields"):
+        read_run_file(tmp_path / "list.yaml")
+
+
+def test_a_recorded_config_json_reruns_the_run_exactly(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    argv = ["--suite", "demo", "--teacher", "tiny", "--limit", "1", "--corruptions", "fog", "--workers", "0",
+            "--device", "cpu", "--no-progress", "--out", str(out), "--seed", "4"]
+    assert cli.main(argv) == 0
+    first = json.loads((out / SUMMARY).read_text())
+    recorded = config_from_file(out / CONFIG)
+    assert recorded == RunConfig.from_dict(json.loads((out / CONFIG).read_text())) and recorded.seed == 4
+    assert config_from_file(out) == recorded  # the run folder itself names its config.json
+    calls = []
+    real = engine._loop
+    monkeypatch.setattr(engine, "_loop", lambda *a, **k: calls.append(1) or real(*a, **k))
+    capsys.readouterr()
+    assert cli.main(["--config", str(out / CONFIG), "--no-progress"]) == 0
+    assert calls == [] and "is complete; reusing its summary" in capsys.readouterr().out
+    assert json.loads((out / SUMMARY).read_text()) == first
+    # the same file from another folder (a colleague's checkout): the same configuration, another run folder
+    other = _cli_config(["--config", str(out / CONFIG), "--out", str(tmp_path / "again")])
+    assert other.identity() == recorded.identity() and other.out == str(tmp_path / "again")
+
+
+def test_run_file_and_sweep_cells_are_one_schema():
+    run_file = read_run_file(EXAMPLES / "run.yaml")
+    as_sweep = sweep.parse_sweep({"name": "one", "base": run_file, "grid": {"seed": [run_file["seed"]]}})
+    (only,) = sweep.expand(as_sweep, "/tmp/sweep-out")
+    assert only.cfg.identity() == resolved(config_from_file(EXAMPLES / "run.yaml")).identity()
+    with pytest.raises(UserError, match="'workers' is num_workers"):  # the same checks, the same hints
+        sweep.parse_sweep({"name": "bad", "base": {"workers": 1}})
+
+
+def test_the_shipped_examples_are_valid():
+    cfg = config_from_file(EXAMPLES / "run.yaml")
+    plan = engine.plan(engine.prepare(cfg))  # the data side of the run: suite, corruptions, stream
+    assert "suite demo" in plan and "16 samples" in plan and "WARNING" not in plan
+    runs = sweep.expand(sweep.load_sweep(EXAMPLES / "sweep.yaml"), "/tmp/sweep-out")
+    assert [(r.cfg.method, r.cfg.seed) for r in runs] == [("source", 0), ("bn_adapt", 0), ("bn_adapt", 1),
+                                                          ("tent", 0), ("tent", 1)]
+    assert all(r.cfg.batch_size == 2 for r in runs if r.cfg.method == "tent")
+
+
+def test_data_folders_become_absolute(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    cfg = resolved(RunConfig(suite="imagenet", data_root="data", source_data="absent"))
+    assert cfg.data_root == str(tmp_path / "data") and os.path.isabs(cfg.data_root)
+    assert cfg.source_data == "absent"  # not a folder here (a Hub id, or a typo the data loader reports)
