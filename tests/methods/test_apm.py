@@ -180,3 +180,26 @@ def test_student_learns_inside_one_autocast_region() -> None:
         out = predict(method, x, [1, 2], (0, 12))
     for e in out.extras:
         assert e["steps"]["12"]["loss"] < 0.5 * e["steps"]["0"]["loss"]
+
+
+def test_the_student_sees_the_whole_picture_resized_not_the_teachers_crop():
+    """The official code resizes the full image to 448 x 448 (the paper preset; (g·p)² here) for the student;
+    the teacher's centre crop of a grey-centred, red-sided picture has no red, the student's input has it at both
+    sides, squeezed into the square."""
+    from tests.methods.conftest import red_sided
+    from tta_bench.methods.apm import IMAGENET_MEAN, IMAGENET_STD, student_inputs
+
+    assert APM.raw_images  # so the engine hands it Batch.raw
+    method = build_method("apm", teacher("tiny"), {"steps": 1}, CPU)
+    picture = red_sided(32)  # (3, 32, 96)
+    crop = picture[:, :, 32:64].float()[None] / 255  # what the teacher's centre crop keeps: grey only
+    x = student_inputs(Batch(crop, [0], raw=[picture]), method.cfg)
+    size = method.cfg.image_size
+    assert x.shape == (1, 3, size, size)
+    red = (torch.tensor([1.0, 0.0, 0.0]) - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    for column in (0, size - 1):  # both sides: red, as the resized whole picture has them
+        torch.testing.assert_close(x[0, :, size // 2, column], red, atol=1e-4, rtol=0)
+    grey = (torch.full((3,), 128 / 255) - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    torch.testing.assert_close(x[0, :, size // 2, size // 2], grey, atol=1e-4, rtol=0)
+    without_raw = student_inputs(Batch(crop, [0]), method.cfg)  # unit callers without raw: the given images
+    torch.testing.assert_close(without_raw[0, :, size // 2, 0], grey, atol=1e-4, rtol=0)

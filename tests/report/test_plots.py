@@ -110,3 +110,39 @@ def test_cost_plot_names_the_device_of_each_run_when_they_differ(tmp_path):
     svg_text = svg.read_text()
     assert "NVIDIA H100 80GB HBM3" in svg_text and "AMD EPYC 7B13, 2 threads" in svg_text
     assert "device per run in the legend" in svg_text
+
+
+def _figures(monkeypatch) -> list:
+    """The figures the plot functions build, captured instead of saved."""
+    from tta_bench.report import plots
+
+    built: list = []
+    monkeypatch.setattr(plots, "_save", lambda figure, out_dir, stem: built.append(figure) or [])
+    return built
+
+
+def test_the_bars_show_each_rows_top1_per_corruption(monkeypatch, tmp_path):
+    built = _figures(monkeypatch)
+    with pytest.raises(Exception):  # nothing saved: the function then says it drew nothing
+        plot_corruption_bars(fixture_summaries(), tmp_path)
+    (ax,) = built[0].axes
+    corruptions = [t.get_text() for t in ax.get_xticklabels()]
+    assert corruptions == ["gaussian_noise", "defocus_blur", "fog"]  # the ImageNet-C order
+    heights = {c.get_label(): [bar.get_height() for bar in c] for c in ax.containers}
+    assert heights == {"apm (clip-vit-b16)": [24.0, 30.0, 40.0],
+                       "source (effnet-lite0) [generated, limit-50]": [10.0, 15.0, 20.0],
+                       "tent (resnet50)": [41.0, 35.5, 50.5]}  # the mean of its two seeds
+    assert ax.get_ylabel() == "top-1 (%)" and [t.get_text() for t in ax.get_legend().get_texts()] == list(heights)
+
+
+def test_the_severity_lines_join_a_rows_top1_at_each_severity(monkeypatch, tmp_path):
+    built = _figures(monkeypatch)
+    with pytest.raises(Exception):
+        plot_severity(fixture_summaries(), tmp_path)
+    shown = {ax.get_title(): {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines}
+             for ax in built[0].axes if ax.get_visible()}
+    # only the source run has two severities, of gaussian_noise and fog
+    assert shown == {"gaussian_noise": {"source (effnet-lite0) [generated, limit-50]": ([3, 5], [30.0, 10.0])},
+                     "fog": {"source (effnet-lite0) [generated, limit-50]": ([3, 5], [40.0, 20.0])}}
+    assert all(ax.get_xlabel() == "severity" and ax.get_ylabel() == "top-1 (%)" for ax in built[0].axes
+               if ax.get_visible())

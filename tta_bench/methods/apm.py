@@ -111,12 +111,25 @@ def student_config(options: APMOptions, feature_dim: int) -> APMConfig:
 
 
 def student_input(images: Tensor, cfg: APMConfig) -> Tensor:
-    """[0, 1] images at the teacher's size -> (g·p)² and ImageNet-normalised: the student's input."""
+    """[0, 1] images (B, 3, H, W) -> (g·p)² and ImageNet-normalised: the student's input."""
     x = F.interpolate(images.float(), size=(cfg.image_size, cfg.image_size), mode="bilinear", antialias=True,
                       align_corners=False)
     mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+def student_inputs(batch: Batch, cfg: APMConfig) -> Tensor:
+    """The student's inputs as the official code builds them (rajatmodi62/apm single_token_segmentation/
+    model_tta.py: ``Resize((448, 448))`` of the whole picture, ToTensor, ImageNet normalisation): each sample's full
+    decoded image (``Batch.raw``) resized to (g·p)² regardless of its aspect, not the teacher's centre crop."""
+    device = batch.images.device
+    out = []
+    for k in range(len(batch.images)):
+        image = batch.raw_image(k)
+        image = image.float() / 255 if image.dtype == torch.uint8 else image.float()
+        out.append(student_input(image[None].to(device), cfg))
+    return torch.cat(out)
 
 
 @torch.no_grad()
@@ -196,6 +209,7 @@ class APM(Method):
     precision = "bf16"  # the official code trains under mixed precision
     prompts = "apm"  # "a photo of a {c}", as the official code writes them
     options_class = APMOptions
+    raw_images = True  # the student sees the whole picture (student_inputs)
 
     @classmethod
     def parse_options(cls, given: dict[str, Any]) -> APMOptions:
@@ -231,7 +245,7 @@ class APM(Method):
         return analytic_flops_per_step(self.cfg) * self.options.steps + 2 * analytic_macs_per_image(self.cfg)
 
     def predict(self, batch: Batch) -> Output:
-        x = student_input(batch.images, self.cfg)
+        x = student_inputs(batch, self.cfg)
         targets = self._targets(batch.images)
         teacher_pred = self.teacher.head(targets.feature).argmax(1)
         record = sorted({s for s in batch.record_steps if 0 <= s <= self.options.steps})
