@@ -115,3 +115,15 @@ def independent_effnet_lite0() -> torch.nn.Module:
     theirs = [v for k, v in package.items() if not k.endswith("num_batches_tracked")]
     model.load_state_dict(dict(zip(ours, theirs)), strict=False)
     return model
+
+
+@pytest.fixture
+def registries():
+    """The method, teacher and suite registries as the package has them, restored after the test: what a test
+    registers or overrides goes with it."""
+    from tta_bench.data.suites import SUITES
+    from tta_bench.methods import METHODS
+    from tta_bench.teachers import TEACHERS
+
+    with METHODS.scoped(), TEACHERS.scoped(), SUITES.scoped():
+        yield

@@ -31,16 +31,16 @@ def _install(monkeypatch: pytest.MonkeyPatch, module: str, code: str) -> types.M
     return mod
 
 
-def _register(monkeypatch: pytest.MonkeyPatch, registry, line: str, name: str) -> None:
-    monkeypatch.setattr(registry, "_entries", dict(registry._entries))  # the test's entries go with the test
+def _register(registry, line: str, name: str) -> None:
+    """The README's registry line, run as written (the ``registries`` fixture removes its entry after the test)."""
     exec(line, {registry.kind.upper() + "S": registry})
     assert name in registry
 
 
-def test_add_a_method(monkeypatch, tmp_path):
+def test_add_a_method(monkeypatch, tmp_path, registries):
     code, line = blocks("Add a method", "python")
     module = _install(monkeypatch, "tta_bench.methods.flip", code)
-    _register(monkeypatch, METHODS, line, "flip")
+    _register(METHODS, line, "flip")
     summary = engine.run(RunConfig(suite="demo", method="flip", teacher="tiny", corruptions=["fog"],
                                    out=str(tmp_path / "run"), **RUN), progress=False, log=lambda *_: None)
     assert summary["method"] == "flip" and summary["splits"]["fog-5"]["n"] == 4
@@ -58,10 +58,10 @@ def test_add_a_method(monkeypatch, tmp_path):
     assert METHODS.get("flip") is module.Flip
 
 
-def test_add_a_teacher(monkeypatch, tmp_path):
+def test_add_a_teacher(monkeypatch, tmp_path, registries):
     code, line = blocks("Add a teacher", "python")
     _install(monkeypatch, "tta_bench.teachers.small_cnn", code)
-    _register(monkeypatch, TEACHERS, line, "small-cnn")
+    _register(TEACHERS, line, "small-cnn")
     teacher = build_teacher("small-cnn:8", num_classes=1000)
     weights = tmp_path / "small.pt"
     torch.save(teacher.model.state_dict(), weights)
@@ -75,12 +75,11 @@ def test_add_a_teacher(monkeypatch, tmp_path):
     assert summary["cost"]["adaptation_steps"] == 2  # TENT adapted its BatchNorm: one update per batch
 
 
-def test_add_a_suite(monkeypatch, tmp_path):
+def test_add_a_suite(monkeypatch, tmp_path, registries):
     (text,) = blocks("Add a suite", "yaml")
     path = tmp_path / "suites" / "imagenet-val-subset.yaml"
     path.parent.mkdir()
     path.write_text(text)
-    monkeypatch.setattr(suites.SUITES, "_entries", dict(suites.SUITES._entries))
     spec = suites._spec_from_yaml(path)  # what loading suites/ does for every file there
     suites.SUITES.register(spec.name, spec.description)(spec)
     write_images(tmp_path / "val", {w: 2 for w in WNIDS})

@@ -9,7 +9,6 @@ import pytest
 from tta_bench import network
 from tta_bench.cli import main
 from tta_bench.errors import UserError
-from tta_bench.registry import Entry
 from tta_bench.teachers import TEACHERS
 
 FAST = ["--workers", "0", "--device", "cpu", "--no-progress", "--corruptions", "fog", "--limit", "1"]
@@ -64,13 +63,12 @@ def test_unreachable_hub_means_the_clients_offline_mode_and_a_quiet_log(monkeypa
     assert hub.HF_HUB_OFFLINE == before and logging.getLogger("huggingface_hub").level == level
 
 
-def test_a_teacher_download_failure_is_one_line_on_the_command_line(monkeypatch, capsys):
+def test_a_teacher_download_failure_is_one_line_on_the_command_line(monkeypatch, capsys, registries):
     def download(*_, **__):
         raise _hub_failure()
 
     monkeypatch.setattr(network, "hub_reachable", lambda: True)
-    monkeypatch.setattr(TEACHERS, "_entries", dict(TEACHERS._entries))
-    TEACHERS._entries["timm"] = Entry("timm", download, "a timm model whose download fails")
+    TEACHERS.override("timm", download, "a timm model whose download fails")
     assert main(["--teacher", "timm:resnet18.a1_in1k", *FAST, "--out", "/tmp/never-written-run"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err

@@ -56,13 +56,26 @@ class Registry(Generic[T]):
         return decorator
 
     @contextmanager
-    def added(self, name: str, builder: T, help: str = "", accepts: str = "") -> Iterator[T]:
-        """An entry for the duration of a block (a test's own method or suite), removed afterwards."""
-        self.register(name, help, accepts)(builder)
+    def scoped(self) -> Iterator["Registry[T]"]:
+        """Entries registered or overridden inside the block are gone after it (a test's own methods, suites or
+        teachers); the registry's own entries are as before."""
+        saved = dict(self._entries)
         try:
-            yield builder
+            yield self
         finally:
-            del self._entries[name]
+            self._entries = saved
+
+    @contextmanager
+    def added(self, name: str, builder: T, help: str = "", accepts: str = "") -> Iterator[T]:
+        """An entry for the duration of a block, removed afterwards."""
+        with self.scoped():
+            self.register(name, help, accepts)(builder)
+            yield builder
+
+    def override(self, name: str, builder: T, help: str) -> None:
+        """Replace a registered entry (inside ``scoped``: a test's teacher whose download fails)."""
+        self.entry(name)
+        self._entries[name] = Entry(name, builder, help)
 
     def lazy(self, name: str, target: str, help: str, accepts: str = "") -> None:
         """Register ``target`` ("package.module:attr") under ``name`` without importing it; ``help`` is required

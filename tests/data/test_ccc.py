@@ -18,17 +18,22 @@ from tta_bench.data.build import load_suite
 from tta_bench.data.ccc import CCCSource, ccc_splits
 from tta_bench.data.suites import SUITES
 from tta_bench.errors import UserError
-from tta_bench.registry import Entry
 from tta_bench.vocabulary import PREDICTIONS, SUMMARY
 
 
-def small_ccc(monkeypatch, name: str = "ccc-test", **args) -> str:
+@pytest.fixture(autouse=True)
+def _own_suites(registries):
+    """Each test's small CCC suite is registered for that test only."""
+    yield
+
+
+def small_ccc(name: str = "ccc-test", **args) -> str:
     """A CCC suite sized for tests (small crops, a coarse calibration), registered for this test only."""
     base = SUITES.get("ccc-hard")
     layout_args = {**base.layout_args, "crop": 48, "length": 1000,
                    "calibration": {"images": 4, "grid_step": 5.0, "walk_step": 1.25}} | args
     spec = dataclasses.replace(base, name=name, layout_args=layout_args)
-    monkeypatch.setitem(SUITES._entries, name, Entry(name, spec, spec.description))
+    SUITES.register(name, spec.description)(spec)
     return name
 
 
@@ -52,7 +57,7 @@ def _fake(calls: list) -> callable:
 
 
 def test_a_stream_is_a_pure_function_of_seed_and_position_and_limit_takes_a_prefix(clean, monkeypatch):
-    suite = small_ccc(monkeypatch)
+    suite = small_ccc()
     calls: list = []
     spec, cfg = SUITES.get(suite), _cfg(suite, clean, corruptions=["speed_5"])
     clean_source = load_suite(RunConfig(suite="imagenet", data_root=str(clean), allow_partial=True)).splits[0].source
@@ -72,7 +77,7 @@ def test_a_stream_is_a_pure_function_of_seed_and_position_and_limit_takes_a_pref
 
 
 def test_the_severities_change_cell_by_cell_and_the_pairs_chain(clean, monkeypatch):
-    suite = small_ccc(monkeypatch)
+    suite = small_ccc()
     spec = SUITES.get(suite)
     clean_source = load_suite(RunConfig(suite="imagenet", data_root=str(clean), allow_partial=True)).splits[0].source
     (_, source), = ccc_splits(spec, _cfg(suite, clean), clean_source, ["speed_4"], [], _fake([]))
@@ -86,7 +91,7 @@ def test_the_severities_change_cell_by_cell_and_the_pairs_chain(clean, monkeypat
 
 
 def test_calibration_is_measured_once_and_cached(clean, monkeypatch):
-    suite = small_ccc(monkeypatch)
+    suite = small_ccc()
     spec = SUITES.get(suite)
     clean_source = load_suite(RunConfig(suite="imagenet", data_root=str(clean), allow_partial=True)).splits[0].source
     calls: list = []
@@ -100,7 +105,7 @@ def test_calibration_is_measured_once_and_cached(clean, monkeypatch):
 
 
 def test_settings_that_reorder_the_stream_and_foreign_domains_are_refused(clean, monkeypatch):
-    suite = small_ccc(monkeypatch)
+    suite = small_ccc()
     with pytest.raises(UserError, match="reorder"):
         load_suite(_cfg(suite, clean, setting="mixed_domains"))
     with pytest.raises(UserError, match="unknown domain"):
@@ -115,7 +120,7 @@ def test_settings_that_reorder_the_stream_and_foreign_domains_are_refused(clean,
 @pytest.mark.parametrize("method", ["source", "bn_adapt"])
 def test_an_interrupted_run_resumes_with_every_position_once_and_the_same_predictions(clean, monkeypatch,
                                                                                        tmp_path, method):
-    suite = small_ccc(monkeypatch)
+    suite = small_ccc()
     cfg = _cfg(suite, clean, method=method, corruptions=["speed_6"], limit=24, batch_size=4,
                out=str(tmp_path / "run"))
     summary = engine.run(cfg, progress=False, log=lambda *_: None)
@@ -140,7 +145,7 @@ def test_the_stream_keeps_efficientnet_near_its_target_accuracy_on_real_photogra
     from tta_bench.teachers import build_teacher
 
     monkeypatch.setenv("TTA_BENCH_CCC_CACHE", str(tmp_path / "cache"))
-    suite = small_ccc(monkeypatch, noises=["gaussian_noise", "contrast", "pixelate"], target=12, crop=112,
+    suite = small_ccc(noises=["gaussian_noise", "contrast", "pixelate"], target=12, crop=112,
                       calibration={"images": 16, "grid_step": 2.5, "walk_step": 1.25})
     teacher = build_teacher("effnet-lite0").eval()
     from tta_bench.data.labels import label_space
