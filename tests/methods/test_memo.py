@@ -92,8 +92,15 @@ def test_source_prior_mixes_statistics_and_puts_the_buffers_back():
 
 
 def test_defaults_and_errors():
-    o = build_method("memo", teacher("tiny"), {}, CPU).options
-    assert (o.steps, o.lr, o.reset, o.n_views, o.bn_prior, o.crop) == (1, 0.00025, "episodic", 64, 16, "resized")
+    """Without options a prediction is MEMO's ImageNet recipe: one SGD step (lr 0.00025, no momentum) on a batch of
+    64 views, then the prediction on the image itself."""
+    t = teacher("tiny")
+    method = build_method("memo", t, {}, CPU)
+    with encoded_inputs(t) as seen:
+        out = method.predict(Batch(images(1, 32), [0]))
+    assert [len(x) for x in seen] == [64, 1] and out.adaptation_steps == 1
+    assert [(g["lr"], g["momentum"]) for g in method.optimizer.param_groups] == [(0.00025, 0)]
+    assert (method.options.bn_prior, method.options.crop) == (16, "resized")
     with pytest.raises(UserError, match="online"):
         build_method("memo", teacher("tiny"), {"reset": "online"}, CPU)
     with pytest.raises(UserError, match="crop"):
