@@ -68,7 +68,7 @@ def plot(runs: dict[str, list[dict]], target: float, window: int, title: str, pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 4.8))
     first = next(iter(runs.values()))
     bounds = segments(first) + [(len(first), "")]
     for k, ((start, _), (end, _)) in enumerate(zip(bounds[:-1], bounds[1:])):
@@ -86,7 +86,7 @@ def plot(runs: dict[str, list[dict]], target: float, window: int, title: str, pa
     ax.set_xlim(0, len(first))
     ax.set_ylim(0, max(45, ax.get_ylim()[1]))
     ax.set_title(title, fontsize=10)
-    ax.legend(loc="upper right", bbox_to_anchor=(1.0, 0.93), fontsize=8, framealpha=0.9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, fontsize=8, frameon=False)  # below the axes: no curve hidden
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
