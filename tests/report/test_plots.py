@@ -146,3 +146,20 @@ def test_the_severity_lines_join_a_rows_top1_at_each_severity(monkeypatch, tmp_p
                      "fog": {"source (effnet-lite0) [generated, limit-50]": ([3, 5], [40.0, 20.0])}}
     assert all(ax.get_xlabel() == "severity" and ax.get_ylabel() == "top-1 (%)" for ax in built[0].axes
                if ax.get_visible())
+
+
+def test_cost_plot_legend_fits_the_figure_with_long_run_labels():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from tta_bench.report.plots import _cost_figure
+
+    labels = [f"{m} (effnet-lite0) [generated from 500 images, limit-200, cpu preset]" for m in
+              ("apm", "bn_adapt", "cotta", "eata", "memo", "source", "tent")]
+    figure = _cost_figure("imagenet-c", [(label, 0.05 * (k + 1), 20.0 + k) for k, label in enumerate(labels)],
+                          "AMD EPYC, 1 thread")
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    (legend,) = figure.legends
+    box, page = legend.get_window_extent(renderer), figure.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0  # nothing clipped at the edges
+    assert [t.get_text() for t in legend.get_texts()] == sorted(labels)

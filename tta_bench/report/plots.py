@@ -181,7 +181,11 @@ def _log_limits(values: list[float]) -> tuple[float, float]:
 
 
 def _cost_figure(table: str, points: list[tuple[str, float, float]], device: str | None) -> Figure:
-    figure = Figure(figsize=(7.5, 4.5 + 0.25 * len(points)), layout="constrained")
+    longest = max(len(p[0]) for p in points)
+    ncols = 2 if len(points) >= 4 and longest <= 40 else 1  # long labels (data markers) get a column of their own
+    rows = math.ceil(len(points) / ncols)
+    width = max(7.5, 0.075 * longest * ncols + 1.0)  # the legend below must fit the figure's width
+    figure = Figure(figsize=(width, 4.5 + 0.25 * rows), layout="constrained")
     ax = figure.subplots()
     for k, (label, seconds, accuracy) in enumerate(sorted(points)):
         ax.scatter([seconds], [accuracy], color=_COLORS[k % len(_COLORS)], marker=_MARKERS[k % len(_MARKERS)],
@@ -199,7 +203,7 @@ def _cost_figure(table: str, points: list[tuple[str, float, float]], device: str
                   + ", log scale")
     ax.set_ylabel("mean top-1 (%)")
     ax.set_title(f"{table}: accuracy vs cost")
-    figure.legend(loc="outside lower center", ncols=1 if len(points) < 4 else 2, fontsize="small")
+    figure.legend(loc="outside lower center", ncols=ncols, fontsize="small")
     return figure
 
 
