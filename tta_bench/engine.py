@@ -6,6 +6,7 @@ run folder as it goes (so a rerun of the same command resumes), then writes the 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import json
@@ -131,6 +132,11 @@ class Prepared:
     teacher_sha256: str | None = None  # the teacher's weights as built, before any adaptation
     memory_format: str = memory_format.CONTIGUOUS  # the teacher's layout (channels_last for CNNs on the CPU)
 
+    @functools.cached_property
+    def stream_hash(self) -> str:
+        """The ordered samples' fingerprint (inputs.json and the summary), computed once: a CCC stream is long."""
+        return self.stream.hash(self.suite.splits)
+
 
 def prepare(cfg: RunConfig) -> Prepared:
     """Everything a run needs that does not touch a model: the data, its self-check and the stream."""
@@ -199,7 +205,7 @@ def inputs_of(p: Prepared, precision: str) -> dict[str, Any]:
     """Fingerprints of what determines the predictions beyond the configuration: the files it names (weights,
     head, prompt file) by content, the stream by its ordered sample keys, and the arithmetic."""
     cfg = p.cfg
-    return {"stream": p.stream.hash(p.suite.splits), "precision": precision,
+    return {"stream": p.stream_hash, "precision": precision,
             "weights": file_sha256(cfg.weights) if cfg.weights else None,
             "head": file_sha256(cfg.head) if cfg.head else None, "prompts": file_hash(p.prompts)}
 
@@ -459,7 +465,7 @@ def _meta(p: Prepared, method: Method, spent: dict[str, float], device: torch.de
                  cfg.data_root,
                  "label_space": suite.space.name, **suite.protocol(),
                  "transform": repr(method.teacher.transform_for(suite.spec.stored))},
-        "setting": {"name": p.stream.setting, **p.stream.params, "stream_hash": p.stream.hash(suite.splits)},
+        "setting": {"name": p.stream.setting, **p.stream.params, "stream_hash": p.stream_hash},
         "seed": cfg.seed, "config": cfg.to_dict(), "method_options": options, "defaults": p.defaults.record,
         "provenance": {**provenance(device, p.teacher_sha256 or ""), "memory_format": p.memory_format},
         "notes": p.notes, "source_data": p.source_data,

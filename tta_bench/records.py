@@ -43,6 +43,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's content (checkpoints, heads, prompt files: the one implementation)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

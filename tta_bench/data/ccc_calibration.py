@@ -80,13 +80,10 @@ def cache_key(parts: dict) -> str:
 
 
 def file_digest(path: str | None) -> str | None:
-    if not path or not Path(path).is_file():
-        return path
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """A local file by its content; anything else (a Hub name, None) as it is."""
+    from ..records import file_sha256
+
+    return file_sha256(path) if path and Path(path).is_file() else path
 
 
 def measure_with(classify: Classify, render: Callable[[int, Corruptions], np.ndarray], labels: Sequence[int],

@@ -4,6 +4,9 @@ Two families: "imagenet-c" applies the `imagecorruptions` package (ImageNet-C's 
 made as ImageNet-C was: resize 256, centre crop 224); "cifar-c" applies CIFAR-10-C's own, weaker constants at
 32 x 32 (see corruptions_cifar). `corrupt_continuous` applies ImageNet-C's constants at any severity in [0, 5]
 (CCC's interpolation, see corruptions_continuous). Randomness is reproducible per call through `seed`.
+
+Reference: hendrycks/robustness ImageNet-C/create_c/make_imagenet_c.py (the geometry: resize 256, centre crop 224,
+then corrupt) through bethgelab/imagecorruptions, which packages that file's functions and constants.
 """
 
 from __future__ import annotations

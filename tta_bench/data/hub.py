@@ -6,6 +6,10 @@ wnids, CLIP class names, or WordNet lemma lists as the Hub's ImageNet-1k uses th
 Integer labels are ambiguous for a 200-class suite (an ImageNet-1k index, or an index into the suite's own 200
 classes?): the suite declares which (``label_index`` in its YAML, per known Hub id; ``--label-index`` overrides), and
 a range of labels that contradicts the declaration stops the run naming the option to set.
+
+No TTA reference code reads Hub copies (TPT, MEMO and the unified benchmark read folders), so this mapping is
+tta_bench's own; it targets the conventions of the copies each suite YAML documents (the Hub imagenet-1k's
+``ClassLabel`` names come from the same WordNet lemmas as timm's ImageNetInfo) and is tested on local copies.
 """
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Decoding image files into RGB PIL images, with errors that name the file."""
+"""Decoding image files into RGB PIL images, with errors that name the file.
+
+As torchvision's ImageFolder loader (``datasets.folder.pil_loader``: PIL open, ``convert("RGB")``), which the
+reference codes use (TPT, MEMO, the unified benchmark), except 16/32-bit greyscale, which PIL's convert clips.
+"""
 from __future__ import annotations
 
 from pathlib import Path

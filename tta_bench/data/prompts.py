@@ -2,11 +2,12 @@
 hand-crafted prompt of a fine-grained dataset), or a file.
 
 A file is either templates (one per line, each with exactly one ``{}``) or a JSON object mapping class names
-to their own prompts (CuPL style). Files are validated at load so a typo stops the run before any model work.
+to their own prompts (CuPL style: sarahpratt/CuPL's generated JSON files). Files are validated at load so a typo
+stops the run before any model work. Each class's prompts are embedded and their normalised mean is the class
+weight, as openai/CLIP's ImageNet notebook ``zeroshot_classifier`` does (teachers/clip.py).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Sequence
@@ -63,7 +64,9 @@ def _cupl(path: Path, space: LabelSpace, classes: Sequence[int]) -> list[list[st
 
 
 def file_hash(spec: str | None) -> str | None:
-    if spec is None or spec in PROMPT_SPECS:
+    """SHA-256 of a prompt file; None for a named template set."""
+    from ..records import file_sha256
+
+    if spec is None or spec in PROMPT_SPECS or not Path(spec).is_file():
         return None
-    path = Path(spec)
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return file_sha256(spec)

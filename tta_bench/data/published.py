@@ -2,6 +2,11 @@
 
 Each reader takes the data root and returns (split name, source) pairs; labels always come from the suite's
 label space, never from the order of the folders found.
+
+References per layout: ImageNet-C folders as hendrycks/robustness releases them; CIFAR-10/100-C arrays as
+RobustBench ``load_cifar10c`` reads them (rows (severity - 1) x 10,000 onwards, labels.npy); ImageNet-V2 class-index
+folders as modestyachts/ImageNetV2 releases them; -R/-A/-Sketch wnid folders as TPT ``data/imagenet_variants.py``
+reads them.
 """
 from __future__ import annotations
 

@@ -2,6 +2,9 @@
 
 A source is picklable (DataLoader workers copy it) and cheap to subset, so subsets (``--subset 5k``),
 ``--limit`` and torchrun shards all select positions rather than copying images.
+
+The 5k subset is RobustBench's list (its ``imagenet_test_image_ids.txt``, shipped in assets/); ``--limit``'s even
+spread over a split is tta_bench's own (no reference evaluates a prefix of a split).
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Method registry: one file per method, one line here (imported on first use, so listing stays torch-free)."""
+"""Method registry: one file per method, one line here (imported on first use, so listing stays torch-free).
+
+Each method's file names the official code it follows; this registry is tta_bench's own (timm / open_clip style).
+"""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
