@@ -44,11 +44,11 @@ def micro(batch: int, repeat: int) -> None:
             teacher.to(memory_format=memory_format.FORMATS[layout])
             x = memory_format.batch(torch.rand(batch, 3, size, size), layout)
 
-            def forward() -> None:
+            def forward(teacher=teacher, x=x) -> None:
                 with torch.no_grad():
                     teacher.encode(x)
 
-            def backward() -> None:  # what TENT/MEMO pay: gradients through the whole network
+            def backward(teacher=teacher, x=x) -> None:  # what TENT/MEMO pay: gradients through the whole network
                 teacher.requires_grad_(True)
                 teacher.encode(x).square().mean().backward()
                 teacher.zero_grad(set_to_none=True)
@@ -57,7 +57,7 @@ def micro(batch: int, repeat: int) -> None:
 
 
 def example_runs(limit: int, workers: int, out: Path) -> None:
-    print(f"\n| run | NCHW s/sample | channels_last s/sample |\n|---|---:|---:|", flush=True)
+    print("\n| run | NCHW s/sample | channels_last s/sample |\n|---|---:|---:|", flush=True)
     real = dict(suite="imagenet-c", source="generated", data_root=str(SHARED / "imagenet-sample"),
                 corruptions=CORRUPTIONS, teacher="effnet-lite0", limit=limit, num_workers=workers)
     cases = [("demo: source", RunConfig(num_workers=workers))] + [

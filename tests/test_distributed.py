@@ -18,6 +18,7 @@ from tta_bench.records import read_records
 from conftest import CUDA_MARKS, WNIDS, write_images
 from tta_bench.vocabulary import PREDICTIONS, SUMMARY
 
+pytestmark = pytest.mark.slow  # torchrun processes
 ROOT = Path(__file__).resolve().parents[1]
 
 

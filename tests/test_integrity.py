@@ -21,6 +21,7 @@ def _run(cfg) -> dict:
     return engine.run(cfg, progress=False, log=lambda *_: None)
 
 
+@pytest.mark.slow
 def test_a_second_process_on_the_same_folder_is_refused_and_named(tmp_path, tiny_config):
     cfg = tiny_config()
     first = RunFolder.open(cfg.out, cfg)
@@ -43,6 +44,7 @@ except UserError as exc:
     RunFolder.open(cfg.out, cfg).release()  # released: the next run takes it
 
 
+@pytest.mark.slow
 def test_a_killed_runs_lock_does_not_block(tmp_path, tiny_config):
     cfg = tiny_config()
     script = f"""

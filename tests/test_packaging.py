@@ -9,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "tta_bench", "suites", "results/published")
 
 
+@pytest.mark.slow
 def test_a_non_editable_install_lists_the_suites(tmp_path):
     tree = tmp_path / "checkout"
     for name in SOURCES:

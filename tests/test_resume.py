@@ -47,6 +47,7 @@ def _data(tmp_path: Path) -> Path:
     return tmp_path / "val"
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_predicts_every_sample_once(tmp_path):
     data, out = _data(tmp_path), tmp_path / "run"
     killed = _start_and_stop(_command(data, out), out, signal.SIGKILL)
@@ -85,6 +86,7 @@ def test_same_command_and_seed_give_identical_predictions(tmp_path, tiny_config)
     assert a != c  # another seed shuffles the stream into another order
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     data, out = _data(tmp_path), tmp_path / "run"
     stopped = _start_and_stop(_command(data, out), out, signal.SIGINT)
@@ -98,6 +100,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     assert len(after) == N_PER_CLASS * len(WNIDS)
 
 
+@pytest.mark.slow
 def test_kill_during_summary_write_keeps_the_previous_summary(tmp_path):
     path = tmp_path / SUMMARY
     previous = {"splits": {"x": {"top1": 50.0}}}

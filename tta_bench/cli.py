@@ -8,7 +8,6 @@ import argparse
 import dataclasses
 import os
 import sys
-from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import SOURCES, RunConfig, parse_key_values

@@ -251,7 +251,7 @@ class APM(Method):
         record = sorted({s for s in batch.record_steps if 0 <= s <= self.options.steps})
         n, size = len(x), (self.group or len(x)) if self.options.parallel else 1
         self._last_group = size
-        traces = [self._train(x[i:i + size], targets.take(lambda t: t[i:i + size]), batch.seeds[i:i + size], record)
+        traces = [self._train(x[i:i + size], targets.take(lambda t, i=i: t[i:i + size]), batch.seeds[i:i + size], record)
                   for i in range(0, n, size)]
         logits = torch.cat([t.logits for t in traces])
         failed = torch.cat([t.failed for t in traces]) | ~logits.isfinite().all(1)

@@ -107,9 +107,11 @@ class Method(ABC):
     def prepare_source(self, batches: Iterator[torch.Tensor]) -> None:
         """Compute what the method keeps from clean source data; `batches` yields (B, 3, H, W) images in [0, 1] at
         the teacher's input size, on the method's device."""
+        return None
 
     def reset(self) -> None:
         """Restore the state the method started the stream with (a no-op for stateless methods)."""
+        return None
 
     @abstractmethod
     def predict(self, batch: Batch) -> Output: ...

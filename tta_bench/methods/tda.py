@@ -158,7 +158,7 @@ class Tda(Method):
 
         if self.options.n_views == 1:
             features, logits = encode(batch.images)
-            return [(f[None], l[None]) for f, l in zip(features, logits)]
+            return [(f[None], z[None]) for f, z in zip(features, logits)]
         out = []
         for k, (image, seed) in enumerate(zip(batch.images, batch.seeds)):
             with seeded(seed):
@@ -189,6 +189,6 @@ class Tda(Method):
             self.reset()
         per_sample = self.features(batch)
         with torch.autocast(batch.images.device.type, enabled=False):
-            logits = torch.stack([self.step(observe(f.float(), l.float(), self.options.fraction))
-                                  for f, l in per_sample])
+            logits = torch.stack([self.step(observe(f.float(), z.float(), self.options.fraction))
+                                  for f, z in per_sample])
         return Output(logits, teacher_forwards=len(batch.images) * self.options.n_views)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .check import DEFAULT_TOLERANCE, CheckResult, check, format_check, load_reference, write_reference
 from .published import load_published
-from .runs import RunFolderError, Warn, find_run_dirs, group_runs, load_run_folders, load_runs, load_summary
+from .runs import RunFolderError, Warn, group_runs, load_run_folders, load_runs, load_summary
 from .tables import build_tables, captions, metric_of, render, render_tables
 from ..errors import ReportError
 

@@ -253,7 +253,7 @@ def plot_steps(run_dirs: list[Path], out_dir: str | Path) -> list[Path]:
         total = (summary.get("method_options") or {}).get("steps") or max(steps)
         per_sample = (summary.get("cost") or {}).get("seconds_per_sample")
         if per_sample:
-            top = ax.secondary_xaxis("top", functions=(lambda s: s * per_sample / total, lambda t: t * total / per_sample))
+            top = ax.secondary_xaxis("top", functions=(lambda s, k=per_sample / total: s * k, lambda t, k=total / per_sample: t * k))
             top.set_xlabel("≈ seconds per sample")
         ax.set_title(run_label(summary), fontsize=9)
         paths += _save(figure, out_dir, f"steps_{Path(run_dir).name}")

