@@ -168,7 +168,7 @@ def cmd_run(argv: Sequence[str]) -> int:
 
 
 def cmd_list(argv: Sequence[str]) -> int:
-    from .data.published import LAYOUTS
+    from .data.layouts import LAYOUTS
     from .data.suites import SUITES
     from .methods import METHODS
     from .stream import SETTINGS

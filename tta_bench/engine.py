@@ -29,7 +29,7 @@ from . import distributed, outputs
 from .config import RunConfig
 from .data.build import SuiteData, load_source_data, load_suite
 from .data.images import CorruptImageError
-from .data.prompts import class_prompts, file_hash
+from .data.labels.prompts import class_prompts, file_hash
 from .data.sources import sample_seed
 from .eta import Eta
 from .errors import UserError

@@ -57,7 +57,7 @@ def photographs(n: int, size: int) -> torch.Tensor:
     and in fixed off-centre crops, so a batch holds distinct natural images on any machine, offline."""
     from torchvision.transforms.v2 import functional as TF
 
-    from tta_bench.data.demo import demo_photos
+    from tta_bench.data.layouts.demo import demo_photos
 
     source = demo_photos(None, label_space("imagenet1k"), "demo")[0][1]
     photos = [TF.to_image(source.load(i)) for i in range(len(source.ids))]

@@ -15,10 +15,9 @@ import numpy as np
 
 from ..config import SOURCES, RunConfig
 from ..errors import DataError, UserError
-from . import demo, domainnet, fine_grained  # noqa: F401  (register their layouts)
 from .hub import HubRead, hub_source, load_dataset
 from .labels import CLASS_LISTS, LabelSpace, class_list, label_space
-from .published import LAYOUTS
+from .layouts import LAYOUTS
 from .sources import CorruptedSource, Geometry, SampleSource
 from .suites import LABEL_INDICES, SUITES, SuiteSpec
 from ..vocabulary import parse_split, split_name

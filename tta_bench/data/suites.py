@@ -44,8 +44,8 @@ class HubSpec:
 class SuiteSpec:
     name: str
     description: str
-    labels: str  # label space: imagenet1k | cifar10 | cifar100 | flowers102 | ... (data/labels.py)
-    layout: str  # published layout (see data/published.py)
+    labels: str  # label space: imagenet1k | cifar10 | cifar100 | flowers102 | ... (data/labels/)
+    layout: str  # published layout (see data/layouts/)
     kind: str = "clean"  # clean | corruption | domains (one split per domain) | ccc (a generated stream)
     split: str | None = None  # split name of a clean suite (default: the suite name)
     default_source: str = "published"

@@ -11,7 +11,7 @@ from conftest import write_images
 from tta_bench import engine
 from tta_bench.config import RunConfig
 from tta_bench.data.build import load_suite
-from tta_bench.data.domainnet import source_domain
+from tta_bench.data.layouts.domainnet import source_domain
 from tta_bench.data.labels import label_space
 from tta_bench.errors import DataError, UserError
 from tta_bench.vocabulary import PREDICTIONS

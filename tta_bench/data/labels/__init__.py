@@ -15,8 +15,8 @@ from importlib import resources
 
 import yaml
 
-from ..errors import DataError
-from ..vocabulary import FINE_GRAINED
+from ...errors import DataError
+from ...vocabulary import FINE_GRAINED
 
 
 @dataclass(frozen=True)

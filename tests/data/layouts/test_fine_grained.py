@@ -12,7 +12,7 @@ from conftest import image_array
 from tta_bench import engine
 from tta_bench.config import RunConfig
 from tta_bench.data.build import load_suite
-from tta_bench.data.fine_grained import coop_split, list_sha256
+from tta_bench.data.layouts.fine_grained import coop_split, list_sha256
 from tta_bench.data.labels import FINE_GRAINED, label_space
 from tta_bench.data.suites import SUITES
 from tta_bench.errors import DataError

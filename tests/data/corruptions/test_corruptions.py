@@ -7,7 +7,7 @@ from PIL import Image
 
 from tta_bench.data.corruptions import FAMILIES, corrupt
 from tta_bench.vocabulary import CORRUPTIONS
-from tta_bench.data.corruptions_cifar import CIFAR_C_CONSTANTS
+from tta_bench.data.corruptions.cifar import CIFAR_C_CONSTANTS
 
 SIZE = {"imagenet-c": 224, "cifar-c": 32}  # the size each family is made for
 NOISES = ("gaussian_noise", "shot_noise", "impulse_noise")

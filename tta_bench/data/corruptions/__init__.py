@@ -2,8 +2,8 @@
 
 Two families: "imagenet-c" applies the `imagecorruptions` package (ImageNet-C's constants; feed it 224 x 224 images
 made as ImageNet-C was: resize 256, centre crop 224); "cifar-c" applies CIFAR-10-C's own, weaker constants at
-32 x 32 (see corruptions_cifar). `corrupt_continuous` applies ImageNet-C's constants at any severity in [0, 5]
-(CCC's interpolation, see corruptions_continuous). Randomness is reproducible per call through `seed`.
+32 x 32 (see cifar.py). `corrupt_continuous` applies ImageNet-C's constants at any severity in [0, 5]
+(CCC's interpolation, see continuous.py). Randomness is reproducible per call through `seed`.
 
 Reference: hendrycks/robustness ImageNet-C/create_c/make_imagenet_c.py (the geometry: resize 256, centre crop 224,
 then corrupt) through bethgelab/imagecorruptions, which packages that file's functions and constants.
@@ -18,9 +18,9 @@ from typing import Iterator
 import numpy as np
 from imagecorruptions import corrupt as imagecorruptions_corrupt
 
-from tta_bench.data.corruptions_cifar import corrupt_cifar
-from tta_bench.data.corruptions_continuous import NAMES as CONTINUOUS_NAMES, corrupt_at
-from tta_bench.vocabulary import CORRUPTIONS, SEVERITIES
+from .cifar import corrupt_cifar
+from .continuous import NAMES as CONTINUOUS_NAMES, corrupt_at
+from ...vocabulary import CORRUPTIONS, SEVERITIES
 
 FAMILIES = ("imagenet-c", "cifar-c")
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import TABBY_WNID as TABBY, WNIDS, image_stack, write_arrays, write_images
 from tta_bench import engine
 from tta_bench.config import RunConfig
-from tta_bench.data import published
+from tta_bench.data.layouts import LAYOUTS
 from tta_bench.data.build import load_suite
 from tta_bench.data.labels import class_list, label_space
 from tta_bench.errors import DataError
@@ -190,4 +190,4 @@ def test_cifar100_class_names_map_to_the_standard_fine_label_order(tmp_path):
 def test_every_registered_layout_is_used_by_a_suite():
     from tta_bench.data.suites import SUITES
 
-    assert {e.builder.layout for e in SUITES} == set(published.LAYOUTS.names())
+    assert {e.builder.layout for e in SUITES} == set(LAYOUTS.names())

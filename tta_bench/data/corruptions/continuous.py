@@ -2,7 +2,7 @@
 
 Follows oripress/CCC make_imagenet_c.py: each corruption's ImageNet-C constants get a level 0 that leaves the image
 as it is, and a fractional severity takes the constants linearly interpolated between the neighbouring levels
-(shot noise interpolates 1/c, as there). The algorithms are tta_bench's own (data/corruptions_cifar.py, the
+(shot noise interpolates 1/c, as there). The algorithms are tta_bench's own (data/corruptions/cifar.py, the
 ImageNet-C algorithms whose geometry follows the image size), fed ImageNet-C's constants at 224 x 224.
 
 Deliberate differences, named: motion and snow blur lengths are whole pixels (the numpy motion blur needs an integer
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import corruptions_cifar as algo
+from . import cifar as algo
 
 LEVELS = np.arange(6.0)  # severity 0 (identity) .. 5
 ELASTIC_SIZE = 244  # ImageNet-C states its elastic constants as multiples of 244 (sic) pixels

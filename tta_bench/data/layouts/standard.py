@@ -15,16 +15,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import DataError
-from ..registry import Registry
-from .images import is_image
-from .labels import LabelSpace
-from .sources import ArraySource, FileSource, SampleSource
-from ..vocabulary import split_name
+from ...errors import DataError
+from ..images import is_image
+from ..labels import LabelSpace
+from ..sources import ArraySource, FileSource, SampleSource
+from ...vocabulary import split_name
+
+from .registry import LAYOUTS
 
 CIFAR_C_PER_SEVERITY = 10_000
-Layout = Callable[..., list[tuple[str, SampleSource]]]
-LAYOUTS: Registry[Layout] = Registry("layout")
 
 
 def _images_under(folder: Path) -> list[Path]:

@@ -18,10 +18,10 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import DataError
-from .labels import LabelSpace
-from .published import LAYOUTS
-from .sources import FileSource, SampleSource
+from ...errors import DataError
+from ..labels import LabelSpace
+from .registry import LAYOUTS
+from ..sources import FileSource, SampleSource
 
 COOP_DATASETS = "KaiyangZhou/CoOp DATASETS.md"
 

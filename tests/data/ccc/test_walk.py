@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from tta_bench.data.ccc_walk import Plan, find_walk
+from tta_bench.data.ccc.walk import Plan, find_walk
 
 
 def reference_walk(arr: np.ndarray, target: float) -> list[tuple[int, int]]:

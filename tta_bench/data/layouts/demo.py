@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .labels import LabelSpace
-from .published import LAYOUTS
-from .sources import SampleSource
+from ..labels import LabelSpace
+from .registry import LAYOUTS
+from ..sources import SampleSource
 
 
 class SkimageSource(SampleSource):

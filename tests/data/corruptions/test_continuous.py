@@ -9,7 +9,7 @@ import pytest
 from imagecorruptions import corrupt as reference
 
 from tta_bench.data.corruptions import corrupt_continuous
-from tta_bench.data.corruptions_continuous import CONSTANTS, constants_at
+from tta_bench.data.corruptions.continuous import CONSTANTS, constants_at
 from tta_bench.vocabulary import CORRUPTIONS
 
 from .test_corruptions import _image, _mean_abs_change

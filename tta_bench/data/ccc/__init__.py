@@ -8,7 +8,7 @@ s2 (a zero severity skipped), saved as JPEG quality 85; 7.5M images in all; the 
 baselines) and the unified benchmark's ``ccc`` (mariodoebler/test-time-adaptation classification/datasets/
 data_loading.py: one stream per baseline and transition speed, evaluated in order, cfgs/ccc/*.yaml). The
 corruptions are tta_bench's own (data/corruptions.py corrupt_continuous); the accuracy matrix is measured on the
-run's teacher (data/ccc_calibration.py), so the stream is the one this model meets at the target level, not CCC's
+run's teacher (data/ccc/calibration.py), so the stream is the one this model meets at the target level, not CCC's
 published files (calibrated once on a ResNet-50): results are labelled generated.
 
 Each position's image is a pure function of (seed, split, position): a stream prefix (--limit N) is the start of
@@ -26,13 +26,13 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from ..config import RunConfig
-from ..errors import UserError
-from .ccc_calibration import AccuracyMatrix, CalibrationSpec, Classify, Corruptions, cache_key, file_digest, measure_with
-from .ccc_walk import Plan, find_walk
-from .corruptions import corrupt_continuous
-from .sources import SampleSource, sample_seed
-from .suites import SuiteSpec
+from ...config import RunConfig
+from ...errors import UserError
+from .calibration import AccuracyMatrix, CalibrationSpec, Classify, Corruptions, cache_key, file_digest, measure_with
+from .walk import Plan, find_walk
+from ..corruptions import corrupt_continuous
+from ..sources import SampleSource, sample_seed
+from ..suites import SuiteSpec
 
 SETTINGS = ("reset_each_shift", "continual")  # the others would reorder the stream
 CALIBRATION_SEED = 0  # the calibration images and their crops do not change with the run seed
@@ -163,7 +163,7 @@ class Calibration:
         n = min(params.calibration.images, len(clean))
         self.images = np.linspace(0, len(clean) - 1, n).round().astype(int).tolist()
         self.clean = clean
-        from ..engine import prompt_spec
+        from ...engine import prompt_spec
 
         self._classify = classify or (lambda: teacher_classifier(cfg, spec))
         self.key = cache_key({
@@ -204,10 +204,10 @@ def teacher_classifier(cfg: RunConfig, spec: SuiteSpec) -> Classify:
     """The run's teacher (same weights, head and prompts as the run) as a classifier of uint8 images."""
     import torch
 
-    from ..engine import pick_device, prompt_spec
-    from ..teachers import build_teacher
-    from .labels import label_space
-    from .prompts import class_prompts
+    from ...engine import pick_device, prompt_spec
+    from ...teachers import build_teacher
+    from ..labels import label_space
+    from ..labels.prompts import class_prompts
 
     space = label_space(spec.labels)
     device = pick_device(cfg.device)

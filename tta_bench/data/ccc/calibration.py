@@ -81,7 +81,7 @@ def cache_key(parts: dict) -> str:
 
 def file_digest(path: str | None) -> str | None:
     """A local file by its content; anything else (a Hub name, None) as it is."""
-    from ..records import file_sha256
+    from ...records import file_sha256
 
     return file_sha256(path) if path and Path(path).is_file() else path
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import DataError
-from .labels import LabelSpace
-from .published import LAYOUTS
-from .sources import FileSource, SampleSource
+from ...errors import DataError
+from ..labels import LabelSpace
+from .registry import LAYOUTS
+from ..sources import FileSource, SampleSource
 
 DOMAINS = ("real", "clipart", "painting", "sketch")
 # the unified benchmark's target sequence for a model trained on each source domain

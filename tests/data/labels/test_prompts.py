@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tta_bench.data.labels import label_space
-from tta_bench.data.prompts import class_prompts, file_hash
+from tta_bench.data.labels.prompts import class_prompts, file_hash
 from tta_bench.errors import UserError
 
 CIFAR = label_space("cifar10")
