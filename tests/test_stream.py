@@ -9,13 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED, WNIDS, needs_shared, write_images
-from tta_bench import engine
+from conftest import SHARED, WNIDS, image_stack, needs_shared, write_arrays, write_images
+from tta_bench import cli, engine
 from tta_bench.config import RunConfig
-from tta_bench.data.build import Split
+from tta_bench.data.build import Split, load_suite
 from tta_bench.data.sources import ArraySource, FileSource
 from tta_bench.errors import UserError
-from tta_bench.stream import GRADUAL, SETTINGS, build_stream, default_dirichlet, note_order, rotta_order
+from tta_bench.report.runs import run_label
+from tta_bench.stream import (GRADUAL, SETTINGS, build_stream, default_array_order, default_dirichlet, limit_note,
+                              note_order, published_length, rotta_order)
 from tta_bench.vocabulary import PREDICTIONS, record_key
 
 CORRUPTIONS = ("gaussian_noise", "fog")
@@ -149,24 +151,117 @@ def test_equal_domains_share_the_seeded_permutation_as_the_reference_reseeds_per
     assert [it.pos for it in items[:30]] == [it.pos for it in items[30:]]
 
 
-def test_the_default_delta_follows_the_suite_family(tmp_path):
+def test_correlated_sorts_by_class_and_only_mixed_domains_correlated_has_a_delta(tmp_path):
+    """The unified benchmark: conf.py TEST.DELTA_DIRICHLET 0.0 for correlated (scripts/run.sh passes none); 0.01
+    (ImageNet-C) / 0.1 (ImageNet-D109) only for mixed_domains_correlated."""
     write_images(tmp_path / "c", {f"fog/5/{w}": 2 for w in WNIDS})
-    cfg = RunConfig(suite="imagenet-c", data_root=str(tmp_path / "c"), corruptions=["fog"], allow_partial=True,
-                    setting="correlated", teacher="tiny", num_workers=0, device="cpu")
-    assert engine.prepare(cfg).stream.params["dirichlet"] == 0.01
-    assert default_dirichlet("cifar10") == 0.1
+    deltas = {}
+    for setting in ("correlated", "mixed_domains_correlated"):
+        cfg = RunConfig(suite="imagenet-c", data_root=str(tmp_path / "c"), corruptions=["fog"], allow_partial=True,
+                        setting=setting, teacher="tiny", num_workers=0, device="cpu")
+        deltas[setting] = engine.prepare(cfg).stream.params["dirichlet"]
+    assert deltas == {"correlated": 0.0, "mixed_domains_correlated": 0.01}
+    for family in ("imagenet", "cifar10", "cifar100"):
+        for setting in ("correlated", "reset_each_shift_correlated", "gradual_correlated"):
+            assert default_dirichlet(family, setting) == 0.0
+    assert default_dirichlet("cifar10", "mixed_domains_correlated") == 0.1
 
 
-def test_folder_layouts_are_shuffled_by_seed_and_array_layouts_keep_their_order():
+def test_delta_zero_plays_each_domain_class_by_class_in_a_shuffled_order_within_a_class():
+    """The reference shuffles the domain, then sorts it by label (a stable sort): one class after another, each
+    class's samples not in file order; batches hold one class (about)."""
+    splits = [_folder_split("a", 60), _folder_split("b", 60)]
+    stream = build_stream(splits, "correlated", seed=0)
+    for k in (0, 1):
+        domain = stream.items[60 * k:60 * (k + 1)]
+        labels = [splits[k].source.labels[it.pos] for it in domain]
+        assert labels == sorted(labels) and {it.split for it in domain} == {k}
+        first_class = [it.pos for it in domain[:20]]
+        assert sorted(first_class) == list(range(20)) and first_class != list(range(20))
+
+
+def test_dry_run_of_correlated_on_cifar10c_reports_delta_zero(tmp_path, capsys):
+    root = write_arrays(tmp_path / "cifar10", {"images": image_stack(20)}, [i % 10 for i in range(20)])
+    args = ["--suite", "cifar10-c", "--source", "generated", "--data-root", str(root), "--teacher", "tiny",
+            "--corruptions", "fog", "--dry-run"]
+    assert cli.main([*args, "--setting", "correlated"]) == 0
+    assert "class order Dirichlet delta 0 (sorted by class)" in capsys.readouterr().out
+    assert cli.main([*args, "--setting", "mixed_domains_correlated"]) == 0
+    assert "class order Dirichlet delta 0.1, sorter note" in capsys.readouterr().out
+
+
+def test_folder_layouts_are_shuffled_by_seed():
     folders = [_folder_split("a", 30), _folder_split("b", 30)]
     first = [it.pos for it in build_stream(folders, "reset_each_shift", seed=0).items]
     assert first[:30] != list(range(30)) and sorted(first[:30]) == list(range(30))
     assert first == [it.pos for it in build_stream(folders, "reset_each_shift", seed=0).items]
     assert first != [it.pos for it in build_stream(folders, "reset_each_shift", seed=1).items]
+
+
+def test_array_layouts_play_in_the_order_of_the_settings_reference():
+    """TENT's and CoTTA's CIFAR-C loaders keep the array order; the unified benchmark shuffles it (get_test_loader).
+    Both are named choices; the stream records which one ran."""
     arrays = [_array_split("a", 30), _array_split("b", 30)]
+    in_order = [(s, p) for s in range(2) for p in range(30)]
     for setting in ("reset_each_shift", "continual"):
+        assert default_array_order(setting) == "keep"
         stream = build_stream(arrays, setting, seed=3)
-        assert [(it.split, it.pos) for it in stream.items] == [(s, p) for s in range(2) for p in range(30)]
+        assert [(it.split, it.pos) for it in stream.items] == in_order and stream.params["array_order"] == "keep"
+        shuffled = build_stream(arrays, setting, seed=3, array_order="shuffle")
+        assert [(it.split, it.pos) for it in shuffled.items] != in_order
+        assert sorted((it.split, it.pos) for it in shuffled.items) == in_order
+        assert shuffled.params["array_order"] == "shuffle"
+    for setting in ("gradual", "correlated", "mixed_domains", "mixed_domains_correlated"):
+        assert default_array_order(setting) == "shuffle"
+    kept = build_stream(arrays, "correlated", seed=3, array_order="keep").items
+    assert [it.pos for it in kept[:10]] == [0, 3, 6, 9, 12, 15, 18, 21, 24, 27]  # class 0 in array order
+    assert [it.pos for it in build_stream(arrays, "correlated", seed=3).items[:10]] != [0, 3, 6, 9, 12, 15, 18, 21,
+                                                                                         24, 27]
+    with pytest.raises(UserError, match="--array-order"):
+        build_stream(arrays, "continual", seed=0, array_order="sorted")
+
+
+def _cifar_suite(tmp_path: Path, n: int, limit: int | None = None, setting: str = "continual"):
+    root = write_arrays(tmp_path / "cifar10", {"images": image_stack(n)}, [i % 10 for i in range(n)])
+    cfg = RunConfig(suite="cifar10-c", source="generated", data_root=str(root), corruptions=["fog", "snow"],
+                    limit=limit, setting=setting, teacher="tiny", num_workers=0, device="cpu")
+    return load_suite(cfg), cfg
+
+
+def test_describe_records_domain_lengths_and_the_measured_label_shift(tmp_path):
+    suite, _ = _cifar_suite(tmp_path, 60)
+    sorted_by_class = build_stream(suite.splits, "correlated", seed=0).describe(suite, 6)
+    assert sorted_by_class["domain_lengths"] == {"fog-5": 60, "snow-5": 60}
+    assert sorted_by_class["published_length"] == 10000 == published_length(suite)
+    assert sorted_by_class["label_shift"] == {"batch_size": 6, "classes_per_batch": 1.0, "majority_share": 1.0}
+    shuffled = build_stream(suite.splits, "continual", seed=0).describe(suite, 6)["label_shift"]
+    assert shuffled["classes_per_batch"] > 3.5 and shuffled["majority_share"] < 0.5
+
+
+def test_limit_warns_for_length_sensitive_settings_only(tmp_path):
+    suite, _ = _cifar_suite(tmp_path, 60, limit=20)
+    for setting in ("continual", "gradual", "correlated", "mixed_domains_correlated"):
+        note = limit_note(setting, 20, suite)
+        assert note.startswith(f"--limit 20 caps each domain of this {setting} stream at 20 samples (published: 10,000)")
+    assert "label shift" in limit_note("correlated", 20, suite) and "label shift" not in limit_note("continual", 20, suite)
+    assert limit_note("reset_each_shift", 20, suite) is None and limit_note("continual", None, suite) is None
+    whole, _ = _cifar_suite(tmp_path / "all", 60, limit=60)  # a limit at the clean set's size shortens nothing
+    assert limit_note("continual", 60, whole) is None
+
+
+def test_a_limited_online_run_warns_and_its_row_says_its_domains_are_short(tmp_path):
+    root = write_arrays(tmp_path / "cifar10", {"images": image_stack(12)}, [i % 10 for i in range(12)])
+    cfg = RunConfig(suite="cifar10-c", source="generated", data_root=str(root), corruptions=["fog", "snow"],
+                    limit=8, setting="continual", method="tent", teacher="tiny", num_workers=0, device="cpu",
+                    batch_size=4, out=str(tmp_path / "run"))
+    lines: list[str] = []
+    summary = engine.run(cfg, progress=False, log=lambda *a: lines.append(" ".join(map(str, a))))
+    assert any("WARNING: --limit 8 caps each domain of this continual stream" in line for line in lines)
+    assert summary["setting"]["domain_lengths"] == {"fog-5": 8, "snow-5": 8}
+    assert "short domains: 8 of 10,000" in run_label(summary)
+    source = engine.run(RunConfig(**{**cfg.to_dict(), "method": "source", "out": str(tmp_path / "source")}),
+                        progress=False, log=lambda *_: None)
+    assert "short domains" not in run_label(source)  # a frozen model does not adapt over a domain
 
 
 def test_stream_hash_is_equal_for_the_same_seed_and_differs_for_another():

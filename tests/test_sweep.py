@@ -229,3 +229,53 @@ def test_reproduce_finds_each_suite_under_its_usual_folder_name(tmp_path: Path) 
     roots = sweep.roots_under(tmp_path, ["flowers102", "dtd", "caltech101", "eurosat"])
     assert roots == {"flowers102": str(tmp_path / "oxford_flowers"), "dtd": str(tmp_path / "DTD"),
                      "caltech101": str(tmp_path / "caltech-101"), "eurosat": str(tmp_path / "eurosat")}
+
+
+def test_unified_cifar10c_lists_three_settings_by_eight_methods_at_the_benchmarks_protocol(tmp_path, capsys) -> None:
+    """The unified benchmark's CIFAR10-C tables: continual, mixed_domains, correlated x the eight methods both have,
+    seeds 1-5 (one seed: --set seed=1), severity 5, the 15 corruptions in order, shuffled arrays, no --limit."""
+    table = sweep.named_sweep("unified-cifar10c")
+    runs = sweep.expand(table, tmp_path)
+    assert len(runs) == 3 * 8 * 5 and {run.cfg.seed for run in runs} == {1, 2, 3, 4, 5}
+    one_seed = sweep.expand(table, tmp_path, {"seed": 1})
+    assert [(run.cfg.setting, run.cfg.method) for run in one_seed] == [
+        (setting, method) for setting in ("continual", "mixed_domains", "correlated")
+        for method in ("source", "bn_adapt", "tent", "eata", "sar", "cotta", "rotta", "lame")]
+    for run in one_seed:
+        cfg = run.cfg
+        assert (cfg.severities, cfg.limit, cfg.array_order, cfg.dirichlet) == ([5], None, "shuffle", None)
+        assert cfg.corruptions[0] == "gaussian_noise" and len(cfg.corruptions) == 15
+        assert cfg.batch_size == (200 if cfg.method == "rotta" else None)  # cfgs/cifar10_c/rotta.yaml: 200
+
+
+def _unified_summary(setting: str, method: str, error: float, seed: int = 1) -> dict:
+    from report.conftest import make_summary, split
+
+    summary = make_summary(f"{setting}-{method}-{seed}", method, "cifar-resnet20",
+                           {"gaussian_noise-5": split(100 - error - 1), "fog-5": split(100 - error + 1)},
+                           suite="cifar10-c", seed=seed)
+    summary["config"]["setting"] = summary["setting"]["name"] = setting
+    return summary
+
+
+def test_unified_cifar10c_ranks_the_methods_per_setting_and_correlates_with_benchmark_md() -> None:
+    """Per setting: our mean error and rank beside the published ones, and Spearman's rho of the two orderings
+    (scipy.stats.spearmanr); the published row of each setting is its own (mean-<setting>), never TENT's README."""
+    from tta_bench.report import load_published
+
+    table, published = sweep.named_sweep("unified-cifar10c"), load_published()
+    ours = {"source": 50.0, "bn_adapt": 30.0, "tent": 28.0, "lame": 70.0}  # published continual: 43.5 20.4 20.0 64.3
+    summaries = [_unified_summary("continual", m, e) for m, e in ours.items()]
+    summaries += [_unified_summary("continual", "tent", 30.0, seed=2)]  # tent: 28 and 30 over two seeds -> 29
+    summaries += [_unified_summary("correlated", m, e) for m, e in {"source": 40.0, "tent": 30.0, "lame": 50.0}.items()]
+    cells = sweep.paper.ranking_cells(table, summaries, published)["cifar-resnet20"]
+    assert cells["continual"]["tent"].ours == [28.0, 30.0] and cells["continual"]["tent"].theirs == 20.0
+    assert cells["correlated"]["lame"].theirs == 11.3 and cells["correlated"]["lame"].published_as == \
+        "lame (resnet-26-gn)"
+    text = sweep.paper.ranking_text(table, summaries, published)
+    assert "continual: Spearman rho = +1.00 over 4 methods" in text  # the same order: tent, bn_adapt, source, lame
+    assert "correlated: Spearman rho = -1.00 over 3 methods" in text  # published lame 11.3 < source 32.7 < tent 87.6
+    assert "29.0 ± 1.4 (1)" in text and "64.3 (4)" in text
+    delta = sweep.delta_table(table, summaries, published)
+    assert list(delta.columns) == ["mean"] and not any("TENT repository README" in label for label in delta.index)
+    assert sweep.paper.spearman([1, 2, 3, 4], [1, 2, 4, 3])[0] == pytest.approx(0.8)

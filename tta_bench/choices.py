@@ -13,6 +13,7 @@ Precision = Literal["auto", "fp32", "bf16"]  # auto: the method's reference prec
 ResetMode = Literal["episodic", "online"]  # an online method's state: restored before every batch, or kept
 OnError = Literal["stop", "skip"]  # what a corrupt image does to a run
 Sorter = Literal["note", "rotta"]  # class-correlated order: the unified benchmark's Dirichlet sorter, or RoTTA's
+ArrayOrder = Literal["keep", "shuffle"]  # an array layout's order within a domain: as published, or shuffled by seed
 LabelIndex = Literal["imagenet1k", "suite"]  # what a Hub copy's integer labels index
 TableFormat = Literal["md", "csv", "latex"]
 
@@ -22,5 +23,6 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 RESET_MODES: tuple[str, ...] = get_args(ResetMode)
 ON_ERROR: tuple[str, ...] = get_args(OnError)
 SORTERS: tuple[str, ...] = get_args(Sorter)
+ARRAY_ORDERS: tuple[str, ...] = get_args(ArrayOrder)
 LABEL_INDICES: tuple[str, ...] = get_args(LabelIndex)
 TABLE_FORMATS: tuple[str, ...] = get_args(TableFormat)

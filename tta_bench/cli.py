@@ -80,10 +80,14 @@ def run_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("test stream")
     g.add_argument("--setting", default=d.setting, help="stream protocol (see `list`); default: %(default)s")
     g.add_argument("--dirichlet", type=float, default=d.dirichlet,
-                   help="class-correlation DELTA of *correlated settings (default: 0.01 for ImageNet suites, 0.1 "
-                        "otherwise, as the unified benchmark; 0 sorts by class)")
+                   help="class-correlation DELTA of *correlated settings (default, as the unified benchmark: 0 = sorted "
+                        "by class; mixed_domains_correlated 0.01 on ImageNet suites, 0.1 otherwise)")
     g.add_argument("--sorter", default=d.sorter, help="class-correlated order: note (the unified benchmark's "
                                                       "sort_by_dirichlet, the default) or rotta (RoTTA's sampler)")
+    g.add_argument("--array-order", choices=("keep", "shuffle"), default=d.array_order,
+                   help="CIFAR-C arrays within a domain: keep the published order (TENT, CoTTA) or shuffle it by seed "
+                        "(the unified benchmark); default: the setting's reference (keep for reset_each_shift and "
+                        "continual, shuffle otherwise)")
     g.add_argument("--seed", type=int, default=d.seed, help="fixes stream order, augmentations and initialisations")
     g.add_argument("--seeds", type=_csv(int), help="comma list: one run folder per seed, then mean ± std")
     g = p.add_argument_group("method options (defaults: the method's paper)")
@@ -125,7 +129,8 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
         options["preset"] = a.apm_preset
     return RunConfig(suite=a.suite, method=a.method, teacher=a.teacher, data_root=a.data_root, source=a.source,
                      corruptions=a.corruptions, severities=a.severities, limit=a.limit, subset=a.subset,
-                     setting=a.setting, dirichlet=a.dirichlet, sorter=a.sorter, seed=a.seed, batch_size=a.batch_size,
+                     setting=a.setting, dirichlet=a.dirichlet, sorter=a.sorter,
+                     array_order=a.array_order, seed=a.seed, batch_size=a.batch_size,
                      num_workers=a.workers, device=a.device, precision=a.precision, out=a.out, prompts=a.prompts,
                      weights=a.weights, head=a.head, source_data=a.source_data,
                      hub_id=a.hub_id, hub_split=a.hub_split, label_index=a.label_index, image_column=a.image_column,

@@ -26,6 +26,7 @@ class RunConfig:
     setting: str = DEFAULT_SETTING
     dirichlet: float | None = None  # class-correlation delta of *correlated settings; None: the suite family's
     sorter: str = "note"  # class-correlated order: note (the unified benchmark's sort_by_dirichlet) | rotta
+    array_order: str | None = None  # CIFAR-C arrays within a domain: keep | shuffle; None: the setting's reference
     seed: int = 0
     batch_size: int | None = None  # None: the method's default for the suite family (methods/defaults.py), else 64
     num_workers: int = 2
@@ -70,6 +71,8 @@ class RunConfig:
             self.on_error not in ("stop", "skip") and f"--on-error must be stop or skip, got {self.on_error!r}",
             self.precision not in ("auto", "fp32", "bf16") and f"--precision must be auto, fp32 or bf16, got {self.precision!r}",
             self.sorter not in ("note", "rotta") and f"--sorter must be note or rotta, got {self.sorter!r}",
+            self.array_order not in (None, "keep", "shuffle")
+            and f"--array-order must be keep or shuffle, got {self.array_order!r}",
         ]
         found = [p for p in problems if p]
         if found:

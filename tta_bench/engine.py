@@ -35,10 +35,10 @@ from .eta import Eta
 from .errors import UserError
 from .methods import METHODS, build_method
 from .methods.base import Batch, Method
-from .methods.defaults import Resolved, resolve as resolve_defaults
+from .methods.defaults import Resolved, default_prompts, resolve as resolve_defaults
 from .provenance import provenance, weights_sha256
 from .records import RunFolder, file_sha256
-from .stream import Stream, build_stream, default_dirichlet, required_severities
+from .stream import Stream, limit_note, required_severities, stream_for
 from .summary import git_commit, summarize, versions
 from .teachers import build_teacher, memory_format
 from .vocabulary import SUMMARY, record_key
@@ -148,10 +148,9 @@ def prepare(cfg: RunConfig) -> Prepared:
         raise UserError(f"setting {cfg.setting} runs severities 1-5; drop --severities")
     data_cfg = RunConfig.from_dict({**cfg.to_dict(), "severities": severities or cfg.severities})
     suite = load_suite(data_cfg)
-    dirichlet = default_dirichlet(suite.spec.family) if cfg.dirichlet is None else cfg.dirichlet
-    stream = build_stream(suite.splits, cfg.setting, cfg.seed, dirichlet, cfg.sorter)
+    stream = stream_for(suite, cfg)
     defaults = resolve_defaults(cfg.method, suite.spec.family, cfg.batch_size, cfg.method_options, suite.spec.name)
-    notes = [_one_batch_note(cfg.method, stream, defaults.batch_size)]
+    notes = [_one_batch_note(cfg.method, stream, defaults.batch_size), limit_note(cfg.setting, cfg.limit, suite)]
     prompts = prompt_spec(cfg)
     return Prepared(cfg, suite, stream, Path(cfg.out) if cfg.out else default_out(cfg), defaults, prompts,
                     [n for n in notes if n])
@@ -174,6 +173,7 @@ def plan(p: Prepared) -> str:
     lines = [f"suite {p.suite.spec.name} ({p.suite.source}, {p.suite.subset}{', partial' if p.suite.partial else ''}), "
              f"setting {p.stream.setting}, {len(p.stream.items):,} samples, {len(p.stream.resets)} reset point(s), "
              f"batch size {p.defaults.batch_size}"]
+    lines += [f"  stream: {p.stream.explain()}"] if p.stream.explain() else []
     for s in p.suite.splits:
         lines.append(f"  {s.name:24s} {len(s.source):>8,d} samples")
     lines += [f"  note: {n}" for n in p.suite.notes]
@@ -212,7 +212,7 @@ def inputs_of(p: Prepared, precision: str) -> dict[str, Any]:
 
 def prompt_spec(cfg: RunConfig) -> str:
     """The CLIP prompt spec a run uses: the user's, else its method's reference prompts."""
-    return cfg.prompts or METHODS.get(cfg.method).prompts
+    return cfg.prompts or default_prompts(cfg.method, cfg.suite) or METHODS.get(cfg.method).prompts
 
 
 def _run(p: Prepared, folder: RunFolder | None, prompts, dist: distributed.Dist, progress: bool, log) -> dict[str, Any]:
@@ -465,7 +465,8 @@ def _meta(p: Prepared, method: Method, spent: dict[str, float], device: torch.de
                  cfg.data_root,
                  "label_space": suite.space.name, **suite.protocol(),
                  "transform": repr(method.teacher.transform_for(suite.spec.stored))},
-        "setting": {"name": p.stream.setting, **p.stream.params, "stream_hash": p.stream_hash},
+        "setting": {"name": p.stream.setting, **p.stream.params, **p.stream.describe(suite, p.defaults.batch_size),
+                    "stream_hash": p.stream_hash},
         "seed": cfg.seed, "config": cfg.to_dict(), "method_options": options, "defaults": p.defaults.record,
         "provenance": {**provenance(device, p.teacher_sha256 or ""), "memory_format": p.memory_format},
         "notes": p.notes, "source_data": p.source_data,

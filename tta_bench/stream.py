@@ -14,15 +14,27 @@ classification/test_time.py and datasets/data_loading.py get_test_loader / sort_
 
 Within a domain the order is drawn from a generator seeded with the run seed alone, afresh for every domain visit, as
 the reference re-seeds before building each domain's loader: equal-sized domains share one permutation and both
-visits of a gradual severity play in the same order. Array layouts (CIFAR-C) keep their published order unless
-class-correlated (the RobustBench/TENT protocol); folder layouts are shuffled, never played class by class.
+visits of a gradual severity play in the same order. Folder layouts are shuffled, never played class by class.
+Array layouts (CIFAR-C) have two named orders (``--array-order``): ``shuffle``, as the unified benchmark
+(get_test_loader shuffles every dataset with ``.samples``, CIFAR-C included), and ``keep``, the published array
+order, as TENT's cifar10c.py and CoTTA's (RobustBench load_cifar10c with shuffle=False). The default is the order of
+the setting's reference: ``keep`` for reset_each_shift (TENT) and continual (CoTTA), ``shuffle`` for the settings the
+unified benchmark introduced. A class-correlated order is drawn from that order, as the reference shuffles, then
+sorts.
 
 Class-correlated order: by default the reference's sorter (sort_by_dirichlet, adapted there from NOTE): as many
 chunks as classes, each class's samples split over the chunks by Dirichlet(delta) proportions, chunks that already
 hold N/classes samples receiving no more, redrawn until every chunk holds at least 10 samples; then chunk by chunk,
-classes in random order. delta 0 sorts by class label, as there. The default delta follows the suite family as the
-reference's scripts (scripts/run.sh) run it: 0.01 for ImageNet suites, 0.1 otherwise. RoTTA's sampler
-(BIT-DA/RoTTA, time slots by Dirichlet proportions) is the named alternative `--sorter rotta`.
+classes in random order. delta 0 sorts by class label (a stable sort of the shuffled domain, as there). The default
+delta follows the reference's scripts (scripts/run.sh) and conf.py: ``correlated`` and the other combinations run at
+conf.py's TEST.DELTA_DIRICHLET 0.0 (sorted by class; the correlated block passes none); only
+``mixed_domains_correlated`` passes one: 0.01 on ImageNet-C, 0.1 on the other datasets (ImageNet-D109). RoTTA's
+sampler (BIT-DA/RoTTA, time slots by Dirichlet proportions) is the named alternative `--sorter rotta`.
+
+Domain length is part of a protocol: an online method adapts over as many batches as a domain gives, and a
+class-correlated order's label shift fades as domains shrink. ``Stream.describe`` records each domain's length, the
+suite's published length and the label shift measured on the run's batches (distinct classes per batch, the majority
+class's share); ``limit_note`` warns when ``--limit`` caps the domains of a stream whose result depends on it.
 
 A stream is recorded in summary.json by its setting, parameters and a hash of the ordered (split, id, visit) keys.
 """
@@ -33,7 +45,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data.build import Split
+from .choices import ARRAY_ORDERS
+from .config import RunConfig
+from .data.build import Split, SuiteData
 from .errors import UserError
 
 SETTINGS = {
@@ -48,15 +62,29 @@ SETTINGS = {
     "gradual_once": "tta_bench's walk 1..5..1 seeing every sample once (severities 1-4 halved between up and down)",
 }
 SORTERS = ("note", "rotta")
+KEEP_ARRAY_ORDER = ("reset_each_shift", "continual")  # TENT's and CoTTA's CIFAR-C loaders keep the array order
+# Settings whose result depends on how long a domain is (online adaptation over it, a label shift within it).
+LENGTH_SENSITIVE = ("continual", "gradual", "correlated", "reset_each_shift_correlated", "gradual_correlated",
+                    "mixed_domains_correlated")
 GRADUAL = (1, 2, 3, 4, 5, 4, 3, 2, 1)
 NOTE_MIN_CHUNK = 10  # the reference's min_size_thresh
 NOTE_ATTEMPTS = 100  # the reference gives up after 120 s; a count is deterministic
 MAX_SLOTS = 100  # RoTTA: one time slot per class, at most 100
+STANDARD_SUBSET_LENGTH = {"5k": 5000}  # a standard subset's domain length (RobustBench's ImageNet-C list)
 
 
-def default_dirichlet(family: str) -> float:
-    """The reference scripts' delta: 0.01 on ImageNet-C, 0.1 on the other datasets they correlate."""
+def default_dirichlet(family: str, setting: str) -> float:
+    """The reference's delta for a setting: 0 (sorted by class, conf.py's TEST.DELTA_DIRICHLET) for ``correlated``
+    and the other combinations; for ``mixed_domains_correlated`` what scripts/run.sh passes, 0.01 on ImageNet-C and
+    0.1 on the other datasets."""
+    if setting != "mixed_domains_correlated":
+        return 0.0
     return 0.01 if family == "imagenet" else 0.1
+
+
+def default_array_order(setting: str) -> str:
+    """The order an array layout plays in, as the setting's reference loads CIFAR-C (module docstring)."""
+    return "keep" if setting in KEEP_ARRAY_ORDER else "shuffle"
 
 
 @dataclass(frozen=True)
@@ -80,6 +108,33 @@ class Stream:
             h.update(f"{splits[it.split].name}|{splits[it.split].source.ids[it.pos]}{visit}\n".encode())
         return h.hexdigest()
 
+    def explain(self) -> str:
+        """The order's parameters in words, for the run plan ("" where the setting has none)."""
+        parts = []
+        if "dirichlet" in self.params:
+            delta = self.params["dirichlet"]
+            parts.append(f"class order Dirichlet delta {delta:g}" + (" (sorted by class)" if delta == 0 else "")
+                         + f", sorter {self.params['sorter']}")
+        if "array_order" in self.params:
+            parts.append(f"array order {self.params['array_order']}")
+        return "; ".join(parts)
+
+    def describe(self, suite: SuiteData, batch_size: int) -> dict:
+        """What a reader needs to compare this stream with a published protocol (summary.json's setting): each
+        domain's length, the suite's published length per domain, and the label shift measured on the run's batches
+        (mean distinct classes per batch; mean share of a batch held by its most frequent class)."""
+        labels = np.asarray([suite.splits[it.split].source.labels[it.pos] for it in self.items], dtype=np.int64)
+        classes, majority = [], []
+        for batch in self.batches(batch_size):
+            _, counts = np.unique(labels[batch], return_counts=True)
+            classes.append(len(counts))
+            majority.append(counts.max() / len(batch))
+        return {"domain_lengths": {s.name: len(s.source) for s in suite.splits},
+                "published_length": published_length(suite),
+                "label_shift": {"batch_size": batch_size,
+                                "classes_per_batch": round(float(np.mean(classes)), 3) if classes else None,
+                                "majority_share": round(float(np.mean(majority)), 3) if majority else None}}
+
     def batches(self, batch_size: int) -> list[list[int]]:
         """Consecutive stream positions, cut at every reset so that a reset always falls between batches."""
         out: list[list[int]] = []
@@ -90,17 +145,53 @@ class Stream:
         return out
 
 
+def published_length(suite: SuiteData) -> int | None:
+    """The length of one domain in the suite's published protocol: a standard subset's size, else the published
+    dataset's per split (the shortest where splits differ); None where the suite publishes none or is a generated
+    stream (CCC's length is its own parameter)."""
+    if suite.spec.kind == "ccc":
+        return None
+    if suite.subset.split("+")[0] in STANDARD_SUBSET_LENGTH:
+        return STANDARD_SUBSET_LENGTH[suite.subset.split("+")[0]]
+    sizes = [n for s in suite.splits if (n := suite.spec.expected_for(s.name)) is not None]
+    return min(sizes) if sizes else None
+
+
+def limit_note(setting: str, limit: int | None, suite: SuiteData) -> str | None:
+    """One line when ``--limit`` caps the domains of a stream whose result depends on their length."""
+    if not limit or setting not in LENGTH_SENSITIVE:
+        return None
+    published = published_length(suite)
+    available = suite.clean_images if suite.generated else published
+    if (available is not None and limit >= available) or not any(len(s.source) == limit for s in suite.splits):
+        return None
+    return (f"--limit {limit:,} caps each domain of this {setting} stream at {limit:,} samples"
+            + (f" (published: {published:,})" if published else "") + ": online methods adapt over shorter domains"
+            + (", with less label shift" if setting.endswith("correlated") else ""))
+
+
+def stream_for(suite: SuiteData, cfg: RunConfig) -> Stream:
+    """The run's stream, with the setting's reference delta and array order where the configuration leaves them."""
+    dirichlet = default_dirichlet(suite.spec.family, cfg.setting) if cfg.dirichlet is None else cfg.dirichlet
+    return build_stream(suite.splits, cfg.setting, cfg.seed, dirichlet, cfg.sorter, cfg.array_order)
+
+
 def required_severities(setting: str) -> list[int] | None:
     return [1, 2, 3, 4, 5] if setting.startswith("gradual") else None
 
 
-def build_stream(splits: list[Split], setting: str, seed: int, dirichlet: float = 0.1, sorter: str = "note") -> Stream:
+def build_stream(splits: list[Split], setting: str, seed: int, dirichlet: float = 0.0, sorter: str = "note",
+                 array_order: str | None = None) -> Stream:
+    """The ordered samples of ``setting``; ``array_order`` None: the setting's reference order (default_array_order)."""
     if setting not in SETTINGS:
         raise UserError(f"unknown setting {setting!r}; expected one of: {', '.join(SETTINGS)}")
     if sorter not in SORTERS:
         raise UserError(f"unknown --sorter {sorter!r}; expected one of: {', '.join(SORTERS)}")
     if not (dirichlet >= 0 and np.isfinite(dirichlet)):
         raise UserError(f"--dirichlet must be a finite number >= 0 (0 sorts by class), got {dirichlet}")
+    array_order = array_order or default_array_order(setting)
+    if array_order not in ARRAY_ORDERS:
+        raise UserError(f"unknown --array-order {array_order!r}; expected one of: {', '.join(ARRAY_ORDERS)}")
     correlated = setting.endswith("correlated")
     base = setting.removesuffix("correlated").rstrip("_") or "continual"
 
@@ -112,10 +203,10 @@ def build_stream(splits: list[Split], setting: str, seed: int, dirichlet: float 
     def order(split_index: int, positions: list[int], visit: int = 0) -> list[Item]:
         source = splits[split_index].source
         rng = np.random.default_rng(seed)  # afresh per domain visit, as the reference re-seeds per loader
-        if correlated:
-            positions = sort([source.labels[p] for p in positions], positions, rng)
-        elif not source.ordered:
+        if not source.ordered or array_order == "shuffle":
             positions = [positions[i] for i in rng.permutation(len(positions))]
+        if correlated:  # the reference shuffles, then sorts
+            positions = sort([source.labels[p] for p in positions], positions, rng)
         return [Item(split_index, p, visit) for p in positions]
 
     if base in ("gradual", "gradual_once"):
@@ -123,10 +214,9 @@ def build_stream(splits: list[Split], setting: str, seed: int, dirichlet: float 
     elif base == "mixed_domains":
         items = [Item(i, p) for i, s in enumerate(splits) for p in range(len(s.source))]
         rng = np.random.default_rng(seed)
+        items = [items[i] for i in rng.permutation(len(items))]  # mixed whatever the layout, as the reference
         if correlated:
             items = sort([splits[it.split].source.labels[it.pos] for it in items], items, rng)
-        else:
-            items = [items[i] for i in rng.permutation(len(items))]
         segments = [items]
     else:
         segments = [order(i, list(range(len(s.source)))) for i, s in enumerate(splits)]
@@ -138,6 +228,8 @@ def build_stream(splits: list[Split], setting: str, seed: int, dirichlet: float 
             resets.add(len(items))
         items.extend(seg)
     params: dict = {"dirichlet": dirichlet, "sorter": sorter} if correlated else {}
+    if base != "mixed_domains" and any(s.source.ordered for s in splits):
+        params["array_order"] = array_order
     if base == "gradual":
         params["visits"] = "a split's accuracy pools its visits (severities 1-4: on the way up and down)"
     return Stream(items, resets, setting, params)

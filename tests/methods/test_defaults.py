@@ -5,6 +5,7 @@ import dataclasses
 
 from tta_bench import engine
 from tta_bench.methods import METHODS
+from tta_bench.data.labels import PROMPT_SPECS
 from tta_bench.data.suites import SUITES
 from tta_bench.methods.defaults import _table, resolve
 from tta_bench.report.runs import run_label
@@ -17,8 +18,9 @@ def test_every_entry_cites_its_source_and_names_real_options_and_families():
         for family, entry in by_family.items():
             assert family in keys, (method, family)
             assert entry.get("source"), (method, family)
-            assert set(entry) <= {"source", "batch_size", "options"}, (method, family)
+            assert set(entry) <= {"source", "batch_size", "options", "prompts"}, (method, family)
             assert set(entry.get("options") or {}) <= fields, (method, family)
+            assert entry.get("prompts") in (None, *PROMPT_SPECS), (method, family)
 
 
 def test_tent_gets_its_paper_setting_per_family_under_the_users_values():

@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from tests.conftest import needs_shared
+from tests.conftest import WNIDS, needs_shared, write_images
 from tests.methods.conftest import CPU, changed, images, real_cifar_c, state, teacher
 from tta_bench import engine
+from tta_bench.data.build import load_source_data
 from tta_bench.errors import UserError
 from tta_bench.methods import build_method
 from tta_bench.methods.base import Batch
@@ -122,6 +123,19 @@ def test_reset_restores_model_and_optimizer_bitwise_and_keeps_the_average_as_the
     assert changed(before, t) == set() and not method.optimizer.state
     assert torch.equal(method.probs, probs)  # mr-eggplant/EATA: EATA.reset leaves current_model_probs
     assert torch.equal(predict(method, x).logits, first)
+
+
+def test_the_fisher_batches_mix_classes_as_the_official_shuffled_loader(tmp_path, tiny_config):
+    """mr-eggplant/EATA main.py computes the Fisher over a shuffled loader (prepare_test_data, if_shuffle True): the
+    clean images come in random order, not class by class as a folder layout stores them."""
+    write_images(tmp_path / "val", {w: 4 for w in WNIDS})  # on disk: class after class
+    cfg = tiny_config(suite="imagenet", data_root=str(tmp_path / "val"), source_data=str(tmp_path / "val"),
+                      allow_partial=True, seed=1)
+    drawn = load_source_data(cfg, 12).source
+    labels = drawn.labels
+    assert sorted(labels) == [c for c in sorted(set(labels)) for _ in range(4)]  # every image once
+    assert labels != sorted(labels) and len(set(labels[:4])) > 1  # shuffled: the first batch of 4 mixes classes
+    assert load_source_data(cfg, 12).source.ids == drawn.ids  # the same order on a resume
 
 
 def test_it_refuses_to_adapt_without_its_fisher_information():

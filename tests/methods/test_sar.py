@@ -2,12 +2,14 @@
 choice of trained layers, bitwise reset, and that it learns where BN statistics matter."""
 import math
 
+import pytest
 import torch
 from torch import nn
 
 from tests.conftest import needs_shared
 from tests.methods.conftest import CPU, changed, images, real_cifar_c, state, teacher
 from tta_bench.data.labels import label_space
+from tta_bench.errors import UserError
 from tta_bench.methods import build_method
 from tta_bench.methods.base import Batch
 from tta_bench.methods.common import entropy
@@ -61,13 +63,37 @@ def test_without_reliable_samples_nothing_moves_and_no_loss_is_recorded():
 def test_model_recovery_restores_the_source_weights_when_the_loss_average_falls_below_the_threshold():
     t = teacher("tiny")
     before, x = state(t), images(8, 32)
-    method = sar(t, e_margin=1.0, reset_constant=100.0, lr=0.1)  # any loss is "collapsed"
+    method = sar(t, e_margin=1.0, reset_constant=100.0, lr=0.1, recovery_ema="clear")  # any loss is "collapsed"
     predict(method, x)
     assert method.recoveries == 1 and method.ema is None
     assert changed(before, t) == set() and not method.optimizer.state
     steady = sar(teacher("tiny"), e_margin=1.0, reset_constant=0.0, lr=0.1)
     predict(steady, x)
     assert steady.recoveries == 0 and steady.ema is not None and steady.ema > 0
+
+
+def test_after_a_recovery_sar_keeps_the_low_average_and_the_unified_benchmark_clears_it():
+    """mr-eggplant/SAR sar.py: SAR.forward stores the step's moving average after reset() cleared it, so the next
+    step recovers again; mariodoebler/test-time-adaptation methods/sar.py: reset() inside the step clears it."""
+    x = images(8, 32)
+    official = sar(e_margin=1.0, reset_constant=100.0, lr=0.1)
+    assert official.options.recovery_ema == "keep"
+    predict(official, x)
+    low = official.ema
+    assert official.recoveries == 1 and low is not None and low < 100.0
+    predict(official, x)
+    assert official.recoveries == 2 and official.ema < 100.0
+    unified = sar(e_margin=1.0, reset_constant=100.0, lr=0.1, recovery_ema="clear")
+    predict(unified, x)
+    assert unified.recoveries == 1 and unified.ema is None
+    official.reset()
+    assert official.ema is None  # a reset by the engine clears it in both
+    from tta_bench.methods.defaults import resolve
+
+    assert resolve("sar", "cifar10", None, {}).options["recovery_ema"] == "clear"
+    assert resolve("sar", "imagenet", None, {}).options["recovery_ema"] == "keep"
+    with pytest.raises(UserError, match="recovery_ema"):
+        sar(recovery_ema="sometimes")
 
 
 def test_the_recovery_average_is_the_official_moving_average():

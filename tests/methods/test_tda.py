@@ -172,3 +172,19 @@ def test_tda_end_to_end_is_online_and_never_flagged_for_one_batch_segments(cifar
                          log=lambda *_: None)
     assert summary["splits"]["gaussian_noise-5"]["n"] == 8 and summary["notes"] == []
     assert summary["method_options"]["pos_alpha"] == 2.0 and summary["cost"]["teacher_forwards"] == 8
+
+
+def test_the_text_head_is_tdas_prompt_set_of_the_suite():
+    """kdiAAA/TDA datasets/*.py: TIP-Adapter's 7 templates on ImageNet, -A, -V2 (and Caltech101, Cars, SUN397), the
+    80 CLIP templates on -R and -Sketch, CoOp's prompt on the other fine-grained sets; --prompts wins."""
+    from tta_bench.config import RunConfig
+    from tta_bench.data.labels import prompt_templates
+
+    tip = prompt_templates("tip")
+    assert len(tip) == 7 and tip[0] == "itap of a {}." and tip[-1] == "a photo of the small {}."
+    expected = {"imagenet": "tip", "imagenet-c": "tip", "imagenet-a": "tip", "imagenet-v2": "tip",
+                "imagenet-r": "ensemble", "imagenet-sketch": "ensemble", "caltech101": "tip", "cars": "tip",
+                "dtd": "coop", "pets": "coop"}
+    assert {suite: engine.prompt_spec(RunConfig(suite=suite, method="tda")) for suite in expected} == expected
+    assert engine.prompt_spec(RunConfig(suite="imagenet-a", method="tda", prompts="single")) == "single"
+    assert engine.prompt_spec(RunConfig(suite="imagenet", method="tpt")) == "single"  # other methods keep theirs

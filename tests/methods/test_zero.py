@@ -1,6 +1,6 @@
-"""zero: the prediction is the majority of the argmax of the int(0.3 x 64) = 19 most confident views (FarinaMatteo/zero
-ttas/zero.py), independent of any temperature, ties broken by the discarded views; episodic, views from the full
-image."""
+"""zero: the prediction is the majority vote of the int(0.3 x 64) = 19 most confident views (FarinaMatteo/zero
+ttas/zero.py): each view's softmax of its unscaled cosines at float16's epsilon (soft among near-ties), hard argmax
+votes at temperature 0, ties broken by the discarded views; episodic, views from the full image."""
 from __future__ import annotations
 
 import pytest
@@ -12,7 +12,8 @@ from tta_bench.errors import UserError
 from tta_bench.methods import build_method
 from tta_bench.methods.base import Batch
 from tta_bench.methods.common import entropy, marginal_entropy
-from tta_bench.methods.zero import zero_temperature_vote
+from tta_bench.methods.zero import FLOAT16_EPS, zero_temperature_vote
+from tta_bench.teachers.clip import LOGIT_SCALE
 
 SIZE = 64  # tiny-clip's input
 
@@ -28,16 +29,29 @@ def test_vote_is_the_argmax_majority_of_the_kept_views():
     kept = entropy(logits).argsort()[:19]  # int(0.3 x 64)
     expected = torch.bincount(logits[kept].argmax(1), minlength=10).float()
     assert (expected == expected.max()).sum() == 1  # a clear majority on this draw: no tie-break
-    assert torch.equal(zero_temperature_vote(logits, 0.3), expected) and expected.sum() == 19
+    assert torch.equal(zero_temperature_vote(logits, 0.3, temperature=0), expected) and expected.sum() == 19
+
+
+def test_near_ties_split_a_vote_softly_at_float16s_epsilon_as_the_reference():
+    """zero.py divides the unscaled cosines by torch.finfo(float16).eps: a view whose two best classes differ by
+    5e-4 in cosine gives them softmax(0.5, 0)-like shares, not one hard vote."""
+    assert FLOAT16_EPS == 2 ** -10
+    cosines = torch.tensor([[0.3005, 0.3000, 0.1], [0.2, 0.31, 0.1]])
+    votes = zero_temperature_vote(cosines * LOGIT_SCALE, 1.0)
+    expected = (cosines / FLOAT16_EPS).softmax(-1).sum(0)
+    torch.testing.assert_close(votes, expected)
+    assert 0.6 < votes[0] < 0.7 and 1.3 < votes[1] < 1.4  # the first view's vote split about 0.62 / 0.38
+    assert torch.equal(zero_temperature_vote(cosines * LOGIT_SCALE, 1.0, temperature=0),
+                       torch.tensor([1.0, 1.0, 0.0]) + torch.tensor([0.0, 1.0, 0.0]))  # the hard limit: a tie, broken
 
 
 def test_vote_ignores_temperature_where_the_marginal_probability_does_not():
     """Three views: one very sure of class 0, two mildly for class 1 (all kept). The mean softmax (TPT's marginal)
-    picks 0; the zero-temperature vote picks 1, at every scale of the logits."""
+    picks 0; the hard zero-temperature vote picks 1, at every scale of the logits."""
     logits = torch.tensor([[9.0, 0.0, 0.0], [0.0, 0.6, 0.0], [0.0, 0.6, 0.0]])
     assert int(logits.softmax(-1).mean(0).argmax()) == 0
     for scale in (0.01, 1.0, 100.0):
-        votes = zero_temperature_vote(logits * scale, 1.0)
+        votes = zero_temperature_vote(logits * scale, 1.0, temperature=0)
         assert torch.equal(votes, torch.tensor([1.0, 2.0, 0.0]))
     assert marginal_entropy(logits) > 0  # the marginal is not one-hot: ZERO's vote is not TPT's objective
 
@@ -49,15 +63,15 @@ def test_a_tie_goes_to_the_first_tied_class_the_discarded_views_predict():
                            [29.0, 0.0, 0.0, 0.0],  # kept
                            [0.0, 5.0, 0.0, 0.0],  # discarded, the more confident
                            [3.0, 0.0, 0.0, 0.0]])  # discarded
-    assert torch.equal(zero_temperature_vote(logits, 0.5), torch.tensor([2.0, 0.0, 1.0, 0.0]))
+    assert torch.equal(zero_temperature_vote(logits, 0.5, temperature=0), torch.tensor([2.0, 0.0, 1.0, 0.0]))
     unmatched = logits.clone()  # no discarded view predicts 0 or 2: the most confident discarded one ranks them
     unmatched[2], unmatched[3] = torch.tensor([1.0, 5.0, 2.0, 0.0]), torch.tensor([0.0, 0.0, 2.5, 3.0])
-    assert torch.equal(zero_temperature_vote(unmatched, 0.5), torch.tensor([1.0, 0.0, 2.0, 0.0]))
+    assert torch.equal(zero_temperature_vote(unmatched, 0.5, temperature=0), torch.tensor([1.0, 0.0, 2.0, 0.0]))
 
 
 def test_a_view_with_tied_maxima_splits_its_vote_as_the_zero_temperature_softmax_does():
     logits = torch.tensor([[5.0, 5.0, 0.0], [0.0, 4.0, 0.0]])
-    assert torch.equal(zero_temperature_vote(logits, 1.0), torch.tensor([0.5, 1.5, 0.0]))
+    assert torch.equal(zero_temperature_vote(logits, 1.0, temperature=0), torch.tensor([0.5, 1.5, 0.0]))
 
 
 def test_predict_votes_over_the_image_and_63_views_of_the_full_picture(clip):

@@ -209,9 +209,10 @@ class SourceData:
 
 
 def load_source_data(cfg: RunConfig, n: int) -> SourceData:
-    """``n`` clean samples, drawn with the run seed: from ``--source-data`` (a folder in the clean suite's layout,
-    e.g. training images), else, for a generated suite, from the clean images it corrupts (the test images'
-    uncorrupted versions: not the paper's training-set samples, and said so in the summary)."""
+    """``n`` clean samples, drawn with the run seed and served in that random order: from ``--source-data`` (a
+    folder in the clean suite's layout, e.g. training images), else, for a generated suite, from the clean images it
+    corrupts (the test images' uncorrupted versions: not the paper's training-set samples, and said so in the
+    summary)."""
     spec = SUITES.get(cfg.suite)
     clean = SUITES.get(spec.clean) if spec.clean else spec
     space = label_space(spec.labels)
@@ -229,8 +230,8 @@ def load_source_data(cfg: RunConfig, n: int) -> SourceData:
                         f"in the layout of {clean.name} ({clean.description}), e.g. training images")
     if len(source) == 0:
         raise DataError(f"no images found for the source data ({origin})")
-    rng = np.random.default_rng(cfg.seed)
-    keep = sorted(rng.choice(len(source), size=min(n, len(source)), replace=False).tolist())
+    rng = np.random.default_rng(cfg.seed)  # a random draw in random order: batches mix classes, as the official
+    keep = rng.choice(len(source), size=min(n, len(source)), replace=False).tolist()  # EATA main.py's shuffled loader
     return SourceData(source.select(keep), origin)
 
 

@@ -59,8 +59,9 @@ METHODS.lazy("lame", "tta_bench.methods.lame:Lame",
              "LAME: training-free Laplacian adjustment of a batch's predictions over a kNN/RBF feature affinity",
              accepts="any classifier (its global feature and head; nothing is trained)")
 METHODS.lazy("shot_im", "tta_bench.methods.shot_im:ShotIm",
-             "SHOT-IM: entropy minus diversity, online, on the feature extractor (head frozen)",
-             accepts="any classifier (the head stays frozen; BN layers use test-batch statistics)")
+             "SHOT-IM as the LAME benchmark runs it online: entropy minus diversity on the BN scale and shift, then "
+             "the batch predicted with the source statistics",
+             accepts="classifiers with BatchNorm, LayerNorm or GroupNorm (their scale and shift train)")
 
 
 def build_method(name: str, teacher: Teacher, options: dict[str, Any], device: torch.device) -> Method:

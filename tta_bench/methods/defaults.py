@@ -26,6 +26,7 @@ class SuiteDefaults:
     source: str | None = None
     batch_size: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    prompts: str | None = None  # the CLIP prompt spec the reference classifies this suite with (TDA: per dataset)
 
 
 @cache
@@ -37,7 +38,16 @@ def suite_defaults(method: str, family: str, suite: str | None = None) -> SuiteD
     entries = _table().get(method, {})
     key = suite if suite in entries else family
     entry = entries.get(key, {})
-    return SuiteDefaults(key, entry.get("source"), entry.get("batch_size"), dict(entry.get("options") or {}))
+    return SuiteDefaults(key, entry.get("source"), entry.get("batch_size"), dict(entry.get("options") or {}),
+                         entry.get("prompts"))
+
+
+def default_prompts(method: str, suite: str) -> str | None:
+    """The prompt spec the table gives ``method`` on ``suite`` (its own entry, else its family's), None if none."""
+    from ..data.suites import SUITES
+
+    family = SUITES.get(suite).family if suite in SUITES else suite
+    return suite_defaults(method, family, suite).prompts
 
 
 @dataclass(frozen=True)

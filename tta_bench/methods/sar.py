@@ -13,6 +13,13 @@ average (0.9) of that second loss, and when it falls below ``reset_constant`` (0
 restored to their initial state (a collapse to one confident class drives it there). The returned prediction is
 the first forward's.
 
+After a recovery the two references differ, and ``recovery_ema`` names which behaviour runs: ``keep`` (the default,
+as mr-eggplant/SAR sar.py, whose SAR.forward stores the step's low moving average after reset() cleared it, so the
+model is restored again after every following step until the average climbs back over the threshold) or ``clear``
+(as mariodoebler/test-time-adaptation classification/methods/sar.py, whose reset() inside forward_and_adapt clears
+it: the average starts afresh). The CIFAR defaults are the unified benchmark's (``clear``). A reset by the engine
+(stream start, domain start) clears it in both.
+
 Trained parameters: the scale and shift of every BN, LayerNorm and GroupNorm layer except, as the official
 collect_params, those of the top layers (``layer4`` of ResNets, blocks 9-11 and the final ``norm`` of ViT-B);
 ``skip_top=false`` trains them all. For ViT-Base the official main.py uses lr 0.001 (``--lr 0.001``).
@@ -32,6 +39,7 @@ from .common import adapt_norm_affine, entropy, norm_layers
 
 EMA_KEEP = 0.9  # update_ema: 0.9 x old + 0.1 x new
 SAM_EPS = 1e-12
+RECOVERY_EMA = ("keep", "clear")
 TOP_LAYERS = ("layer4", "blocks.9", "blocks.10", "blocks.11", "norm.")  # collect_params' substrings to skip
 
 
@@ -44,6 +52,7 @@ class SarOptions(Options):
     reset_constant: float = 0.2  # recovery threshold e_m on the moving average of the second loss
     rho: float = 0.05  # SAM's neighbourhood size
     skip_top: bool = True
+    recovery_ema: str = "keep"  # after a recovery: keep the low moving average (SAR) | clear it (unified benchmark)
 
 
 def is_top_layer(name: str) -> bool:
@@ -59,6 +68,8 @@ class Sar(Method):
         super().__init__(teacher, options, device)
         if options.steps < 1 or options.rho < 0:
             raise UserError(f"sar needs steps >= 1 and rho >= 0, got {options.steps} and {options.rho}")
+        if options.recovery_ema not in RECOVERY_EMA:
+            raise UserError(f"sar: recovery_ema must be one of {', '.join(RECOVERY_EMA)}, got {options.recovery_ema!r}")
         adapt_norm_affine(teacher, self.name)
         if options.skip_top:
             network = getattr(teacher, "model", teacher)
@@ -98,8 +109,11 @@ class Sar(Method):
                 loss.backward()
                 self._descend(saved)
                 if self.ema is not None and self.ema < self.options.reset_constant:
+                    low = self.ema
                     self.reset()
                     self.recoveries += 1
+                    if self.options.recovery_ema == "keep":
+                        self.ema = low
         n = len(x)
         steps = self.options.steps
         return Output(logits.detach(), adaptation_steps=steps, teacher_forwards=2 * n * steps)

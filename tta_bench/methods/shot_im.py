@@ -1,19 +1,19 @@
-"""shot_im: SHOT's information maximisation (Liang et al., ICML 2020), online, as a test-time method.
+"""shot_im: SHOT's information maximisation (Liang et al., ICML 2020) as an online test-time method, as the LAME
+benchmark runs it.
 
-Follows tim-learn/SHOT object/image_target.py (train_target: the IM loss with ent and gent, epsilon 1e-5; the
-classifier head netC frozen, the feature extractor trained; SGD momentum 0.9, Nesterov, weight decay 1e-3, backbone
-lr 0.01 x lr_decay1 0.1 = 0.001, batch 64) and object/loss.py (Entropy); the loss as the LAME repository's online
-version fiveai/LAME src/adaptation/shot.py computes it.
+Follows fiveai/LAME src/adaptation/shot.py (run_optim_step: the IM loss, epsilon 1e-10), src/adaptation/adaptive.py
+(run_episode, collect_params, configure_model, inference_context) and configs/method/best/Shot/overall_best.yaml with
+src/config/defaults.py (SGD lr 1e-3, momentum 0, weight decay 1e-4, no Nesterov; BN affine parameters only
+(``all-BN``); BN momentum 0; batch 16; one pass over the stream).
 
-Loss per batch: mean entropy of the predictions minus the entropy of their mean (confident yet diverse
-predictions), one step on every parameter of the teacher except its head; BN layers normalise with test-batch
-statistics, as SHOT trains with its feature extractor in training mode. The returned prediction is the forward that
-computed the loss (as TENT).
+Per batch: a forward with BatchNorm layers in training mode (test-batch statistics; BN momentum 0, so the running
+statistics stay the source's), the loss mean entropy minus the entropy of the mean prediction (confident yet diverse
+predictions), ``steps`` SGD steps on the scale and shift of the normalisation layers (BN; LayerNorm and GroupNorm where
+a teacher has no BN); then the batch is predicted by a second forward, without gradients and with the whole network
+in eval mode, as inference_context does: the updated scale and shift over the source running statistics.
 
-Named variant, online SHOT-IM: the official code adapts offline, 15 epochs over the whole target set with a
-decaying learning rate (and the pseudo-label term, cls_par 0.3, that makes full SHOT); here each test batch is seen
-once, at the constant backbone learning rate, without pseudo-labels and without SHOT's bottleneck layer (these
-teachers have none). Dropout stays off (only BN layers switch to training mode).
+Not tim-learn/SHOT's offline recipe (15 epochs over the whole target set, every backbone weight, SGD momentum 0.9 with
+Nesterov, weight decay 1e-3, pseudo-labels): that is a different method, and this benchmark has no offline protocol.
 """
 from __future__ import annotations
 
@@ -24,18 +24,17 @@ import torch
 from ..errors import UserError
 from ..teachers.base import Teacher
 from .base import Batch, Method, Options, Output, StateSnapshot, optimizer_step
-from .common import adapt_all_weights, build_optimizer
-
-NESTEROV = True  # lr_scheduler sets momentum 0.9, nesterov True, weight_decay 1e-3
+from .common import adapt_norm_affine, batch_norm_layers
 
 
 @dataclass
 class ShotImOptions(Options):
     steps: int = 1
-    lr: float = 0.001  # image_target.py: lr 0.01 x lr_decay1 0.1 for the backbone
+    lr: float = 0.001  # configs/method/best/Shot/overall_best.yaml
     reset: str = "online"
-    weight_decay: float = 0.001
-    epsilon: float = 1e-5  # inside the logarithms of both entropies
+    momentum: float = 0.0  # overall_best.yaml OPTIM_MOMENTUM 0 (so defaults.py's NESTEROV True does not apply)
+    weight_decay: float = 0.0001  # defaults.py ADAPTATION.WEIGHT_DECAY
+    epsilon: float = 1e-10  # shot.py: inside the logarithms of both entropies
 
 
 def information_maximisation(logits: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -51,10 +50,12 @@ class ShotIm(Method):
 
     def __init__(self, teacher: Teacher, options: ShotImOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)
-        if options.steps < 1:
-            raise UserError(f"shot_im needs steps >= 1, got {options.steps}")
-        params = adapt_all_weights(teacher, frozen=getattr(teacher, "classifier", None))
-        self.optimizer = build_optimizer(self.name, "sgd", params, options.lr, nesterov=NESTEROV,
+        if options.steps < 1 or options.momentum < 0 or options.weight_decay < 0:
+            raise UserError(f"shot_im needs steps >= 1, momentum >= 0 and weight_decay >= 0, got {options.steps}, "
+                            f"{options.momentum} and {options.weight_decay}")
+        params = adapt_norm_affine(teacher, self.name)
+        self.norms = batch_norm_layers(teacher)  # train mode for the loss, eval mode for the prediction
+        self.optimizer = torch.optim.SGD(params, lr=options.lr, momentum=options.momentum,
                                          weight_decay=options.weight_decay)
         self.snapshot = StateSnapshot(teacher, self.optimizer)
 
@@ -66,8 +67,15 @@ class ShotIm(Method):
             self.reset()
         with torch.enable_grad():
             for _ in range(self.options.steps):
-                logits = self.teacher(batch.images)
-                information_maximisation(logits, self.options.epsilon).backward()
+                information_maximisation(self.teacher(batch.images), self.options.epsilon).backward()
                 optimizer_step(self.optimizer)
+        for layer in self.norms:
+            layer.eval()
+        try:
+            with torch.no_grad():
+                logits = self.teacher(batch.images)
+        finally:
+            for layer in self.norms:
+                layer.train()
         n, steps = len(batch.images), self.options.steps
-        return Output(logits.detach(), adaptation_steps=steps, teacher_forwards=n * steps)
+        return Output(logits, adaptation_steps=steps, teacher_forwards=n * (steps + 1))

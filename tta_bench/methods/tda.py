@@ -18,8 +18,14 @@ Online over the stream, one sample at a time (inside a batch too, so the batch s
 
 The caches are the state: ``reset()`` empties them (stream start, and every domain under reset_each_shift);
 ``--reset episodic`` empties them before every batch. Deliberate difference: cache arithmetic in float32 (the
-reference's is in float16, CLIP's CUDA dtype). TDA's published numbers use CLIP's prompt ensemble for ImageNet
-(``--prompts``); the caches work on whatever text head the teacher has.
+reference's is in float16, CLIP's CUDA dtype).
+
+Text head: each of TDA's datasets has its own templates (kdiAAA/TDA datasets/<dataset>.py): TIP-Adapter's 7 ImageNet
+templates (``--prompts tip``: "itap of a {}.", "a bad photo of the {}.", ...) on ImageNet, ImageNet-A and -V2
+(imagenet.py, imagenet_a.py, imagenetv2.py) and on Caltech101, Cars and SUN397; the 80 CLIP templates on
+ImageNet-R and -Sketch (``ensemble``); CoOp's hand-crafted prompt on the other fine-grained sets (``coop``). They
+are TDA's defaults per suite (assets/method_defaults.yaml, ``prompts``); ImageNet-C suites get ImageNet's.
+``--prompts`` overrides them; the caches work on whatever text head the teacher has.
 """
 from __future__ import annotations
 

@@ -147,6 +147,7 @@ def run_label(summary: dict) -> str:
         "partial" if data.get("partial") else None,
         setting if setting not in (None, DEFAULT_SETTING) else None,
         "one-batch segments" if any(n.startswith("one-batch segments") for n in summary.get("notes") or []) else None,
+        short_domains(summary),
         f"{preset} preset" if (preset := (summary.get("method_options") or {}).get("preset")) else None,
         f"{skipped} skipped" if (skipped := sum(s.get("skipped", 0) for s in summary["splits"].values())) else None,
         f"{failed} failed" if (failed := sum(s.get("failed", 0) for s in summary["splits"].values())) else None,
@@ -156,6 +157,17 @@ def run_label(summary: dict) -> str:
         label += f" ({summary['teacher']})"
     markers = [marker for marker in markers if marker]
     return label + (f" [{', '.join(markers)}]" if markers else "")
+
+
+def short_domains(summary: dict) -> str | None:
+    """'short domains: 2,000 of 10,000' for an online method whose domains are shorter than the suite's published
+    length (summary.json's setting records both): it adapted over fewer batches than the published protocol gives."""
+    setting = summary.get("setting") or {}
+    lengths, published = setting.get("domain_lengths"), setting.get("published_length")
+    if (summary.get("method_options") or {}).get("reset") != "online" or not lengths or not published:
+        return None
+    shortest = min(lengths.values())
+    return f"short domains: {shortest:,} of {published:,}" if shortest < published else None
 
 
 def _identity(summary: dict) -> dict:

@@ -31,10 +31,13 @@ class Override:
 
 @dataclass(frozen=True)
 class PublishedMatch:
-    """Measured runs whose config matches ``match`` are compared with published rows (method, backbone)."""
+    """Measured runs whose config matches ``match`` are compared with published rows (method, backbone), of the
+    sources containing ``source`` where one is given (one method and backbone may be published by several papers
+    under different protocols)."""
     match: dict[str, Any]
     method: str
     backbone: str
+    source: str | None = None
 
 
 @dataclass
@@ -98,12 +101,14 @@ def parse_sweep(data: Any, origin: str = "<sweep>") -> Sweep:
     published = []
     for i, item in enumerate(data.get("published") or []):
         item = _mapping(item, f"published[{i}]", origin)
-        _fields_check(item, f"published[{i}]", origin, ("match", "method", "backbone"))
+        _fields_check(item, f"published[{i}]", origin, ("match", "method", "backbone", "source"))
         match = _mapping(item.get("match"), f"published[{i}].match", origin)
         _fields_check(match, f"published[{i}].match", origin)
         if not all(isinstance(item.get(k), str) for k in ("method", "backbone")):
             raise UserError(f"{origin}: published[{i}] needs 'method' and 'backbone' as in published.csv")
-        published.append(PublishedMatch(match, item["method"], item["backbone"]))
+        if item.get("source") is not None and not isinstance(item["source"], str):
+            raise UserError(f"{origin}: published[{i}].source must be text (part of published.csv's source)")
+        published.append(PublishedMatch(match, item["method"], item["backbone"], item.get("source")))
     sweep = Sweep(data["name"], base, grid, overrides, exclude, published, str(data.get("description") or ""),
                   str(data.get("metric") or "top1"), origin)
     return with_data_roots(sweep, roots) if roots else sweep

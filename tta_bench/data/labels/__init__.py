@@ -78,6 +78,10 @@ LABEL_SPACES = ("imagenet1k", "cifar10", "cifar100", *CLASS_FILES)
 NAMED_TEMPLATES = {
     "single": ("a photo of a {}.",),  # CLIP's single template
     "apm": ("a photo of a {}",),  # as APM's official code tokenises it (rajatmodi62/apm, train_tta.py): no period
+    # TIP-Adapter's 7 ImageNet templates, as TDA classifies ImageNet, -A, -V2, Caltech101, Cars and SUN397 with them
+    # (kdiAAA/TDA datasets/imagenet.py imagenet_templates, imagenet_a.py template, ...)
+    "tip": ("itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
+            "a {} in a video game.", "art of the {}.", "a photo of the small {}."),
 }
 PROMPT_SPECS = (*NAMED_TEMPLATES, "ensemble", "coop")
 
