@@ -13,7 +13,8 @@ as the unified benchmark extends the official BN-only code), but the entropy los
 each weighted by 1 / exp(entropy - E_0), averaged, plus the anti-forgetting term ``fisher_alpha`` x sum F (theta -
 theta_0)^2. F is the squared gradient of the cross-entropy against the model's own predictions, averaged over the
 batches of ``fisher_samples`` clean source images, computed before the stream through the engine's source-data
-hook (``source_samples``/``prepare_source``). No update when no sample survives the filters. The returned
+hook (``source_samples``/``prepare_source``); the images come in random order (mixed-class batches), as main.py's
+shuffled loader of clean validation images serves them (data/build.py load_source_data). No update when no sample survives the filters. The returned
 prediction is the forward that computed the loss (as TENT). ``fisher_alpha=0`` is ETA (no source data needed).
 A reset restores model and optimiser but not the moving-average prediction, as the official EATA.reset (the unified
 benchmark also clears it).
