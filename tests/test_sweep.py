@@ -279,3 +279,12 @@ def test_unified_cifar10c_ranks_the_methods_per_setting_and_correlates_with_benc
     delta = sweep.delta_table(table, summaries, published)
     assert list(delta.columns) == ["mean"] and not any("TENT repository README" in label for label in delta.index)
     assert sweep.paper.spearman([1, 2, 3, 4], [1, 2, 4, 3])[0] == pytest.approx(0.8)
+
+
+def test_a_ranking_where_every_method_ties_has_no_correlation() -> None:
+    from tta_bench.report import load_published
+
+    table = sweep.named_sweep("unified-cifar10c")
+    summaries = [_unified_summary("continual", m, 40.0) for m in ("source", "tent")]
+    assert "continual: every method ties in one of the orderings; no rank correlation" in \
+        sweep.paper.ranking_text(table, summaries, load_published())

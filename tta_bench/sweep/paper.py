@@ -165,7 +165,10 @@ def ranking_text(sweep: Sweep, summaries: list[dict], published: pd.DataFrame, m
                 entry = by_method.get(m)
                 cells[m] += [_ours_cell(entry.ours, ours_rank.get(m)) if entry else "",
                              f"{entry.theirs:.1f} ({_rank(theirs_rank[m])})" if entry and m in theirs_rank else ""]
-            if len(both) >= 2:
+            constant = len(set(ours_rank[m] for m in both)) < 2 or len(set(theirs_rank[m] for m in both)) < 2
+            if len(both) >= 2 and constant:
+                rhos.append(f"{setting}: every method ties in one of the orderings; no rank correlation")
+            elif len(both) >= 2:
                 rho, p = spearman([ours_rank[m] for m in both], [theirs_rank[m] for m in both])
                 rhos.append(f"{setting}: Spearman rho = {rho:+.2f} over {len(both)} methods (p = {p:.3f})")
             else:
