@@ -8,12 +8,16 @@ every session, so a resumed run reports the time the whole run took.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import re
+import shlex
 import shutil
 import socket
+import struct
 import sys
 import time
 from pathlib import Path
@@ -102,23 +106,38 @@ class RunFolder:
         return folder
 
     def _acquire(self) -> None:
-        """An exclusive lock for the life of this process (the kernel drops it when the process dies, so a lock left
-        by a killed run never blocks); the lock file names its holder for the message another run prints."""
-        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        """An exclusive lock for the life of this process. A POSIX record lock (``lockf``) belongs to the process
+        alone: the kernel drops it when the process dies, and the DataLoader workers it forks do not hold it, so a
+        killed run's folder is free at once (``flock`` would live on in workers that outlive their parent). The lock
+        file names its holder, in full, for the message another run prints."""
+        path = self.path / LOCK
+        # this process may hold it already: a record lock never conflicts with its own process, and closing any
+        # descriptor of the file would drop it, so that is found out without opening the file
+        held = _HELD.get(_file_key(os.stat(path))) if path.exists() else None
+        if held:
+            raise _in_use(self.path, held)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        key = _file_key(os.fstat(fd))
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                os.close(fd)
+                raise
+            recorded = _read_all(fd).decode(errors="replace").strip()
+            holder = _lock_holder(fd)
             os.close(fd)
-            raise UserError(f"{self.path} is in use by {holder}; wait for it to finish, or give this run another "
-                            "--out (two runs in one folder would mix their predictions)") from None
+            raise _in_use(self.path, _describe_holder(recorded, holder)) from None
         os.ftruncate(fd, 0)
-        os.write(fd, f"process {os.getpid()} on {socket.gethostname()} since "
-                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(sys.argv)[:300]}\n".encode())
+        line = (f"process {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+                f"{shlex.join(sys.argv)}")
+        os.write(fd, f"{line}\n".encode())
+        _HELD[key] = line
         self._lock = fd
 
     def release(self) -> None:
         if self._lock is not None:
+            _HELD.pop(_file_key(os.fstat(self._lock)), None)
             os.close(self._lock)  # closing the descriptor drops the lock
             self._lock = None
 
@@ -232,6 +251,61 @@ class RunFolder:
             write_json(self.path / SUMMARY, summary)
         except OSError as exc:
             raise UserError(f"cannot write {self.path / SUMMARY}: {exc.strerror or exc}") from None
+
+
+# the lock files this process holds (device, inode) -> its holder line: a second open in the same process is refused
+# without opening another descriptor of the file, as closing one would drop the process's record lock
+_HELD: dict[tuple[int, int], str] = {}
+
+
+def _file_key(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _read_all(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _lock_holder(fd: int) -> int | None:
+    """The process the kernel says holds the lock (F_GETLK), or None where the platform does not tell."""
+    try:
+        probe = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        answer = fcntl.fcntl(fd, fcntl.F_GETLK, probe + bytes(32 - len(probe)))
+        kind, _, _, _, pid = struct.unpack("hhqqi", answer[:struct.calcsize("hhqqi")])
+    except (OSError, struct.error):
+        return None
+    return pid if kind != fcntl.F_UNLCK and pid > 0 else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _describe_holder(recorded: str, holder: int | None) -> str:
+    """The recorded holder line, or what the kernel says where the recorded process on this host is dead (the lock
+    then belongs to a process that has not written its line yet)."""
+    match = re.match(r"process (\d+) on (\S+) ", recorded)
+    if match and match.group(2) == socket.gethostname() and not _alive(int(match.group(1))):
+        now = f"process {holder}" if holder else "another process"
+        return f"{now} (the recorded holder, {recorded}, is no longer running)"
+    if recorded:
+        return recorded
+    return f"process {holder}" if holder else "another process"
+
+
+def _in_use(path: Path, holder: str) -> UserError:
+    return UserError(f"{path} is in use by {holder}; wait for it to finish, or give this run another --out (two "
+                     "runs in one folder would mix their predictions)")
 
 
 class CostLog:
