@@ -154,3 +154,18 @@ def test_a_diverged_online_method_is_marked_failed_not_scored(registered, tiny_c
     records = read_records(Path(cfg.out) / PREDICTIONS)
     assert [r["status"] for r in records] == ["ok"] * 4 + ["failed"] * 8
     assert summary["splits"]["imagenet"]["failed"] == 8 and not any(r["correct"] for r in records[4:])
+
+
+def test_nan_weights_fail_every_sample_and_score_zero(tmp_path, data, capsys):
+    """Every logit NaN: the argmax is class 0 and the top-5 the first five classes, which hold these labels."""
+    from tta_bench.teachers import build_teacher
+
+    state = build_teacher("tiny", num_classes=1000).model.state_dict()
+    torch.save({k: v * float("nan") if v.is_floating_point() else v for k, v in state.items()}, tmp_path / "nan.th")
+    out = tmp_path / "run"
+    assert main(["--suite", "imagenet", "--data-root", str(data), "--allow-partial", "--teacher", "tiny", "--weights",
+                 str(tmp_path / "nan.th"), "--workers", "0", "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    split = summary["splits"]["imagenet"]
+    assert split["failed"] == split["n"] == summary["failed"] == 12
+    assert split["top1"] == split["top5"] == summary["mean_top1"] == summary["mean_top5"] == 0.0
