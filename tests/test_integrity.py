@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WNIDS, write_images
+from conftest import WNIDS, image_stack, write_arrays, write_images
 from tta_bench import engine
 from tta_bench.config import RunConfig
 from tta_bench.errors import UserError
@@ -140,9 +140,43 @@ def test_changed_inputs_stop_a_resume_and_name_what_changed(tmp_path, tiny_confi
     with pytest.raises(UserError, match="stream changed since"):
         _run(cfg)
     inputs = json.loads((Path(cfg.out) / INPUTS).read_text())
-    assert set(inputs) == {"stream", "precision", "weights", "head", "prompts"}
+    assert set(inputs) == {"stream", "data", "precision", "weights", "head", "prompts"}
     cfg.overwrite = True
     assert _run(cfg)["data"]["n_samples"] == 2 * len(WNIDS) + 1  # --overwrite starts afresh on the new inputs
+
+
+def _interrupted(cfg) -> None:
+    """A run killed half-way: half its predictions on disk, no summary."""
+    _run(cfg)
+    path = Path(cfg.out) / PREDICTIONS
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:len(lines) // 2]))
+    (Path(cfg.out) / SUMMARY).unlink()
+
+
+def test_images_edited_in_place_between_a_kill_and_the_rerun_stop_the_resume(tmp_path, tiny_config):
+    paths = write_images(tmp_path / "val", {w: 2 for w in WNIDS})
+    cfg = tiny_config(suite="imagenet", data_root=str(tmp_path / "val"), allow_partial=True)
+    _interrupted(cfg)
+    first = json.loads((Path(cfg.out) / INPUTS).read_text())["data"]
+    _run(cfg)  # unchanged: resumes, and the fingerprints stay the same
+    assert json.loads((Path(cfg.out) / INPUTS).read_text())["data"] == first
+    (Path(cfg.out) / SUMMARY).unlink()
+    write_images(tmp_path / "other", {w: 2 for w in WNIDS}, size=48)  # set B under set A's names
+    for path in paths:
+        path.write_bytes((tmp_path / "other" / path.relative_to(tmp_path / "val")).read_bytes())
+    with pytest.raises(UserError, match=r"the samples of split\(s\) imagenet \(file sizes and modification times\) "
+                                        "changed since"):
+        _run(cfg)
+
+
+def test_an_images_npy_swapped_between_a_kill_and_the_rerun_stops_the_resume(tmp_path, tiny_config):
+    write_arrays(tmp_path / "cifar", {"images": image_stack(8)}, [0, 1, 2, 3] * 2)
+    cfg = tiny_config(suite="cifar10", data_root=str(tmp_path / "cifar"), allow_partial=True)
+    _interrupted(cfg)
+    write_arrays(tmp_path / "cifar", {"images": image_stack(8, offset=100)}, [0, 1, 2, 3] * 2)
+    with pytest.raises(UserError, match=r"split\(s\) cifar10 \(array content\) changed since"):
+        _run(cfg)
 
 
 def test_a_swapped_checkpoint_stops_a_resume(tmp_path, tiny_config):

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from . import distributed, outputs
 from .config import RunConfig
-from .data.build import SuiteData, load_source_data, load_suite
+from .data.build import SuiteData, content_fingerprints, load_source_data, load_suite
 from .data.images import CorruptImageError
 from .data.labels.prompts import class_prompts, file_hash
 from .data.sources import sample_seed
@@ -203,9 +203,10 @@ def run(cfg: RunConfig, progress: bool = True, log=print) -> dict[str, Any]:
 
 def inputs_of(p: Prepared, precision: str) -> dict[str, Any]:
     """Fingerprints of what determines the predictions beyond the configuration: the files it names (weights,
-    head, prompt file) by content, the stream by its ordered sample keys, and the arithmetic."""
+    head, prompt file) by content, the stream by its ordered sample keys, what each split's samples hold, and the
+    arithmetic."""
     cfg = p.cfg
-    return {"stream": p.stream_hash, "precision": precision,
+    return {"stream": p.stream_hash, "data": content_fingerprints(p.suite.splits), "precision": precision,
             "weights": file_sha256(cfg.weights) if cfg.weights else None,
             "head": file_sha256(cfg.head) if cfg.head else None, "prompts": file_hash(p.prompts)}
 

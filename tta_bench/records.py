@@ -147,9 +147,11 @@ class RunFolder:
         path = self.path / INPUTS
         if path.exists() and self.holds_results():
             old = json.loads(path.read_text())
-            changed = sorted(k for k in set(old) | set(inputs) if old.get(k) != inputs.get(k))
+            # a fingerprint the folder's first start did not record (an older tta_bench) cannot be compared
+            changed = sorted(k for k in set(old) | set(inputs) if k in old and old.get(k) != inputs.get(k))
             if changed and not overwrite:
-                raise UserError(f"{self.path} was started with other inputs: {', '.join(changed)} changed since "
+                what = [_changed_data(old["data"], inputs.get("data")) if k == "data" else k for k in changed]
+                raise UserError(f"{self.path} was started with other inputs: {', '.join(what)} changed since "
                                 "(a resume would mix two runs); restore them, use another --out, or --overwrite")
             if changed:
                 self.discard()
@@ -251,6 +253,15 @@ class RunFolder:
             write_json(self.path / SUMMARY, summary)
         except OSError as exc:
             raise UserError(f"cannot write {self.path / SUMMARY}: {exc.strerror or exc}") from None
+
+
+def _changed_data(old: dict[str, str], new: dict[str, str] | None) -> str:
+    """Which splits' samples changed, and what was compared (``<kind>:<digest>`` fingerprints, data/sources.py)."""
+    new = new or {}
+    names = [n for n in dict.fromkeys([*old, *new]) if old.get(n) != new.get(n)]
+    kinds = sorted({f.split(":", 1)[0] for f in (old.get(n) or new.get(n) for n in names) if f and ":" in f})
+    return (f"the samples of split(s) {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
+            + (f" ({', '.join(kinds)})" if kinds else ""))
 
 
 # the lock files this process holds (device, inode) -> its holder line: a second open in the same process is refused

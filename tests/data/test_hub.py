@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import datasets
 import numpy as np
@@ -192,6 +193,21 @@ def test_engine_runs_on_a_saved_hub_dataset(tmp_path):
     assert summary["source"] == "hub" and summary["splits"]["cifar10"]["n"] == 5
     records = [json.loads(line) for line in (tmp_path / "run" / PREDICTIONS).read_text().splitlines()]
     assert sorted((r["id"], r["label"]) for r in records) == [(f"cifar10/{i}", i) for i in range(5)]
+
+
+def test_a_hub_copy_swapped_between_a_kill_and_the_rerun_stops_the_resume(tmp_path):
+    """Hub ids are row numbers: the same for any copy of that size."""
+    _save(tmp_path / "saved", image_stack(6), [0, 1, 2, 3, 4, 5], datasets.Value("int64"))
+    cfg = RunConfig(suite="cifar10", source="hub", data_root=str(tmp_path / "saved"), allow_partial=True,
+                    teacher="tiny", num_workers=0, device="cpu", out=str(tmp_path / "run"))
+    engine.run(cfg, progress=False, log=lambda *_: None)
+    predictions = tmp_path / "run" / PREDICTIONS
+    predictions.write_text("".join(predictions.read_text().splitlines(keepends=True)[:3]))  # killed half-way
+    (tmp_path / "run" / "summary.json").unlink()
+    shutil.rmtree(tmp_path / "saved")
+    _save(tmp_path / "saved", image_stack(6, offset=50), [0, 1, 2, 3, 4, 5], datasets.Value("int64"))
+    with pytest.raises(UserError, match=r"split\(s\) cifar10 \(Hugging Face dataset fingerprint\) changed"):
+        engine.run(cfg, progress=False, log=lambda *_: None)
 
 
 def test_a_hub_copy_of_another_test_split_gets_its_own_split_name(tmp_path):

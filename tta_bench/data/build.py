@@ -63,6 +63,12 @@ class SuiteData:
         return out
 
 
+def content_fingerprints(splits: list[Split]) -> dict[str, str]:
+    """Per split, what its samples hold (``SampleSource.fingerprint``): a resume compares it, so that images
+    swapped or edited between a kill and the rerun are not mixed into one run."""
+    return {split.name: split.source.fingerprint() for split in splits}
+
+
 def load_suite(cfg: RunConfig) -> SuiteData:
     spec = SUITES.get(cfg.suite)
     source = cfg.source or spec.default_source
