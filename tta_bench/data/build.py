@@ -122,11 +122,23 @@ def load_suite(cfg: RunConfig) -> SuiteData:
         for _, src in found:
             _refuse_outside(spec, space, classes, src, cfg)
         splits = [Split(name, _select(src, cfg), *_domain_of(name, spec)) for name, src in found]
+    _refuse_repeated(splits)
     partial = _self_check(spec, source, splits, cfg, notes) if check else bool(notes)
     subset = cfg.subset or "full"
     if cfg.limit:
         subset = f"{subset}+limit-{cfg.limit}" if cfg.subset else f"limit-{cfg.limit}"
     return SuiteData(spec, space, splits, classes, source, subset, partial, notes + info, clean_images, hub_split)
+
+
+def _refuse_repeated(splits: list[Split]) -> None:
+    """A split twice (``--corruptions fog,fog``, ``--domains clipart,clipart``, a run file, the Python API) would plan
+    its samples twice and record them once: records are keyed by split and sample."""
+    seen: set[str] = set()
+    for split in splits:
+        if split.name in seen:
+            raise UserError(f"split {split.name} is asked for twice (--corruptions / --domains list it more than "
+                            "once); every split is evaluated once: drop the repeat")
+        seen.add(split.name)
 
 
 def hub_read(spec: SuiteSpec, cfg: RunConfig) -> HubRead:
