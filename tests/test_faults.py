@@ -48,7 +48,7 @@ def test_disk_full_stops_with_a_clear_message_and_keeps_the_config(tmp_path, dat
                  "--workers", "0", "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "cannot write predictions" in err and "No space left on device" in err and "Traceback" not in err
+    assert f"cannot write {out / PREDICTIONS}" in err and "No space left on device" in err and "Traceback" not in err
     assert json.loads((out / CONFIG).read_text())["suite"] == "imagenet"
 
 
@@ -169,3 +169,32 @@ def test_nan_weights_fail_every_sample_and_score_zero(tmp_path, data, capsys):
     split = summary["splits"]["imagenet"]
     assert split["failed"] == split["n"] == summary["failed"] == 12
     assert split["top1"] == split["top5"] == summary["mean_top1"] == summary["mean_top5"] == 0.0
+
+
+@pytest.mark.parametrize("full_at", [PREDICTIONS, ".rank0.json.tmp"])
+def test_a_disk_full_mid_run_keeps_cost_and_predictions_consistent(tmp_path, data, capsys, monkeypatch, full_at):
+    """The disk fills up at the second batch, while its predictions or its cost are written: whatever was written
+    for that batch is taken back, so that the cost log counts exactly the recorded samples (it lagged one batch)."""
+    out = tmp_path / "run"
+    argv = ["--suite", "imagenet", "--data-root", str(data), "--allow-partial", "--teacher", "tiny", "--workers", "0",
+            "--batch-size", "4", "--out", str(out), "--no-progress"]
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(full_at):
+            calls.append(fd)
+            if len(calls) == 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(records.os, "fsync", fsync)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "No space left on device" in err and "is full" in err
+    assert "mounted at /" in err and "rerun" in err
+    cost = json.loads((out / "cost" / "rank0.json").read_text())
+    assert cost["samples"] == len(read_records(out / PREDICTIONS)) == 4
+    monkeypatch.setattr(records.os, "fsync", real_fsync)  # space freed
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["cost"]["samples"] == len(read_records(out / PREDICTIONS)) == 12

@@ -1,7 +1,9 @@
 """The run folder: config.json, predictions.jsonl (appended and flushed as produced), summary.json (atomic).
 
 Nothing already written is lost on a crash: predictions are flushed per batch, a half-written last line is
-dropped on resume, and summaries are written to a temporary file and renamed into place. A folder cannot lie about
+dropped on resume, and summaries are written to a temporary file and renamed into place. A batch is committed
+whole: its records, then its cost; a write that fails (a full disk) takes the batch back, so cost and predictions
+agree. A folder cannot lie about
 what produced it: one process at a time holds its lock; inputs.json fingerprints what determines the predictions
 (weights, prompt file, the stream's samples) and a resume with other inputs stops; cost/ keeps the compute of
 every session, so a resumed run reports the time the whole run took.
@@ -33,6 +35,13 @@ import numpy as np
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temporary file and rename it into place; on failure (disk full) the old file stays, the temporary
     one is removed, and the error says so in one line."""
+    try:
+        _replace_atomically(path, text)
+    except OSError as exc:
+        raise disk_error(path, exc, "the previous version is intact") from None
+
+
+def _replace_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "w") as f:
@@ -40,10 +49,29 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except OSError:
         tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {exc.strerror or exc} (disk full or read-only?); the previous "
-                        "version is intact, rerun once there is room") from None
+        raise
+
+
+def disk_error(path: Path, exc: OSError, kept: str) -> UserError:
+    """One line for a write that failed: a full disk is named by where it is mounted."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        full = "is full" if exc.errno == errno.ENOSPC else "is over your quota"
+        return UserError(f"cannot write {path}: {reason}: the disk mounted at {_mount_point(path)} {full}; {kept}: "
+                         "free space there and rerun the same command to resume")
+    return UserError(f"cannot write {path}: {reason} (read-only?); {kept}: rerun the same command once it is "
+                     "writable")
+
+
+def _mount_point(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
 
 
 def file_sha256(path: str | Path) -> str:
@@ -249,10 +277,7 @@ class RunFolder:
         return out
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        try:
-            write_json(self.path / SUMMARY, summary)
-        except OSError as exc:
-            raise UserError(f"cannot write {self.path / SUMMARY}: {exc.strerror or exc}") from None
+        write_json(self.path / SUMMARY, summary)
 
 
 def _changed_data(old: dict[str, str], new: dict[str, str] | None) -> str:
@@ -333,15 +358,20 @@ class CostLog:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def add(self, **amounts: float) -> None:
-        for k, v in amounts.items():
-            self.totals[k] += v
-        write_json(self.path, self.totals)
+        """Add one batch's amounts; the totals change only once they are on disk (an OSError leaves them as were)."""
+        totals = {k: v + amounts.get(k, 0.0) for k, v in self.totals.items()}
+        _replace_atomically(self.path, json.dumps(totals, indent=2, sort_keys=True) + "\n")
+        self.totals = totals
 
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
     tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise disk_error(path, exc, "the previous version is intact") from None
 
 
 class RecordWriter:
@@ -356,17 +386,27 @@ class RecordWriter:
         except OSError as exc:
             raise UserError(f"cannot write the run folder {path.parent}: {exc.strerror or exc}") from None
 
-    def append(self, records: list[dict[str, Any]], logits: np.ndarray | None = None) -> None:
+    def commit(self, records: list[dict[str, Any]], logits: np.ndarray | None, errors: list[dict[str, Any]],
+               cost: CostLog, **amounts: float) -> None:
+        """One batch, all or nothing: its logits rows and records (predictions, then unreadable images) appended and
+        flushed to disk, then its cost added. A failure on the way (a full disk) takes back what this batch
+        appended, so that the cost log counts exactly the recorded samples; the error names the full disk."""
+        marks = [(path, path.stat().st_size if path.exists() else 0)
+                 for path in (self.path, self.logits_path) if path is not None]
         try:
             if self.logits_path is not None and logits is not None and len(records):
                 self._append_logits(records, logits.astype(np.float16))
-            with open(self.path, "a") as f:
-                f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-                f.flush()
-                os.fsync(f.fileno())
+            if records or errors:
+                with open(self.path, "a") as f:
+                    f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records + errors))
+                    f.flush()
+                    os.fsync(f.fileno())
+            cost.add(**amounts)
         except OSError as exc:
-            raise UserError(f"cannot write predictions to {self.path}: {exc.strerror or exc} "
-                            "(disk full or read-only?); what was written before is intact, rerun to resume") from None
+            for path, size in marks:
+                if path.exists():
+                    os.truncate(path, size)
+            raise disk_error(self.path, exc, "the batches before this one are recorded, with their cost") from None
 
     def _append_logits(self, records: list[dict[str, Any]], logits: np.ndarray) -> None:
         """Rows first, records after: a record never points at a row that is not on disk."""
