@@ -198,3 +198,23 @@ def test_a_disk_full_mid_run_keeps_cost_and_predictions_consistent(tmp_path, dat
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["cost"]["samples"] == len(read_records(out / PREDICTIONS)) == 12
+
+
+def test_a_learning_rate_beyond_float32_is_one_line(tmp_path, data, capsys):
+    """--lr 1e200: SGD could not take the step (the scalar overflows float32) and ended in a traceback mid-run."""
+    code = main(["--suite", "imagenet", "--data-root", str(data), "--allow-partial", "--teacher", "tiny", "--workers",
+                 "0", "--method", "tent", "--lr", "1e200", "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--lr must be at most 3.4e+38" in err and "got 1e+200" in err
+
+
+def test_a_huge_learning_rate_diverges_into_failed_samples_not_a_crash(tiny_config, data):
+    """A rate float32 can hold that blows the weights up: the samples after the first update are failed, none is
+    scored right."""
+    cfg = tiny_config(suite="imagenet", data_root=str(data), allow_partial=True, method="shot_im", batch_size=4,
+                      method_options={"lr": 1e30})
+    summary = engine.run(cfg, progress=False, log=lambda *_: None)
+    records = read_records(Path(cfg.out) / PREDICTIONS)
+    failed = [r for r in records if r["status"] == "failed"]
+    assert failed and summary["failed"] == len(failed) and not any(r["correct"] for r in failed)
