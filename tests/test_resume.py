@@ -134,6 +134,35 @@ def test_torn_last_line_is_dropped_on_resume(tmp_path, tiny_config):
     assert summary["splits"]["imagenet"]["n"] == 6
 
 
+@pytest.mark.parametrize("damage", [lambda line: line[:20] + b"\n", lambda line: b"\0" * (len(line) - 1) + b"\n",
+                                    lambda line: b'{"split": "imagenet"}\n'])
+def test_a_damaged_line_is_named_and_the_advice_to_drop_the_tail_works(tmp_path, capsys, damage):
+    """A complete line that is no record (cut by a copy, zeros from a crashed filesystem) ended in a traceback."""
+    import shlex
+    import subprocess
+
+    from tta_bench.cli import main
+
+    data, out = _data(tmp_path), tmp_path / "run"
+    argv = ["--suite", "imagenet", "--data-root", str(data), "--allow-partial", "--teacher", "tiny", "--limit", "8",
+            "--workers", "0", "--device", "cpu", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    path = out / PREDICTIONS
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:4] + [damage(lines[4])] + lines[5:6]))
+    (out / SUMMARY).unlink()
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{path}:5 is damaged" in err and "keep the 4 line(s) before it" in err
+    advice = err.split("run `", 1)[1].split("`", 1)[0]
+    assert shlex.quote(str(path)) in advice
+    subprocess.run(advice, shell=True, check=True)
+    assert main(argv) == 0
+    records = read_records(path)
+    assert len(records) == len({(r["split"], r["id"]) for r in records}) == 8
+
+
 def test_an_online_method_killed_mid_segment_resumes_to_the_uninterrupted_predictions(tmp_path, monkeypatch):
     """TENT's state after batch k depends on batches 1..k: a resume must replay the unfinished segment from its
     start. Replaying only the unfinished batches (from a fresh model) would change predictions; checked below."""

@@ -87,17 +87,36 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+RECORD_FIELDS = ("split", "id", "label", "pred", "top5", "correct", "status")  # what every record holds
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Complete records of a predictions file; a torn last line (a crash mid-write) is ignored."""
+    """Complete records of a predictions file; a torn last line (a crash mid-write) is ignored. A damaged complete
+    line (not a JSON record: a disk or copy error, a hand edit) stops, naming it and how to keep the lines before."""
     if not path.exists():
         return []
     records = []
     with open(path, "rb") as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
             if not line.endswith(b"\n"):
                 break
-            records.append(json.loads(line))
+            try:
+                record = json.loads(line)
+            except ValueError as exc:  # invalid JSON or UTF-8
+                raise _damaged(path, number, f"not JSON: {exc}") from None
+            missing = [k for k in RECORD_FIELDS if k not in record] if isinstance(record, dict) else RECORD_FIELDS
+            if missing:
+                raise _damaged(path, number, f"not a prediction record, lacks {', '.join(missing)}")
+            records.append(record)
     return records
+
+
+def _damaged(path: Path, number: int, reason: str) -> UserError:
+    """Say which line, and how to drop it and what follows it: the rerun then predicts those samples again."""
+    kept, tmp = shlex.quote(str(path)), shlex.quote(str(path.with_name(f".{path.name}.kept")))
+    return UserError(f"{path}:{number} is damaged ({reason}); to keep the {number - 1} line(s) before it and predict "
+                     f"the rest again, run `head -n {number - 1} {kept} > {tmp} && mv {tmp} {kept}`, then rerun "
+                     "the same command")
 
 
 class RunFolder:
