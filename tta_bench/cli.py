@@ -293,7 +293,7 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
 
 def cmd_islands(argv: Sequence[str]) -> int:
     from .engine import pick_device
-    from .islands import islands_command
+    from .islands import islands_command, read_image
     from .teachers import build_teacher
 
     p = argparse.ArgumentParser(prog="run_bench.py islands",
@@ -313,9 +313,10 @@ def cmd_islands(argv: Sequence[str]) -> int:
     p.add_argument("--out", default="islands.png")
     a = p.parse_args(argv)
     given = parse_opts(a.opt) | ({"steps": a.steps} if a.steps else {})
+    image = read_image(a.image)  # before the teacher is built (a download, perhaps)
     device = pick_device(a.device)
     teacher = build_teacher(a.teacher, a.weights).to(device).eval().requires_grad_(False)
-    print(islands_command(a.image, teacher, given, a.at, a.seed, device, a.out, a.panel))
+    print(islands_command(image, teacher, given, a.at, a.seed, device, a.out, a.panel))
     return 0
 
 

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from . import distributed, outputs
 from .config import RunConfig
-from .data.build import SuiteData, load_source_data, load_suite
+from .data.build import SuiteData, content_fingerprints, load_source_data, load_suite
 from .data.images import CorruptImageError
 from .data.labels.prompts import class_prompts, file_hash
 from .data.sources import sample_seed
@@ -203,9 +203,10 @@ def run(cfg: RunConfig, progress: bool = True, log=print) -> dict[str, Any]:
 
 def inputs_of(p: Prepared, precision: str) -> dict[str, Any]:
     """Fingerprints of what determines the predictions beyond the configuration: the files it names (weights,
-    head, prompt file) by content, the stream by its ordered sample keys, and the arithmetic."""
+    head, prompt file) by content, the stream by its ordered sample keys, what each split's samples hold, and the
+    arithmetic."""
     cfg = p.cfg
-    return {"stream": p.stream_hash, "precision": precision,
+    return {"stream": p.stream_hash, "data": content_fingerprints(p.suite.splits), "precision": precision,
             "weights": file_sha256(cfg.weights) if cfg.weights else None,
             "head": file_sha256(cfg.head) if cfg.head else None, "prompts": file_hash(p.prompts)}
 
@@ -304,17 +305,17 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
                 records = [outputs.mark(_record(suite, stream, i, t5, extra, bad), cfg)
                            for i, t5, extra, bad in zip(kept, top5, extras, diverged)]
             fresh = [k for k, r in enumerate(records) if record_key(r) not in done]
-            writer.append([records[k] for k in fresh], logits[fresh].cpu().numpy() if logits is not None else None)
             errs = [_error_record(suite, stream, i, e) for i, e in zip(positions, errors) if e and key(i) not in done]
-            writer.append(errs)
+            now = time.perf_counter()
+            writer.commit([records[k] for k in fresh], logits[fresh].cpu().numpy() if logits is not None else None,
+                          errs, cost, seconds=now - last, samples=len(kept), teacher_forwards=forwards,
+                          adaptation_steps=steps)
+            last = now
             for r in [records[k] for k in fresh] + errs:
                 done.add(record_key(r))
                 changed += r["pred"] != previous.get(record_key(r), r)["pred"]
                 seen += r["status"] != "error"
                 correct += r["correct"]
-            now = time.perf_counter()
-            cost.add(seconds=now - last, samples=len(kept), teacher_forwards=forwards, adaptation_steps=steps)
-            last = now
             bar.update(len(positions))
             bar.set_postfix(top1=f"{100 * correct / max(seen, 1):.1f}%")
             if (estimate := eta.update(len(positions))) and dist.main:

@@ -159,11 +159,19 @@ class StateSnapshot:
         torch.clear_autocast_cache()  # cached bf16 copies of the weights just overwritten in place
 
 
+# beyond it SGD cannot even take the step (the scalar overflows float32); below it a huge rate diverges, and the
+# engine marks the samples of a NaN update failed
+LARGEST_LR = float(torch.finfo(torch.float32).max)
+
+
 def _check_common(options: Options, given: dict[str, Any]) -> None:
     """The shared options, where the user set them: a learning rate of inf or 0 and negative step counts would run
     and report numbers (or crash deep inside a method)."""
     if "lr" in given and not (math.isfinite(options.lr) and options.lr > 0):
         raise UserError(f"--lr must be a finite number > 0, got {given['lr']}")
+    if "lr" in given and options.lr > LARGEST_LR:
+        raise UserError(f"--lr must be at most {LARGEST_LR:.3g} (an optimizer multiplies float32 parameters by it), "
+                        f"got {given['lr']}")
     if "steps" in given and options.steps < 0:
         raise UserError(f"--steps must be >= 0, got {given['steps']}")
 
