@@ -26,6 +26,7 @@ from torchvision.transforms.functional import pil_to_tensor
 from tqdm import tqdm
 
 from . import distributed, outputs
+from .choices import DEVICES
 from .config import RunConfig
 from .data.build import SuiteData, content_fingerprints, load_source_data, load_suite
 from .data.images import CorruptImageError
@@ -47,7 +48,7 @@ RUNS_DIR = Path("results/runs")
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name not in ("auto", "cpu", "cuda"):
+    if name not in DEVICES:
         raise UserError(f"--device must be auto, cpu or cuda, got {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but torch sees no CUDA device (use --device cpu or auto)")

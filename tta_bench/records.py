@@ -142,7 +142,7 @@ class RunFolder:
                                         f"{', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in diff.items())}); "
                                         "use another --out, or --overwrite to discard it")
                     folder.discard()
-            write_json(folder.path / CONFIG, config.to_dict())
+            atomic_write_text(folder.path / CONFIG, config.to_json())  # strict JSON: no NaN or infinity
             folder._truncate_torn_line()
         except OSError as exc:
             folder.release()

@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .choices import SORTERS, Setting
 from .data.build import Split
 from .errors import UserError
 
-SETTINGS = {
+SETTINGS: dict[Setting, str] = {  # the keys are choices.SETTINGS, in its order
     "reset_each_shift": "domains in sequence, reset at the start of each (TENT); the default",
     "continual": "domains in sequence, no reset, no signal of the change (CoTTA)",
     "gradual": "per corruption severities 1,2,3,4,5,4,3,2,1, each domain replayed in full per visit, no reset",
@@ -47,7 +48,6 @@ SETTINGS = {
     "mixed_domains_correlated": "mixed_domains, the whole stream ordered by class",
     "gradual_once": "tta_bench's walk 1..5..1 seeing every sample once (severities 1-4 halved between up and down)",
 }
-SORTERS = ("note", "rotta")
 GRADUAL = (1, 2, 3, 4, 5, 4, 3, 2, 1)
 NOTE_MIN_CHUNK = 10  # the reference's min_size_thresh
 NOTE_ATTEMPTS = 100  # the reference gives up after 120 s; a count is deterministic

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import SOURCES, RunConfig
+from ..choices import LABEL_INDICES, SOURCES
+from ..config import RunConfig
 from ..errors import DataError, UserError
 from .hub import HubRead, hub_source, load_dataset
 from .labels import CLASS_LISTS, LabelSpace, class_list, label_space
 from .layouts import LAYOUTS
 from .sources import CorruptedSource, Geometry, SampleSource
-from .suites import LABEL_INDICES, SUITES, SuiteSpec
+from .suites import SUITES, SuiteSpec
 from ..vocabulary import parse_split, split_name
 
 SUBSETS = {"5k": "imagenet_5000_val_ids.txt"}

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from ..choices import LABEL_INDICES
 from ..errors import UserError
 from ..package_data import project_path
 from ..registry import Registry
@@ -21,8 +22,6 @@ from ..vocabulary import CORRUPTIONS
 
 SUITES_DIR = project_path("suites")  # the checkout's suites/, or the installed package's copy
 
-
-LABEL_INDICES = ("imagenet1k", "suite")
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ METHODS.lazy("zero", "tta_bench.methods.zero:Zero",
              accepts="CLIP only (it votes over zero-shot predictions)")
 METHODS.lazy("apm", "tta_bench.methods.apm:APM",
              "Asynchronous Perception Machine: a fresh student per sample distils the teacher's feature, then "
-             "classifies with the teacher's head (--opt preset=cpu|paper)",
+             "classifies with the teacher's head (--apm-preset auto|cpu|paper)",
              accepts="any classifier (dense terms: a teacher with a patch grid, dino:...)")
 METHODS.lazy("eata", "tta_bench.methods.eata:Eata",
              "EATA: TENT on reliable, non-redundant samples, weighted, plus a Fisher anti-forgetting term from "

@@ -16,6 +16,8 @@ from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 
+from ..choices import RESET_MODES
+from ..config import convert, hints
 from ..errors import UserError
 from ..teachers.base import Teacher
 
@@ -86,9 +88,10 @@ class Method(ABC):
         unknown = sorted(set(given) - set(fields))
         if unknown:
             raise UserError(f"method {cls.name} has no option(s) {unknown}; it accepts: {', '.join(sorted(fields))}")
-        options = cls.options_class(**{k: _coerce(fields[k], v) for k, v in given.items()})
+        kinds = hints(cls.options_class)
+        options = cls.options_class(**{k: convert(kinds[k], v, f"option {k}") for k, v in given.items()})
         _check_common(options, given)
-        if options.reset not in ("episodic", "online"):
+        if options.reset not in RESET_MODES:
             raise UserError(f"--reset must be episodic or online, got {options.reset!r}")
         if cls.episodic and options.reset != "episodic":
             raise UserError(f"{cls.name} adapts on each sample alone and resets after it: --reset online does not apply")
@@ -174,20 +177,3 @@ def _check_common(options: Options, given: dict[str, Any]) -> None:
                         f"got {given['lr']}")
     if "steps" in given and options.steps < 0:
         raise UserError(f"--steps must be >= 0, got {given['steps']}")
-
-
-def _coerce(f: dataclasses.Field, value: Any) -> Any:
-    """Options arrive from the command line as strings; convert to the field's declared type."""
-    if not isinstance(value, str):
-        return value
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "str")
-    try:
-        if kind == "int":
-            return int(value)
-        if kind == "float":
-            return float(value)
-        if kind == "bool":
-            return value.lower() in ("1", "true", "yes", "on")
-    except ValueError:
-        raise UserError(f"option {f.name} expects {kind}, got {value!r}") from None
-    return value
