@@ -15,6 +15,7 @@ OnError = Literal["stop", "skip"]  # what a corrupt image does to a run
 Sorter = Literal["note", "rotta"]  # class-correlated order: the unified benchmark's Dirichlet sorter, or RoTTA's
 LabelIndex = Literal["imagenet1k", "suite"]  # what a Hub copy's integer labels index
 TableFormat = Literal["md", "csv", "latex"]
+LogKind = Literal["csv", "tensorboard", "wandb"]  # experiment logging while a run goes (runlog.py)
 
 SOURCES: tuple[str, ...] = get_args(Source)
 DEVICES: tuple[str, ...] = get_args(Device)
@@ -24,3 +25,4 @@ ON_ERROR: tuple[str, ...] = get_args(OnError)
 SORTERS: tuple[str, ...] = get_args(Sorter)
 LABEL_INDICES: tuple[str, ...] = get_args(LabelIndex)
 TABLE_FORMATS: tuple[str, ...] = get_args(TableFormat)
+LOGS: tuple[str, ...] = get_args(LogKind)

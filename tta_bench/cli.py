@@ -10,6 +10,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
+from .choices import LOGS
 from .config import SOURCES, RunConfig, parse_key_values
 from .errors import UserError
 from .registry import UnknownNameError
@@ -106,6 +107,8 @@ def run_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="discard a run folder of another configuration")
     g.add_argument("--save-logits", action="store_true", help="keep every sample's logits (float16, logits/<split>.npz)")
     g.add_argument("--record-steps", type=_csv(int), help="iterative methods: record the prediction at these steps")
+    g.add_argument("--log", choices=LOGS, help="stream per-batch accuracy, loss and cost while the run goes: csv "
+                                               "(log.csv in the run folder), tensorboard or wandb (optional packages)")
     g.add_argument("--dry-run", action="store_true", help="print the stream plan and exit")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -130,7 +133,7 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
                      weights=a.weights, head=a.head, source_data=a.source_data,
                      hub_id=a.hub_id, hub_split=a.hub_split, label_index=a.label_index, image_column=a.image_column,
                      label_column=a.label_column, on_error=a.on_error, allow_partial=a.allow_partial,
-                     overwrite=a.overwrite, save_logits=a.save_logits, record_steps=a.record_steps,
+                     overwrite=a.overwrite, save_logits=a.save_logits, record_steps=a.record_steps, log=a.log,
                      method_options=options)
 
 

@@ -5,6 +5,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .choices import LOGS
 from .vocabulary import DEFAULT_SETTING, NOT_IDENTITY
 
 SOURCES = ("published", "hub", "generated")
@@ -46,6 +47,7 @@ class RunConfig:
     overwrite: bool = False
     save_logits: bool = False
     record_steps: list[int] | None = None
+    log: str | None = None  # experiment logging while the run goes: csv | tensorboard | wandb (choices.LOGS)
     method_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -70,6 +72,7 @@ class RunConfig:
             self.on_error not in ("stop", "skip") and f"--on-error must be stop or skip, got {self.on_error!r}",
             self.precision not in ("auto", "fp32", "bf16") and f"--precision must be auto, fp32 or bf16, got {self.precision!r}",
             self.sorter not in ("note", "rotta") and f"--sorter must be note or rotta, got {self.sorter!r}",
+            self.log not in (None, *LOGS) and f"--log must be one of {', '.join(LOGS)}, got {self.log!r}",
         ]
         found = [p for p in problems if p]
         if found:

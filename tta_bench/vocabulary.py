@@ -60,10 +60,11 @@ def record_key(record: dict) -> tuple[str, str, int]:
 
 # -- identity: the RunConfig fields that do not change what a run predicts ----------------------------------------
 # Where it is written, how many workers decode, whether a corrupt file stops the run (the rerun the stop message
-# advises), and the output-only options (saved logits, recorded steps: adding one to a finished run computes just
-# what is missing, in the same folder; outputs.py). A resume with other values of these continues the same run;
-# any other field starts another one.
-NOT_IDENTITY = frozenset({"out", "num_workers", "overwrite", "device", "on_error", "save_logits", "record_steps"})
+# advises), the output-only options (saved logits, recorded steps: adding one to a finished run computes just what
+# is missing, in the same folder; outputs.py) and the experiment log streamed while it runs (runlog.py). A resume
+# with other values of these continues the same run; any other field starts another one.
+NOT_IDENTITY = frozenset({"out", "num_workers", "overwrite", "device", "on_error", "save_logits", "record_steps",
+                          "log"})
 
 # -- stream settings --------------------------------------------------------------------------------------------
 DEFAULT_SETTING = "reset_each_shift"
