@@ -136,3 +136,15 @@ def test_a_user_error_is_one_line_and_exit_2(work):
     done = tta_bench("--suite", "imagenet-k", "--dry-run", cwd=work)
     assert done.returncode == 2 and done.stdout.startswith("error: unknown suite 'imagenet-k'"), done.stdout
     assert done.stdout.count("\n") == 1
+
+
+def test_compare_two_runs_on_the_same_samples(work):
+    from tta_bench.cli import COMMANDS
+
+    if "compare" not in COMMANDS:
+        pytest.skip("this version has no compare subcommand")
+    if not (work / "runs" / "bn" / "summary.json").exists():
+        test_a_run_file_with_options_typed_after_it(work)
+    done = tta_bench("compare", work / "runs" / "source", work / "runs" / "bn", cwd=work)
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.startswith(f"A: {work / 'runs' / 'source'}") and "McNemar" in done.stdout
