@@ -16,8 +16,7 @@ from tta_bench.cli import main
 from tta_bench.errors import UserError
 from tta_bench.methods.source import Source
 from tta_bench.records import read_records
-from tta_bench.runlog import LOG_FILE
-from tta_bench.vocabulary import PREDICTIONS
+from tta_bench.vocabulary import LOG, PREDICTIONS
 
 BATCH = 4
 PER_CLASS = 6  # 18 images: batches of 4, 4, 4, 4, 2
@@ -38,7 +37,7 @@ def _batch_top1(out: Path) -> list[float]:
 
 
 def _rows(out: Path) -> list[dict[str, str]]:
-    with (out / LOG_FILE).open() as f:
+    with (out / LOG).open() as f:
         return list(csv.DictReader(f))
 
 

@@ -20,8 +20,7 @@ from typing import Any, Protocol
 
 from .choices import LOGS
 from .errors import UserError
-
-LOG_FILE = "log.csv"
+from .vocabulary import LOG
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ class CsvLog:
     """One row per batch in ``log.csv``, appended (a resumed run continues the file) and flushed as it goes."""
 
     def __init__(self, folder: Path) -> None:
-        path = folder / LOG_FILE
+        path = folder / LOG
         fresh = not path.exists() or path.stat().st_size == 0
         self.file = path.open("a", newline="")
         self.writer = csv.DictWriter(self.file, fieldnames=[f.name for f in dataclasses.fields(BatchLog)])

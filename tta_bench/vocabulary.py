@@ -18,6 +18,7 @@ LOCK = ".lock"  # held by the process that runs in the folder
 COST = "cost"  # per-rank running totals of compute (seconds, samples), kept across resumes
 SHARDS = "shards"  # per-rank predictions of an unfinished torchrun
 LOGITS = "logits"  # float16 logits per split (--save-logits)
+LOG = "log.csv"  # per-batch accuracy, loss and cost while the run goes (--log csv; runlog.py)
 RUN_FILES = (SUMMARY, CONFIG, PREDICTIONS)  # any of these marks a folder as a run folder
 
 # -- corruptions (ImageNet-C order, Hendrycks & Dietterich 2019: noise, blur, weather, digital) ----------------------
