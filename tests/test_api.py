@@ -1,4 +1,5 @@
-"""The Python API: `from tta_bench import run, RunConfig, load_runs, table`, the README's example run as shown."""
+"""The Python API: `from tta_bench import run, RunConfig, load_runs, table`, the documented example
+(docs/results.md) run as shown."""
 from __future__ import annotations
 
 import contextlib

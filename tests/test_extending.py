@@ -1,5 +1,5 @@
-"""The README's "Extending" examples, run as shown: a method, a teacher and a suite, each its file's code plus its
-registry line, then a real run through the engine."""
+"""The documented "Extending" examples (docs/extending.md), run as shown: a method, a teacher and a suite, each its
+file's code plus its registry line, then a real run through the engine."""
 from __future__ import annotations
 
 import sys

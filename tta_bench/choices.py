@@ -18,6 +18,7 @@ Sorter = Literal["note", "rotta"]  # class-correlated order: the unified benchma
 LabelIndex = Literal["imagenet1k", "suite"]  # what a Hub copy's integer labels index
 TableFormat = Literal["md", "csv", "latex"]
 PromptSet = Literal["single", "apm", "ensemble", "coop"]  # named CLIP prompt sets; any other --prompts is a file
+LogKind = Literal["csv", "tensorboard", "wandb"]  # experiment logging while a run goes (runlog.py)
 
 SETTINGS: tuple[str, ...] = get_args(Setting)
 SOURCES: tuple[str, ...] = get_args(Source)
@@ -29,3 +30,4 @@ SORTERS: tuple[str, ...] = get_args(Sorter)
 LABEL_INDICES: tuple[str, ...] = get_args(LabelIndex)
 TABLE_FORMATS: tuple[str, ...] = get_args(TableFormat)
 PROMPT_SETS: tuple[str, ...] = get_args(PromptSet)
+LOGS: tuple[str, ...] = get_args(LogKind)

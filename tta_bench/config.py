@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
-from .choices import PROMPT_SETS, Device, LabelIndex, OnError, Precision, ResetMode, Setting, Sorter, Source
+from .choices import PROMPT_SETS, Device, LabelIndex, LogKind, OnError, Precision, ResetMode, Setting, Sorter, Source
 from .errors import UserError
 from .vocabulary import DEFAULT_SETTING, NOT_IDENTITY
 
@@ -120,6 +120,9 @@ class RunConfig:
     save_logits: bool = option(False, "keep every sample's logits (float16, logits/<split>.npz)")
     record_steps: list[int] | None = option(None, "iterative methods: record the prediction at these steps",
                                             minimum=0)
+    log: LogKind | None = option(None, "stream per-batch accuracy, loss and cost while the run goes: csv (log.csv "
+                                 "in the run folder), tensorboard or wandb (optional packages: pip install "
+                                 "'tta-bench[log]')")
     method_options: dict[str, Any] = option(
         default_factory=dict, help="any other method option", group=METHOD, flag="--opt", metavar="KEY=VALUE",
         keys=(Key("steps", int, "adaptation steps per sample or batch"), Key("lr", float, "learning rate"),

@@ -36,8 +36,10 @@ from .eta import Eta
 from .errors import UserError
 from .methods import METHODS, build_method
 from .methods.base import Batch, Method
+from .methods.common import small_batch_note
 from .methods.defaults import Resolved, resolve as resolve_defaults
 from .provenance import provenance, weights_sha256
+from .runlog import BatchLog, open_log
 from .records import RunFolder, file_sha256
 from .stream import Stream, build_stream, default_dirichlet, required_severities
 from .summary import git_commit, summarize, versions
@@ -152,7 +154,8 @@ def prepare(cfg: RunConfig) -> Prepared:
     dirichlet = default_dirichlet(suite.spec.family) if cfg.dirichlet is None else cfg.dirichlet
     stream = build_stream(suite.splits, cfg.setting, cfg.seed, dirichlet, cfg.sorter)
     defaults = resolve_defaults(cfg.method, suite.spec.family, cfg.batch_size, cfg.method_options, suite.spec.name)
-    notes = [_one_batch_note(cfg.method, stream, defaults.batch_size)]
+    notes = [_one_batch_note(cfg.method, stream, defaults.batch_size),
+             small_batch_note(METHODS.get(cfg.method), defaults.batch_size)]
     prompts = prompt_spec(cfg)
     return Prepared(cfg, suite, stream, Path(cfg.out) if cfg.out else default_out(cfg), defaults, prompts,
                     [n for n in notes if n])
@@ -281,6 +284,7 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
     bar = tqdm(total=n_todo, disable=not progress, desc=f"{cfg.suite}/{cfg.method}", unit="img", file=sys.stderr,
                dynamic_ncols=True)
     cost = folder.cost_log(dist.rank)
+    runlog = open_log(cfg.log if dist.main else None, folder.path, p.out.name, cfg.to_dict(), log)
     correct = seen = changed = 0
     start = last = time.perf_counter()
     eta = Eta(n_todo)
@@ -289,14 +293,14 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
             if positions[0] in stream.resets:
                 method.reset()
             kept = [i for i, e in zip(positions, errors) if not e]
-            records, logits, forwards, steps = [], None, 0, 0
+            records, logits, forwards, steps, loss = [], None, 0, 0, None
             if images is not None:
                 images = memory_format.batch(images.to(device, non_blocking=True), p.memory_format)
                 batch = Batch(images, [sample_seed(cfg.seed, *key(i)[:2]) for i in kept],
                               tuple(cfg.record_steps or ()), raw)
                 with amp:
                     out = _predict(method, batch)
-                logits, forwards, steps = out.logits.float(), out.teacher_forwards, out.adaptation_steps
+                logits, forwards, steps, loss = out.logits.float(), out.teacher_forwards, out.adaptation_steps, out.loss
                 if cfg.save_logits:  # predictions from the saved float16 values, so they recompute exactly
                     logits = logits.half().float()
                 # stable order: ties go to the lower class index, as `metrics` recomputes it from saved logits
@@ -311,12 +315,13 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
             writer.commit([records[k] for k in fresh], logits[fresh].cpu().numpy() if logits is not None else None,
                           errs, cost, seconds=now - last, samples=len(kept), teacher_forwards=forwards,
                           adaptation_steps=steps)
-            last = now
             for r in [records[k] for k in fresh] + errs:
                 done.add(record_key(r))
                 changed += r["pred"] != previous.get(record_key(r), r)["pred"]
                 seen += r["status"] != "error"
                 correct += r["correct"]
+            runlog.batch(BatchLog.of(len(done), records, loss, now - last, forwards, steps, correct, seen))
+            last = now
             bar.update(len(positions))
             bar.set_postfix(top1=f"{100 * correct / max(seen, 1):.1f}%")
             if (estimate := eta.update(len(positions))) and dist.main:
@@ -326,6 +331,7 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
                         "with --on-error skip to skip and count such files") from None
     finally:
         bar.close()
+        runlog.close()
     distributed.barrier(dist)
     if not dist.main:
         return {}

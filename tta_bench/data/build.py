@@ -205,6 +205,10 @@ def _root(spec: SuiteSpec, cfg: RunConfig) -> Path | None:
     if spec.layout == "demo_photos":
         return None
     if not cfg.data_root:
+        if spec.fetch:
+            from .fetched import fetched_clean_set
+
+            return fetched_clean_set(spec)
         raise UserError(f"{spec.name} needs --data-root: the folder of {spec.description.split(', ', 1)[-1]}")
     root = Path(cfg.data_root).expanduser()
     if not root.is_dir():

@@ -67,6 +67,7 @@ class SuiteSpec:
     layout_args: dict[str, Any] = field(default_factory=dict)  # layout-specific facts (split file names, ...)
     reference: str | None = None  # where the test set (split file, image lists, protocol) comes from
     data_folders: tuple[str, ...] = ()  # the folder names its usual layout gives it under a common data root
+    fetch: bool = False  # without --data-root, its Hub copy is fetched on first use and cached (small test sets)
 
     def hub_copy(self, hub_id: str | None) -> HubSpec | None:
         """The documented copy of that id (the default without one); an undocumented id gets the suite's label index."""

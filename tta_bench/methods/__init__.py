@@ -22,7 +22,8 @@ METHODS.lazy("bn_adapt", "tta_bench.methods.bn_adapt:BNAdapt",
              "BatchNorm adaptation: normalise with test-batch statistics, no gradient",
              accepts="classifiers with BatchNorm (it needs BN layers: their statistics are what it adapts)")
 METHODS.lazy("tent", "tta_bench.methods.tent:Tent",
-             "TENT: entropy minimisation on norm-layer scale/shift, online, Adam lr 1e-3",
+             "TENT: entropy minimisation on norm-layer scale/shift, online; CIFAR: Adam lr 1e-3, ImageNet: SGD lr "
+             "0.00025",
              accepts="classifiers with BatchNorm, LayerNorm or GroupNorm (CNNs, ViTs, CLIP image encoders)")
 METHODS.lazy("memo", "tta_bench.methods.memo:Memo",
              "MEMO: per sample, marginal entropy over 64 AugMix views, 1 SGD step on all weights",

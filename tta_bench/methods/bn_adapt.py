@@ -24,6 +24,7 @@ class BNAdaptOptions(Options):
 
 class BNAdapt(Method):
     name = "bn_adapt"
+    batch_statistics = True
     options_class = BNAdaptOptions
 
     def __init__(self, teacher: Teacher, options: Options, device: torch.device) -> None:

@@ -47,6 +47,7 @@ class CottaOptions(Options):
 
 class Cotta(Method):
     name = "cotta"
+    batch_statistics = True
     options_class = CottaOptions
 
     def __init__(self, teacher: Teacher, options: CottaOptions, device: torch.device) -> None:

@@ -52,6 +52,7 @@ class EataOptions(Options):
 
 class Eata(Method):
     name = "eata"
+    batch_statistics = True
     options_class = EataOptions
 
     def __init__(self, teacher: Teacher, options: EataOptions, device: torch.device) -> None:

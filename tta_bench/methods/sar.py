@@ -53,6 +53,7 @@ def is_top_layer(name: str) -> bool:
 
 class Sar(Method):
     name = "sar"
+    batch_statistics = True
     options_class = SarOptions
 
     def __init__(self, teacher: Teacher, options: SarOptions, device: torch.device) -> None:

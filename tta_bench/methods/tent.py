@@ -35,6 +35,7 @@ class TentOptions(Options):
 
 class Tent(Method):
     name = "tent"
+    batch_statistics = True
     options_class = TentOptions
 
     def __init__(self, teacher: Teacher, options: TentOptions, device: torch.device) -> None:
@@ -55,7 +56,9 @@ class Tent(Method):
         with torch.enable_grad():
             for _ in range(self.options.steps):
                 logits = self.teacher(batch.images)
-                entropy(logits).mean().backward()
+                loss = entropy(logits).mean()
+                loss.backward()
                 optimizer_step(self.optimizer)
         n = len(batch.images)
-        return Output(logits.detach(), adaptation_steps=self.options.steps, teacher_forwards=n * self.options.steps)
+        return Output(logits.detach(), adaptation_steps=self.options.steps, teacher_forwards=n * self.options.steps,
+                      loss=loss.item())
