@@ -262,8 +262,9 @@ def test_the_paths_a_run_reads_are_recorded_absolute_and_it_reruns_from_elsewher
 
 
 def test_the_apm_preset_help_describes_the_network_the_code_builds(capsys):
-    """--help and the README give the paper preset's MLP as the student builds it (input = 2 x grid², then the
-    hidden widths), and `list` names the flag that exists."""
+    """--help and the documentation's methods table give the paper preset's MLP as the student builds it (input =
+    2 x grid², then the hidden widths), and `list` names the flag that exists."""
+    from readme import section
     from tta_bench.models.apm_student import PRESETS
 
     paper = PRESETS["paper"]
@@ -271,7 +272,7 @@ def test_the_apm_preset_help_describes_the_network_the_code_builds(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    readme = " ".join(section("Methods").split())
     assert f"MLP {widths} + a head to the teacher's feature width" in help_text
     assert f"MLP {widths} + a head to the teacher's feature width" in readme
     assert main(["list"]) == 0

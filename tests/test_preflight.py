@@ -35,7 +35,7 @@ def test_options_as_typed_on_the_command_line_pass_and_stay_as_given():
 
 
 def test_the_teacher_and_its_files_are_checked_too():
-    with pytest.raises(UserError, match="teacher cifar-resnet20 needs its weights file"):
-        preflight(RunConfig(teacher="cifar-resnet20"))
+    with pytest.raises(UserError, match="teacher domainnet126-resnet50 needs its weights file"):
+        preflight(RunConfig(teacher="domainnet126-resnet50"))
     with pytest.raises(UserError, match="^seed must be >= 0"):
         preflight(RunConfig(seed=-1), names="fields")
