@@ -342,7 +342,7 @@ def cmd_islands(argv: Sequence[str]) -> int:
     p.add_argument("--seed", type=int, default=0, help="the student's initialisation")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--panel", type=int, default=224, help="pixel side of each panel")
-    p.add_argument("--out", default="islands.png")
+    p.add_argument("--out", default="results/plots/islands.png", help="PNG to write (default: %(default)s)")
     a = p.parse_args(argv)
     given = parse_opts(a.opt) | ({"steps": a.steps} if a.steps else {})
     device = pick_device(a.device)

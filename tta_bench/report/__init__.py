@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .check import DEFAULT_TOLERANCE, CheckResult, check, format_check, load_reference, write_reference
+from .check import (DEFAULT_TOLERANCE, CheckResult, check, check_tolerance, format_check, load_reference,
+                    write_reference)
 from .published import load_published
 from .runs import RunFolderError, RunGroup, Warn, group_runs, load_run_folders, load_runs, load_summary
 from .significance import RowStats
@@ -91,6 +92,8 @@ def _interval_stats(folders: list[tuple[Path, dict]], resampling: str) -> Stats:
 
 def check_command(run_dir: str | Path, reference_path: str | Path, tolerance: float | None) -> tuple[bool, str]:
     """(passed, readable report) of one run against a reference file; tolerance None = the file's."""
+    if tolerance is not None:
+        check_tolerance(tolerance)
     summary = load_summary(run_dir)
     reference = load_reference(reference_path, summary)
     if tolerance is None:

@@ -66,7 +66,8 @@ def batch_size(summary: dict) -> int:
     return int(recorded_batch_size(summary) or DEFAULT_BATCH_SIZE)
 
 
-def _records(path: Path) -> list[dict]:
+def read_predictions(path: Path) -> list[dict]:
+    """The records of a predictions.jsonl; a damaged line is named (a torn last line is left out)."""
     records = []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
@@ -90,7 +91,7 @@ def load_outcomes(folder: str | Path, summary: dict) -> RunOutcomes:
     resets_per_domain = str((summary.get("setting") or {}).get("name") or "").startswith(RESETTING)
     columns: dict[str, tuple[list, list, list, list]] = {}
     batch, in_batch, domain = -1, size, None
-    for record in _records(path):
+    for record in read_predictions(path):
         here = (record["split"], record.get("visit", 0))
         if in_batch == size or (resets_per_domain and here != domain):
             batch, in_batch = batch + 1, 0

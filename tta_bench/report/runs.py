@@ -270,9 +270,9 @@ def _disambiguate(groups: list[RunGroup]) -> None:
     for same in clashes.values():
         if len(same) < 2:
             continue
-        flat = [{key: json.dumps(value, sort_keys=True, default=str) for key, value in _flatten(g.identity).items()}
-                for g in same]
-        keys = sorted({key for f in flat for key in f if len({g.get(key) for g in flat}) > 1})
+        flat = [_flatten(group.identity) for group in same]  # an absent entry is an unset one (None)
+        keys = sorted({key for f in flat for key in f
+                       if len({json.dumps(g.get(key), sort_keys=True, default=str) for g in flat}) > 1})
         texts = [", ".join(config_words(group.runs[0], group.identity, keys).values()) for group in same]
         for group, text in zip(same, texts):
             if texts.count(text) > 1:
