@@ -74,7 +74,7 @@ def test_the_figure_is_titled_says_what_colours_mean_and_goes_under_results_by_d
     figure = render(torch.rand(1, 3, 32, 32), grids, 224, "Islands of agreement: test")
     top, height = layout(224, 2, "Islands of agreement: test", ["input", "step 0"])
     assert figure.size == (448, height) and top >= 20 and _font(224).size >= 16
-    assert "principal components" not in COLOUR_NOTE and "PCA" in COLOUR_NOTE and "island" in COLOUR_NOTE
+    assert "PCA" in COLOUR_NOTE and "island" in COLOUR_NOTE
     monkeypatch.chdir(tmp_path)
     source = tmp_path / "photo.png"
     Image.fromarray(image_array(2, size=48)).save(source)

@@ -13,8 +13,10 @@ A bootstrap here resamples *units* with replacement within each *stratum* and re
 
 Each stratum of n units is resampled as n - 1 draws (Rao and Wu's rescaled bootstrap, 1988): the bootstrap variance
 of a stratum's mean is then the unbiased s^2 / n, not (n - 1) / n of it, which matters where a stratum holds few
-units (a split of 2,000 samples in batches of 200 is 10 blocks). An interval needs at least MIN_DEGREES =
-sum(n - 1) over the strata: a split of 2 batches alone gets none, a mean over 15 such splits does.
+units (a split of 2,000 samples in batches of 200 is 10 blocks). That variance is then estimated from only
+df = sum(n - 1) over the strata, so the percentile interval is widened about the estimate by t(df) / z, as a
+t interval would be (a factor of 1.15 at 10 blocks, 1.00 for samples). An interval needs df >= MIN_DEGREES: a split
+of 2 batches alone gets none, a mean over 15 such splits does.
 
 Drawing n - 1 units uniformly with replacement is drawing a multinomial count for each distinct unit, so units with
 equal (value, count) are merged first: the same bootstrap, thousands of times faster for samples.
@@ -24,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binomtest, norm, t
 
 LEVEL = 0.95
 RESAMPLES = 2000
@@ -79,7 +81,9 @@ def bootstrap(strata: list[Stratum], level: float = LEVEL, resamples: int = RESA
     statistic = total / len(strata)
     tail = 50.0 * (1.0 - level)
     low, high = np.percentile(statistic, [tail, 100.0 - tail])
-    return float(low), float(high)
+    centre = float(np.mean([stratum.mean for stratum in strata]))
+    widen = t.ppf(1.0 - tail / 100.0, degrees(strata)) / norm.ppf(1.0 - tail / 100.0)
+    return centre - widen * (centre - float(low)), centre + widen * (float(high) - centre)
 
 
 def mcnemar(only_a: int, only_b: int) -> float:

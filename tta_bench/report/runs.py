@@ -288,7 +288,8 @@ def legend_labels(groups: list[RunGroup]) -> tuple[list[str], list[str]]:
     """Per row, its method and, in words, only what tells it from the other rows of that method shown with it
     ('bn_adapt, batch 64'); and what all rows share (teacher, data markers), for the figure's title."""
     keys = sorted({key for group in groups for key in _flatten(group.identity) if key not in _IN_MARKERS})
-    described = [{"teacher": str(group.runs[0].get("teacher") or ""), **run_markers(group.runs[0]),
+    described = [{"teacher": f"teacher {group.runs[0]['teacher']}" if group.runs[0].get("teacher") else "",
+                  **run_markers(group.runs[0]),
                   **config_words(group.runs[0], group.identity, keys)} for group in groups]
     methods = [str(group.runs[0].get("method")) for group in groups]
     labels = []
