@@ -64,7 +64,7 @@ def test_baseline_marks_a_real_difference_and_not_an_identical_row(runs):
     assert bn["gaussian_noise-5"].startswith("+") and "†" in bn["gaussian_noise-5"]
     assert bn["mean"].endswith("p<0.001") and bn["resampled"] == "batches of 32"
     tent = differences.loc["tent (resnet20)"]
-    assert tent["gaussian_noise-5"] == "0.0 [0.0, 0.0] p=1.000" and tent["mean"] == "0.0 [0.0, 0.0] p=1.000"
+    assert tent["gaussian_noise-5"] == "0.00 [0.00, 0.00] p=1.000" and tent["mean"] == "0.00 [0.00, 0.00] p=1.000"
     assert "source (resnet20)" not in differences.index  # the baseline itself
 
 
@@ -152,4 +152,12 @@ def test_on_real_runs_bn_adaptation_differs_significantly_and_seeds_of_a_determi
     rows = {line.split("|")[1].strip(): line for line in compare_command(source, run("source", 1)).splitlines()
             if line.startswith("| ")}
     cells = [cell.strip() for cell in rows["contrast-5"].strip("|").split("|")]
-    assert cells[3:7] == ["0.0 [0.0, 0.0]", "p=1.000", "0", "0"]
+    assert cells[3:7] == ["0.00 [0.00, 0.00]", "p=1.000", "0", "0"]
+
+
+def test_a_difference_of_a_few_hundredths_reads_as_such():
+    from tta_bench.report.tables import difference_text
+
+    assert difference_text(0.03, (0.01, 0.06), True) == "+0.03† [0.01, 0.06]"
+    assert difference_text(-0.001, (-0.004, 0.002), False) == "0.00 [0.00, 0.00]"
+    assert difference_text(-1.25, None, False) == "-1.25 [–]"

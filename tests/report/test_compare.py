@@ -32,7 +32,7 @@ def test_compare_prints_both_accuracies_the_difference_and_who_got_what_right(tm
     only_b = sum(y and not x for x, y in zip(a["fog-5"], b["fog-5"]))
     assert fog[4:7] == [str(only_a), str(only_b), "500"]
     assert fog[2].startswith("+") and "†" in fog[2] and fog[3] == "p<0.001"
-    assert rows["snow-5"][2:] == ["0.0 [0.0, 0.0]", "p=1.000", "0", "0", "500"]
+    assert rows["snow-5"][2:] == ["0.00 [0.00, 0.00]", "p=1.000", "0", "0", "500"]
     assert rows["mean"][6] == "1000" and "resampled: batches of 25" in text
 
 
@@ -41,7 +41,7 @@ def test_a_deterministic_method_under_two_seeds_differs_by_zero_with_an_interval
     flags = {"fog-5": _flags(0.4, 5)}
     run_a = write_run(tmp_path, "seed0", "source", flags, seed=0, shuffle=True)
     run_b = write_run(tmp_path, "seed1", "source", flags, seed=1, shuffle=True)
-    assert _rows(compare_command(run_a, run_b))["fog-5"][2:4] == ["0.0 [0.0, 0.0]", "p=1.000"]
+    assert _rows(compare_command(run_a, run_b))["fog-5"][2:4] == ["0.00 [0.00, 0.00]", "p=1.000"]
 
 
 @pytest.mark.parametrize("change, message", [

@@ -13,10 +13,10 @@ import pandas as pd
 from ..errors import ReportError
 from .outcomes import METRICS, RunOutcomes, load_outcomes
 from .runs import RunGroup, Warn, group_runs
-from .significance import (INTERVAL_NOTE, MARK, P_NOTE, Difference, RowStats, difference, mark_note, p_text, row_stats,
+from .significance import (INTERVAL_NOTE, P_NOTE, Difference, RowStats, difference, mark_note, p_text, row_stats,
                            sample_differences, seeds_of)
 from .splits import column_members
-from .tables import (INDEX_NAME, N_COLUMN, RESAMPLED_COLUMN, Section, build_tables, captions, interval_text, number,
+from .tables import (INDEX_NAME, N_COLUMN, RESAMPLED_COLUMN, Section, build_tables, captions, difference_text,
                      ordered_columns, row_label, sections, usable)
 
 NOTE_COLUMN, BASELINE_COLUMN = "note", "baseline"
@@ -69,8 +69,7 @@ def _note(row: RunGroup, comparison: _Comparison, base: RunGroup) -> str:
 
 
 def _difference_cell(d: Difference) -> str:
-    return f"{'+' if d.delta > 0 else ''}{number(d.delta)}{MARK if d.significant else ''} " \
-           f"{interval_text(d.interval)} {p_text(d.p)}"
+    return f"{difference_text(d.delta, d.interval, d.significant)} {p_text(d.p)}"
 
 
 @dataclass

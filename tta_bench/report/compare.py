@@ -11,9 +11,9 @@ from ..errors import ReportError
 from .intervals import LEVEL
 from .outcomes import METRICS, RunOutcomes, load_outcomes
 from .runs import load_summary, run_label
-from .significance import INTERVAL_NOTE, MARK, P_NOTE, SeedRuns, difference, mark_note, p_text, row_interval, sample_differences
+from .significance import INTERVAL_NOTE, P_NOTE, SeedRuns, difference, mark_note, p_text, row_interval, sample_differences
 from .splits import MEAN, split_key
-from .tables import interval_text, number
+from .tables import difference_text, interval_text, number
 
 
 def _seeds(run: RunOutcomes) -> list[SeedRuns]:
@@ -49,8 +49,7 @@ def compare_command(run_a: str | Path, run_b: str | Path, metric: str = "top1", 
         resampled.add(text)
         intervals = [row_interval(_seeds(run), members, metric, resampling) for run in (a, b)]
         rows.append([name, f"{number(d.a)} {interval_text(intervals[0])}", f"{number(d.b)} {interval_text(intervals[1])}",
-                     f"{'+' if d.delta > 0 else ''}{number(d.delta)}{MARK if d.significant else ''} "
-                     f"{interval_text(d.interval)}", p_text(d.p), str(d.only_a), str(d.only_b), str(d.n)])
+                     difference_text(d.delta, d.interval, d.significant), p_text(d.p), str(d.only_a), str(d.only_b), str(d.n)])
     lines = [f"A: {run_a} ({run_label(a.summary)})", f"B: {run_b} ({run_label(b.summary)})",
              f"{metric}, percent; {LEVEL:.0%} intervals; paired on the same samples; resampled: "
              f"{' / '.join(sorted(resampled))}", "",

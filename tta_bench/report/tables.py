@@ -144,13 +144,20 @@ def _with_means(values: dict[str, float]) -> dict[str, float]:
                      for column, members in column_members(values).items() if column not in values}
 
 
-def number(value: float) -> str:
-    text = f"{value:.1f}"
-    return "0.0" if text == "-0.0" else text
+def number(value: float, digits: int = 1) -> str:
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
-def interval_text(interval: tuple[float, float] | None) -> str:
-    return NO_INTERVAL if interval is None else f"[{number(interval[0])}, {number(interval[1])}]"
+def interval_text(interval: tuple[float, float] | None, digits: int = 1) -> str:
+    return NO_INTERVAL if interval is None else f"[{number(interval[0], digits)}, {number(interval[1], digits)}]"
+
+
+def difference_text(delta: float, interval: tuple[float, float] | None, significant: bool) -> str:
+    """'+0.42† [0.13, 0.95]': a paired difference in points to two decimals (differences of a few tenths are the
+    ones in question), a † where significant."""
+    sign = "+" if float(number(delta, 2)) > 0 else ""
+    return f"{sign}{number(delta, 2)}{MARK if significant else ''} {interval_text(interval, 2)}"
 
 
 def _cell(values: list[float], stats: RowStats | None = None, column: str = "") -> str:
