@@ -286,6 +286,10 @@ CASES: dict[str, Case] = {
     # passes: results/ci/reference.json itself is CI's accuracy gate on real data, .ci/run)
     "python run_bench.py table results/runs/*": Case(("| source (tiny)", "| bn_adapt (tiny)"), setup=("runs",)),
     "python run_bench.py table results/runs/* --format latex --published": Case((r"\begin{table}",)),
+    "python run_bench.py table results/runs/* --ci --baseline source": Case(("| source (tiny)", "McNemar")),
+    "python run_bench.py compare results/runs/RUN_A results/runs/RUN_B": Case(
+        ("McNemar",), replace=(("results/runs/RUN_A", "results/runs/imagenet-source-tiny"),
+                               ("results/runs/RUN_B", "results/runs/imagenet-bn_adapt-tiny"))),
     "python run_bench.py plot results/runs/* --out results/plots": Case(("results/plots",), check=_plots_written),
     "python run_bench.py check results/runs/RUN --reference results/ci/reference.json --tolerance 1.0": Case(
         ("check: PASS",), replace=(*RUN, ("results/ci/reference.json", "{scratch}/reference.json"))),

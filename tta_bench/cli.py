@@ -10,6 +10,7 @@ import os
 import sys
 import types
 import typing
+from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from .choices import DEVICES, TABLE_FORMATS
@@ -26,7 +27,7 @@ DEMO_HINT = """examples:
   python run_bench.py --config examples/run.yaml   # a run file; options typed after it override it
   python run_bench.py list                   # suites, methods, teachers, settings
   python run_bench.py table results/runs/*   # comparison table of finished runs
-subcommands: list, table, plot, check, metrics, sweep, reproduce, islands (each has --help)"""
+subcommands: list, table, plot, check, compare, metrics, sweep, reproduce, islands (each has --help)"""
 
 
 class Parser(argparse.ArgumentParser):
@@ -209,21 +210,32 @@ def cmd_table(argv: Sequence[str]) -> int:
     p.add_argument("--published", action="store_true", help="add published numbers (results/published)")
     p.add_argument("--metric", default="top1")
     p.add_argument("--at-step", type=int, help="accuracy after N test-time steps (runs made with --record-steps)")
+    p.add_argument("--ci", action="store_true",
+                   help="a 95%% interval on every value (Wilson for one split; bootstrap for means, seeds and online "
+                        "methods), from the runs' per-sample predictions")
+    p.add_argument("--baseline", metavar="METHOD",
+                   help="add each row's paired difference to the row of METHOD on the same samples: interval, "
+                        "McNemar's exact test, † where significant")
+    p.add_argument("--resampling", choices=("auto", "samples", "batches"), default="auto",
+                   help="bootstrap units: samples, or the stream's batches (auto: batches for online methods)")
     a = p.parse_args(argv)
     from .report import table_command  # pandas: after --help
 
-    print(table_command(a.runs, a.format, a.published, a.metric, a.at_step, warn=_warn))
+    print(table_command(a.runs, a.format, a.published, a.metric, a.at_step, warn=_warn, ci=a.ci, baseline=a.baseline,
+                        resampling=a.resampling))
     return 0
 
 
 def cmd_plot(argv: Sequence[str]) -> int:
     p = Parser(prog="run_bench.py plot", description="Plots (PNG + SVG) of finished runs.")
     p.add_argument("runs", nargs="+")
-    p.add_argument("--out", default="results/plots")
+    p.add_argument("--out", default="results/plots", help="folder for the figures (default: %(default)s)")
+    p.add_argument("--resampling", choices=("auto", "samples", "batches"), default="auto",
+                   help="error bars: 95%% intervals from the per-sample predictions, resampled as `table --ci`")
     a = p.parse_args(argv)
     from .report import plot_command  # pandas, matplotlib: after --help
 
-    for path in plot_command(a.runs, a.out, warn=_warn):
+    for path in plot_command(a.runs, a.out, warn=_warn, resampling=a.resampling):
         print(path)
     return 0
 
@@ -235,7 +247,7 @@ def cmd_check(argv: Sequence[str]) -> int:
                                 description="Accuracy gate: exit 1 when a split falls below reference - tolerance.")
     p.add_argument("run")
     p.add_argument("--reference", required=True, help="reference JSON (e.g. results/ci/reference.json)")
-    p.add_argument("--tolerance", type=float, help="points (default: the reference file's)")
+    p.add_argument("--tolerance", type=float, help="points, a finite number >= 0 (default: the reference file's)")
     a = p.parse_args(argv)
     ok, text = check_command(a.run, a.reference, a.tolerance)
     print(text)
@@ -243,15 +255,36 @@ def cmd_check(argv: Sequence[str]) -> int:
 
 
 def cmd_metrics(argv: Sequence[str]) -> int:
-    from .report.recompute import METRICS, metrics_command
+    from .report.recompute import LOGIT_METRICS, METRICS, metrics_command
 
     p = Parser(prog="run_bench.py metrics",
-                                description="Recompute metrics from saved logits (runs made with --save-logits); "
-                                            "writes metrics.json into each run folder, which `table --metric` reads.")
+                                description="Recompute metrics of finished runs: top-1, top-5 and per-class from the "
+                                            "predictions, ECE, NLL and Brier from saved logits (runs made with "
+                                            "--save-logits); writes metrics.json into each run folder, which "
+                                            "`table --metric` reads.")
     p.add_argument("runs", nargs="+")
-    p.add_argument("--metric", type=_csv(), default=list(METRICS), help=f"comma list of {', '.join(METRICS)}")
+    p.add_argument("--metric", type=_csv(), help=f"comma list of {', '.join(METRICS)} (default: all a run can give; "
+                                                 f"{', '.join(LOGIT_METRICS)} need saved logits)")
     a = p.parse_args(argv)
-    print(metrics_command(a.runs, tuple(a.metric)))
+    print(metrics_command(a.runs, tuple(a.metric) if a.metric else None))
+    return 0
+
+
+def cmd_compare(argv: Sequence[str]) -> int:
+    p = Parser(prog="run_bench.py compare",
+                                description="Paired comparison of two runs on the same samples: per split and over "
+                                            "all, each accuracy with its 95%% interval, the difference with its paired "
+                                            "bootstrap interval, McNemar's exact p, and the samples only one got "
+                                            "right.")
+    p.add_argument("run_a", metavar="RUN_A")
+    p.add_argument("run_b", metavar="RUN_B")
+    p.add_argument("--metric", choices=("top1", "top5", "error"), default="top1")
+    p.add_argument("--resampling", choices=("auto", "samples", "batches"), default="auto",
+                   help="bootstrap units: samples, or the stream's batches (auto: batches where a run adapts online)")
+    a = p.parse_args(argv)
+    from .report.compare import compare_command  # numpy, scipy: after --help
+
+    print(compare_command(a.run_a, a.run_b, a.metric, a.resampling), end="")
     return 0
 
 
@@ -311,17 +344,18 @@ def cmd_islands(argv: Sequence[str]) -> int:
     p.add_argument("--seed", type=int, default=0, help="the student's initialisation")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--panel", type=int, default=224, help="pixel side of each panel")
-    p.add_argument("--out", default="islands.png")
+    p.add_argument("--out", default="results/plots/islands.png", help="PNG to write (default: %(default)s)")
     a = p.parse_args(argv)
     given = parse_opts(a.opt) | ({"steps": a.steps} if a.steps else {})
     image = read_image(a.image)  # before the teacher is built (a download, perhaps)
     device = pick_device(a.device)
     teacher = build_teacher(a.teacher, a.weights).to(device).eval().requires_grad_(False)
-    print(islands_command(image, teacher, given, a.at, a.seed, device, a.out, a.panel))
+    print(islands_command(image, Path(a.image).name, teacher, given, a.at, a.seed, device, a.out, a.panel))
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "table": cmd_table, "plot": cmd_plot, "check": cmd_check, "metrics": cmd_metrics,
+COMMANDS = {"run": cmd_run, "list": cmd_list, "table": cmd_table, "plot": cmd_plot, "check": cmd_check,
+            "compare": cmd_compare, "metrics": cmd_metrics,
             "sweep": cmd_sweep, "reproduce": cmd_reproduce, "islands": cmd_islands}
 
 
