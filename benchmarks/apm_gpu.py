@@ -59,6 +59,7 @@ from tta_bench.models.apm_student import (  # noqa: E402
 LEVERS = ("foreach", "baddbmm", "master", "graph")
 DEFAULT_LEVERS = "today,foreach,baddbmm,master,baddbmm+master,baddbmm+master+graph"
 ADAM_BYTES_PER_WEIGHT = 28
+GOAL_SIZES = (32, 64)  # the step's goal (<= 1.25x its floor) is stated at these
 
 
 class Clock:
@@ -233,7 +234,13 @@ def step_ms(forward: Callable, student: StackedAPMStudent, x: torch.Tensor, targ
     fit_seconds(forward, student, x, targets, 2, options, step, clock)
     short = fit_seconds(forward, student, x, targets, steps, options, step, clock)
     long = fit_seconds(forward, student, x, targets, 2 * steps, options, step, clock)
+    if long <= short:  # a machine busy with other work: no figure rather than a negative one
+        raise TimingNoise(f"timing noise: {2 * steps} steps took {long:.3f} s, {steps} steps {short:.3f} s")
     return 1000 * (long - short) / steps
+
+
+class TimingNoise(Exception):
+    """The longer of two timed runs was not the slower (other work on the machine)."""
 
 
 def floor(a: argparse.Namespace, device: torch.device) -> dict[str, Any]:
@@ -253,8 +260,12 @@ def floor(a: argparse.Namespace, device: torch.device) -> dict[str, Any]:
           f"{cfg.readout} readout, D={cfg.feature_dim}), bf16 autocast; copy bandwidth "
           f"{out['copy_bandwidth_tb_s']:.3g} TB/s", flush=True)
     levers = [Levers.parse(t) for t in a.levers.split(",")]
-    # every eager configuration first, then the compiled ones until the budget is spent (compilation dominates)
-    plan = [(s, lever, compiled) for compiled in a.modes for s in a.sizes for lever in levers]
+    # every eager configuration first, then the compiled ones until the budget is spent (compilation dominates):
+    # the sizes the goal names first, and among them the fullest lever set first
+    eager = [(s, lever, False) for s in a.sizes for lever in levers] if False in a.modes else []
+    compiled = sorted(((s, lever, True) for s in a.sizes for lever in levers),
+                      key=lambda c: (c[0] not in GOAL_SIZES, -levers.index(c[1]))) if True in a.modes else []
+    plan = eager + compiled
     compiling_since = None
     for s, lever, compiled in plan:
         if str(s) not in out["floors"]:

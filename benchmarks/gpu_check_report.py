@@ -1,8 +1,9 @@
 """Gather what benchmarks/gpu_check.sh measured into one JSON ($OUT/gpu_check.json), print it as short tables, and
 end with one verdict line and the matching exit status.
 
-FAIL (exit 1) when a test failed or errored, an end-to-end run failed its accuracy check, or a stage asked for
-crashed, ran out of time or did not run; otherwise PASS (exit 0). The speed goals (APM >= 50x the official protocol
+FAIL (exit 1) when a test failed or errored, an end-to-end run at its default precision failed its accuracy check,
+a run at the other precision agreed with it on fewer than 85% of the samples (the bf16 bound of the `cuda` tests),
+or a stage asked for crashed, ran out of time or did not run; otherwise PASS (exit 0). The speed goals (APM >= 50x the official protocol
 at 1000 classes; the step <= 1.25x its floor at 32 and 64 students; the harness >= 0.9 of a bare loop) are reported
 as met or not beside the verdict: they are measurements, not correctness. A CPU rehearsal (--rehearsal) judges
 nothing about speed.
@@ -22,6 +23,7 @@ RATIO_GOAL = 50.0  # samples/s against the official demo protocol at 1000 classe
 FLOOR_GOAL = 1.25  # ms/step against the step's floor, at FLOOR_SIZES students
 FLOOR_SIZES = (32, 64)
 HARNESS_GOAL = 0.9  # images/s against the bare loop
+AGREEMENT_MIN = 0.85  # a run at the other precision against the default one: share of equal predictions
 
 
 def read_json(path: Path) -> Any:
@@ -47,6 +49,27 @@ def tests(junit: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def predictions(path: Path) -> dict[tuple[str, str], int]:
+    return {(r["split"], r["id"]): r["pred"] for r in read_lines(path) if r.get("status") == "ok"}
+
+
+def agreements(accuracy: Path) -> list[dict[str, Any]]:
+    """Each method's run at the other precision against its default run (`<method>-auto`): equal predictions."""
+    out = []
+    for path in sorted(accuracy.glob("*.predictions.jsonl")):
+        name = path.name.removesuffix(".predictions.jsonl")
+        method, _, precision = name.rpartition("-")
+        base = accuracy / f"{method}-auto.predictions.jsonl"
+        if precision == "auto" or not base.is_file():
+            continue
+        a, b = predictions(base), predictions(path)
+        shared = a.keys() & b.keys()
+        share = sum(a[k] == b[k] for k in shared) / len(shared) if shared else 0.0
+        out.append({"method": method, "precision": precision, "samples": len(shared), "agreement": share,
+                    "ok": bool(shared) and share >= AGREEMENT_MIN})
+    return out
+
+
 def goals(ratio: dict | None, floor: dict | None, harness: dict | None) -> list[dict[str, Any]]:
     """Each goal with its measured figure (None: not measured) and whether it is met."""
     out = []
@@ -67,7 +90,8 @@ def goals(ratio: dict | None, floor: dict | None, harness: dict | None) -> list[
     return out
 
 
-def failures(stages: list[dict[str, Any]], asked: list[str], test_rows: list[dict[str, Any]]) -> list[str]:
+def failures(stages: list[dict[str, Any]], asked: list[str], test_rows: list[dict[str, Any]],
+             agreed: list[dict[str, Any]]) -> list[str]:
     """What makes the check FAIL, one phrase each."""
     failed_tests = [f"{t['outcome']} {t['test'].rsplit('::', 1)[-1]}" for t in test_rows
                     if t["outcome"] in ("failure", "error")]
@@ -81,6 +105,8 @@ def failures(stages: list[dict[str, Any]], asked: list[str], test_rows: list[dic
             found.append(f"accuracy check {s['stage'].split()[-1]} failed (exit {s['exit']})")
         elif s["exit"] != 0 and not (s["stage"] == "1 tests" and failed_tests):  # those are named already
             found.append(f"stage {s['stage']} exit {s['exit']}")
+    found += [f"{g['method']} {g['precision']} agrees with its default run on {100 * g['agreement']:.1f}% "
+              f"(< {100 * AGREEMENT_MIN:g}%)" for g in agreed if not g["ok"]]
     ran = {s["stage"].split()[0] for s in stages}
     found += [f"stage {k} did not run" for k in asked if k not in ran]
     return found
@@ -109,7 +135,8 @@ def main() -> int:
               "accuracy": {k: {"splits": v["splits"], "mean_top1": v["mean_top1"], "device": v["device"],
                                "precision": v.get("precision"), "seconds_per_sample": v["cost"]["seconds_per_sample"]}
                            for k, v in accuracy.items() if v},
-              "goals": goals(ratio, floor, harness), "failures": failures(stages, asked, test_rows)}
+              "agreement": agreements(a.out / "accuracy"), "goals": goals(ratio, floor, harness)}
+    report["failures"] = failures(stages, asked, test_rows, report["agreement"])
     report["verdict"] = "FAIL" if report["failures"] else "PASS"
     (a.out / "gpu_check.json").write_text(json.dumps(report, indent=1))
 
@@ -125,6 +152,9 @@ def main() -> int:
         splits = ", ".join(f"{k} {split['top1']:.1f}" for k, split in r["splits"].items())
         print(f"accuracy {name} ({r['device']}, {r['precision']}): {splits}; mean {r['mean_top1']:.2f}; "
               f"{r['seconds_per_sample']:.4f} s/sample")
+    for g in report["agreement"]:
+        print(f"agreement {g['method']} {g['precision']} with its default run: {100 * g['agreement']:.1f}% of "
+              f"{g['samples']} samples (>= {100 * AGREEMENT_MIN:g}%: {'ok' if g['ok'] else 'FAIL'})")
     judged = not a.rehearsal
     for g in report["goals"]:
         state = ("met" if g["met"] else "not met") if judged and g["value"] is not None else "not judged"
