@@ -81,12 +81,12 @@ def goals(ratio: dict | None, floor: dict | None, harness: dict | None) -> list[
         best = min(rows, key=lambda r: r["times_floor"], default=None)
         value = best and best["times_floor"]
         how = best and f"{best['levers']}, {'compiled' if best['compiled'] else 'eager'}"
-        out.append({"goal": f"step at S={s} <= {FLOOR_GOAL:g}x its floor", "value": value, "unit": "x floor",
+        out.append({"goal": f"step at S={s} <= {FLOOR_GOAL:g}x its floor", "value": value, "unit": "x the floor",
                     "best": how, "met": value is not None and value <= FLOOR_GOAL})
     for method in ("source", "tent"):
         value = ((harness or {}).get("methods", {}).get(method) or {}).get("ratio")
         out.append({"goal": f"harness {method} >= {HARNESS_GOAL:g} of the bare loop", "value": value,
-                    "unit": "of bare", "met": value is not None and value >= HARNESS_GOAL})
+                    "unit": "x the bare loop", "met": value is not None and value >= HARNESS_GOAL})
     return out
 
 
@@ -159,7 +159,7 @@ def main() -> int:
     for g in report["goals"]:
         state = ("met" if g["met"] else "not met") if judged and g["value"] is not None else "not judged"
         best = f" ({g['best']})" if g.get("best") else ""
-        print(f"goal: {g['goal']}: {fmt(g['value'])} {g['unit']}{best}, {state}")
+        print(f"goal: {g['goal']}: {fmt(g['value'])}{'' if g['value'] is None else g['unit']}{best}, {state}")
     met = sum(g["met"] for g in report["goals"])
     speed = f"speed goals met: {met} of {len(report['goals'])}" if judged else "speed goals not judged (rehearsal)"
     reasons = "; ".join(report["failures"])
