@@ -127,7 +127,9 @@ def bare_run(a: argparse.Namespace, names: list[str], method: str) -> dict:
         part = datasets.ImageFolder(str(a.folder / name / "5"), transforms.ToTensor())
         part.target_transform = ImageNetIndex([index[wnid] for wnid in part.classes])
         parts.append(part)
-    loader = DataLoader(ConcatDataset(parts), batch_size=a.batch, num_workers=a.workers, pin_memory=not cpu)
+    # shuffled, as the harness plays folder layouts (its own seeded order: TENT's top-1 may differ by a sample or two)
+    loader = DataLoader(ConcatDataset(parts), batch_size=a.batch, shuffle=True, num_workers=a.workers,
+                        pin_memory=not cpu, generator=torch.Generator().manual_seed(0))
     step = None
     if method == "tent":
         params = []
