@@ -56,7 +56,8 @@ from ..models.apm_student import (
     preset,
 )
 from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output, optimizer_step
+from .apm_step import STEP, Step, build_optimizer, release, training_steps
+from .base import Batch, Method, Options, Output
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SCHEDULES = ("constant", "step")
@@ -173,24 +174,27 @@ def _schedule(optimizer: torch.optim.Optimizer, options: APMOptions) -> torch.op
 
 
 def fit(forward: Callable[..., APMOutput], parameters: list[Tensor], x: Tensor, targets: Targets,
-        options: APMOptions) -> Iterator[tuple[int, APMOutput, Tensor]]:
+        options: APMOptions, step: Step = STEP) -> Iterator[tuple[int, APMOutput, Tensor]]:
     """Train from the parameters' current values; yields (k, output, per-sample loss) for the student after k updates,
-    k = 0..steps. Each forward serves both the report at k and the update k -> k+1; the last one runs without grad."""
-    optimizer = torch.optim.Adam(parameters, lr=options.lr, fused=True)
+    k = 0..steps. Each forward serves both the report at k and the update k -> k+1; the last one runs without grad.
+    `step` chooses the update and whether a CUDA graph replays the step (methods/apm_step.py)."""
+    optimizer = build_optimizer(parameters, options.lr, step)
     optimizer.zero_grad(set_to_none=True)  # nothing left over from an earlier sample (an interrupted one included)
     schedule = _schedule(optimizer, options)
     keep_grid = options.dense_weight > 0
-    for k in range(options.steps + 1):
-        final = k == options.steps
-        with torch.set_grad_enabled(not final):
-            out = forward(x, options.chunk_size or None, keep_grid=keep_grid)
-            loss = sample_losses(out, targets, options)
-        yield k, out, loss.detach()
-        if final:
-            return
-        loss.sum().backward()  # a sum: each student's gradient is that of its own loss
-        optimizer_step(optimizer)
-        schedule.step()
+
+    def objective() -> tuple[APMOutput, Tensor]:
+        out = forward(x, options.chunk_size or None, keep_grid=keep_grid)
+        return out, sample_losses(out, targets, options)
+
+    try:
+        for k, (out, loss) in enumerate(training_steps(objective, optimizer, schedule, options.steps, step, x.device)):
+            yield k, out, loss
+        with torch.no_grad():
+            out, loss = objective()
+        yield options.steps, out, loss
+    finally:
+        release(optimizer)
 
 
 @dataclass
