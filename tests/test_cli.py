@@ -139,9 +139,9 @@ def test_a_good_run_exits_0_and_prints_the_table(capsys, tmp_path):
     (["--batch-size", "-3"], "--batch-size must be >= 1, got -3"),
     (["--limit", "0"], "--limit must be >= 1, got 0"),
     (["--limit", "-1"], "--limit must be >= 1"),
-    (["--method", "tent", "--lr", "inf"], "--lr must be a finite number > 0, got inf"),
-    (["--method", "tent", "--lr", "0"], "--lr must be a finite number > 0"),
-    (["--method", "tent", "--steps", "-1"], "--steps must be >= 0, got -1"),
+    (["--method", "tent", "--lr", "inf"], "method tent: lr must be a finite number > 0, got inf"),
+    (["--method", "tent", "--lr", "0"], "lr must be a finite number > 0, got 0.0"),
+    (["--method", "tent", "--steps", "-1"], "method tent: steps must be an integer >= 0, got -1"),
     (["--setting", "correlated", "--dirichlet", "nan"], "--dirichlet must be a finite number >= 0"),
     (["--setting", "correlated", "--dirichlet", "inf"], "--dirichlet must be a finite number >= 0"),
     (["--seeds", ""], "--seeds needs at least one seed"),
@@ -207,3 +207,28 @@ def test_list_shows_every_method_with_its_description_and_the_teachers_it_accept
         assert entry.help in methods[at] and entry.help
         assert methods[at + 1].strip() == f"teachers: {entry.accepts}" and entry.accepts
     assert METHODS.entry("rotta").accepts != METHODS.entry("cotta").accepts  # said per method, not one default
+
+
+@pytest.mark.parametrize("extra, phrase", [
+    (["--method", "tent", "--opt", "nonsense=1"], "method tent has no option(s) nonsense; it accepts: lr, momentum"),
+    (["--method", "tent", "--lr", "inf"], "method tent: lr must be a finite number > 0, got inf"),
+    (["--method", "tent", "--opt", "steps=1.5"], "method tent: steps must be an integer >= 0, got '1.5'"),
+    (["--method", "memo", "--opt", "crop=centre"], "method memo: crop must be one of resized, pad, got 'centre'"),
+])
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_bad_method_options_stop_before_anything_is_written(capsys, tmp_path, extra, phrase, dry_run):
+    """A dry run checks every method option too, and a real run checks them before its folder exists."""
+    _fails(capsys, ["--suite", "imagenet", "--data-root", str(_imagenet(tmp_path)), "--allow-partial", *FAST,
+                    "--out", str(tmp_path / "run"), *extra, *(["--dry-run"] if dry_run else [])], phrase)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("options, phrase", [({"steps": -3}, "steps must be an integer >= 0, got -3"),
+                                             ({"steps": 1.5}, "steps must be an integer >= 0, got 1.5"),
+                                             ({"lr": 0}, "lr must be a finite number > 0, got 0.0")])
+def test_a_run_file_with_bad_method_options_writes_nothing(capsys, tmp_path, options, phrase):
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(json.dumps({"suite": "imagenet", "data_root": str(_imagenet(tmp_path)), "allow_partial": True,
+                                    "method": "tent", "method_options": options}))
+    _fails(capsys, ["--config", str(run_file), *FAST, "--out", str(tmp_path / "run")], f"method tent: {phrase}")
+    assert not (tmp_path / "run").exists()

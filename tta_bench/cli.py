@@ -142,14 +142,12 @@ def cmd_run(argv: Sequence[str]) -> int:
 
         cfg = config_from_file(a.config, command_line_fields(a, given_options(run_parser, list(argv)), cfg))
     from . import engine  # torch: only once there is something to run (--help stays fast)
+    from .records import default_out
     from .report.tables import build_tables, render
     from .runconfig_file import resolved
 
     cfg = resolved(cfg)
     if a.dry_run:
-        from .teachers.names import check_teacher
-
-        check_teacher(cfg.teacher, cfg.weights, cfg.head)
         print(engine.plan(engine.prepare(cfg)))
         return 0
     if a.seeds is not None and not a.seeds:
@@ -163,7 +161,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     for suite, table in build_tables(summaries).items():
         print(f"\n{suite}\n{render(table, 'md')}")
     for c in configs:  # the table above is the aggregate over seeds (mean ± std); `table` rebuilds it any time
-        print(f"run folder: {c.out or engine.default_out(c)}")
+        print(f"run folder: {c.out or default_out(c)}")
     return 0
 
 
@@ -192,8 +190,8 @@ def cmd_list(argv: Sequence[str]) -> int:
             if e.accepts:
                 print(f"  {'':16s}   teachers: {e.accepts}")
     print("settings:")
-    for name, text in SETTINGS.items():
-        print(f"  {name:28s} {text}")
+    for e in SETTINGS:
+        print(f"  {e.name:28s} {e.help}")
     return 0
 
 
@@ -292,9 +290,9 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
 
 
 def cmd_islands(argv: Sequence[str]) -> int:
-    from .engine import pick_device
+    from .device import pick_device
     from .islands import islands_command
-    from .teachers import build_teacher
+    from .teachers.ready import ready_teacher
 
     p = argparse.ArgumentParser(prog="run_bench.py islands",
                                 description="Islands of agreement (APM paper, Fig. 3/5): train one APM student on an "
@@ -314,7 +312,7 @@ def cmd_islands(argv: Sequence[str]) -> int:
     a = p.parse_args(argv)
     given = parse_opts(a.opt) | ({"steps": a.steps} if a.steps else {})
     device = pick_device(a.device)
-    teacher = build_teacher(a.teacher, a.weights).to(device).eval().requires_grad_(False)
+    teacher = ready_teacher(a.teacher, device, weights=a.weights)
     print(islands_command(a.image, teacher, given, a.at, a.seed, device, a.out, a.panel))
     return 0
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from .methods.apm import APM, check_options, fit, student_config, student_input, teacher_targets
+from .methods.apm import APM, fit, student_config, student_input, teacher_targets
 from .models.apm_student import APMStudent
 from .teachers.base import Teacher
 
@@ -43,7 +43,6 @@ def feature_grids(teacher: Teacher, image: Tensor, given: dict[str, Any], at: Se
     if "dense_weight" not in given and _has_dense(teacher, image):
         given = {**given, "dense_weight": DENSE_WEIGHT}
     options = APM.parse_options({**given, "steps": max(at)})
-    check_options(options)
     cfg = student_config(options, teacher.feature_dim)
     student = APMStudent(cfg, seed).to(image.device)
     x = student_input(image, cfg)

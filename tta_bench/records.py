@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -49,6 +50,17 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+RUNS_DIR = Path("results/runs")
+
+
+def default_out(cfg: RunConfig) -> Path:
+    """A run's folder when ``--out`` is not given: named by suite, method, teacher and seed, and a hash of what the run
+    computes (``RunConfig.identity``), so that rerunning the same command resumes the same folder."""
+    digest = hashlib.sha256(json.dumps(cfg.identity(), sort_keys=True).encode()).hexdigest()[:8]
+    teacher = re.sub(r"[^A-Za-z0-9.]+", "-", cfg.teacher).strip("-")
+    return RUNS_DIR / f"{cfg.suite}-{cfg.method}-{teacher}-seed{cfg.seed}-{digest}"
 
 
 def write_json(path: Path, data: Any) -> None:

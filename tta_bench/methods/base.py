@@ -1,33 +1,81 @@
-"""The method interface every test-time method implements, and the options surface they share.
+"""The method interface every test-time method implements, its options, and the lifecycle the base class runs.
 
-The engine owns the stream: it calls ``reset()`` where the setting allows a reset (stream start, each domain
-start under ``reset_each_shift``) and ``predict(batch)`` for every batch in stream order. A method never sees
-labels or domain names. Episodic (per-sample) methods adapt on each sample alone and reset for every sample
-themselves, so no setting can change their result; online methods keep state across batches.
+The engine owns the stream: it calls ``reset()`` where the setting allows a reset (stream start, each domain start
+under ``reset_each_shift``; every batch under ``--reset episodic``) and ``predict(batch)`` for every batch in stream
+order. A method never sees labels or domain names. Per-sample methods adapt on each sample alone and reset after
+every sample themselves, so no setting can change their result; online methods keep state across batches.
+
+What a reset restores is declared once, as the attribute names in ``restored``: the base class snapshots them when
+construction ends and ``reset()`` puts them back bit for bit (modules, optimizers and WeightSets through their state
+dicts, anything else, counters and memory banks, as a deep copy).
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
-from abc import ABC, abstractmethod
+import types
+import typing
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator, Literal
 
 import torch
 
+from ..choices import ResetMode
 from ..errors import UserError
 from ..teachers.base import Teacher
+
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def option(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None) -> Any:
+    """An option field with its valid range (pydantic's words: ge >=, gt >, le <=). A subclass that redeclares the
+    field with a plain default keeps the range declared here."""
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le)) if v is not None}
+    return field(default=default, metadata={"bounds": bounds})
 
 
 @dataclass
 class Options:
-    """The options every method accepts (``--steps --lr --reset``); methods subclass it with their paper's
-    defaults and add their own fields."""
+    """The options every method accepts (``--steps --lr --reset``); methods subclass it with their paper's defaults
+    and add their own fields. Every field is checked by ``validate``: its type (``Literal`` fields: the choices), its
+    range (``option``), and the subclass's own rules (``problems``)."""
 
-    steps: int = 0
-    lr: float = 0.0
-    reset: str = "episodic"  # episodic: restore the initial state before every batch; online: keep adapting
+    steps: int = option(0, ge=0)
+    lr: float = option(0.0, ge=0)
+    reset: ResetMode = "episodic"  # episodic: restore the initial state before every batch; online: keep adapting
+
+    @classmethod
+    def parse(cls, given: dict[str, Any], owner: str) -> "Options":
+        """Options from ``given`` (command-line strings converted to each field's type), validated; unknown names are
+        refused with the accepted ones."""
+        hints = _hints(cls)
+        unknown = sorted(set(given) - set(hints))
+        if unknown:
+            raise UserError(f"method {owner} has no option(s) {', '.join(unknown)}; it accepts: "
+                            f"{', '.join(sorted(hints))}")
+        problems: list[str] = []
+        values = {k: _convert(k, hints[k], v, problems) for k, v in given.items()}
+        if problems:
+            raise UserError(f"method {owner}: {'; '.join(problems)}")
+        options = cls(**values)
+        options.validate(owner)
+        return options
+
+    def validate(self, owner: str) -> None:
+        """Every problem with the values in one line: types, choices, ranges, then the subclass's own rules."""
+        hints = _hints(type(self))
+        problems = [p for f in dataclasses.fields(self) if (p := _problem(f.name, hints[f.name], getattr(self, f.name),
+                                                                          _bounds(type(self), f.name)))]
+        problems += self.problems() if not problems else []
+        if problems:
+            raise UserError(f"method {owner}: {'; '.join(problems)}")
+
+    def problems(self) -> list[str]:
+        """Rules that involve several fields or values a range cannot say (subclasses override)."""
+        return []
 
 
 @dataclass
@@ -55,12 +103,31 @@ class Output:
     teacher_forwards: int = 0  # teacher forward passes spent on this batch
 
 
-PRECISIONS = ("fp32", "bf16")
+class RegisteredName:
+    """A method's name is its registry key, written once (methods/__init__.py); a class outside the registry (a
+    test's own) is called by its class name."""
+
+    def __get__(self, obj: object, cls: type) -> str:
+        from . import METHODS
+
+        return METHODS.name_of(cls) or cls.__name__
 
 
-class Method(ABC):
-    name: ClassVar[str]
-    episodic: ClassVar[bool] = False  # adapts on each sample alone and resets per sample
+class Lifecycle(ABCMeta):
+    """Construction ends with the snapshot of what the method declared in ``restored``."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        method = super().__call__(*args, **kwargs)
+        method._initial = [_save(getattr(method, name)) for name in method.restored]
+        return method
+
+
+class Method(metaclass=Lifecycle):
+    name: ClassVar[str] = RegisteredName()  # type: ignore[assignment]
+    per_sample: ClassVar[bool] = False  # adapts on each sample alone and resets after every sample
+    # The attributes that hold what the method adapts (the teacher, an optimizer, a WeightSet, a memory bank, a
+    # counter): reset() restores them to their values at the end of construction, bit for bit.
+    restored: ClassVar[tuple[str, ...]] = ()
     # Arithmetic on CUDA unless --precision says otherwise: what the method's reference code used (float32 for the
     # classifier TTA methods, as their official code and the unified benchmark run them; mixed precision for the
     # CLIP test-time methods, whose official code runs under autocast). bf16 moves logits by ~1% through a
@@ -75,28 +142,20 @@ class Method(ABC):
     # predictions do not depend on the batch size, so a batch as long as a reset segment does not degrade it.
     per_sample_updates: ClassVar[bool] = False
 
-
-
     def __init__(self, teacher: Teacher, options: Options, device: torch.device) -> None:
         self.teacher, self.options, self.device = teacher, options, device
 
     @classmethod
     def parse_options(cls, given: dict[str, Any]) -> Options:
-        fields = {f.name: f for f in dataclasses.fields(cls.options_class)}
-        unknown = sorted(set(given) - set(fields))
-        if unknown:
-            raise UserError(f"method {cls.name} has no option(s) {unknown}; it accepts: {', '.join(sorted(fields))}")
-        options = cls.options_class(**{k: _coerce(fields[k], v) for k, v in given.items()})
-        _check_common(options, given)
-        if options.reset not in ("episodic", "online"):
-            raise UserError(f"--reset must be episodic or online, got {options.reset!r}")
-        if cls.episodic and options.reset != "episodic":
+        options = cls.options_class.parse(given, cls.name)
+        if cls.per_sample and options.reset != "episodic":
             raise UserError(f"{cls.name} adapts on each sample alone and resets after it: --reset online does not apply")
         return options
 
     @classmethod
-    def build_options(cls, given: dict[str, Any], teacher: Teacher, device: torch.device) -> Options:
-        """Options for a run on this teacher and device; methods whose defaults depend on them override it."""
+    def build_options(cls, given: dict[str, Any], teacher: str, device: torch.device) -> Options:
+        """Options for a run of teacher ``teacher`` (its name) on ``device``, validated before anything runs;
+        methods whose defaults depend on them override it."""
         return cls.parse_options(given)
 
     def source_samples(self) -> int:
@@ -110,8 +169,10 @@ class Method(ABC):
         return None
 
     def reset(self) -> None:
-        """Restore the state the method started the stream with (a no-op for stateless methods)."""
-        return None
+        """Restore the state the method started the stream with: every attribute named in ``restored``."""
+        for name, saved in zip(self.restored, self._initial):
+            _restore(self, name, saved)
+        torch.clear_autocast_cache()  # cached bf16 copies of the weights just overwritten in place
 
     @abstractmethod
     def predict(self, batch: Batch) -> Output: ...
@@ -146,40 +207,89 @@ def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
     torch.clear_autocast_cache()
 
 
-class StateSnapshot:
-    """A deep copy of modules' state dicts, to restore bitwise on reset (models and optimizers alike)."""
-
-    def __init__(self, *objects: Any) -> None:
-        self.objects = objects
-        self.states = [copy.deepcopy(o.state_dict()) for o in objects]
-
-    def restore(self) -> None:
-        for obj, state in zip(self.objects, self.states):
-            obj.load_state_dict(copy.deepcopy(state))
-        torch.clear_autocast_cache()  # cached bf16 copies of the weights just overwritten in place
+def _save(value: Any) -> Any:
+    """What restores ``value``: a deep copy of its state dict where it has one, else of itself."""
+    return copy.deepcopy(value.state_dict() if hasattr(value, "load_state_dict") else value)
 
 
-def _check_common(options: Options, given: dict[str, Any]) -> None:
-    """The shared options, where the user set them: a learning rate of inf or 0 and negative step counts would run
-    and report numbers (or crash deep inside a method)."""
-    if "lr" in given and not (math.isfinite(options.lr) and options.lr > 0):
-        raise UserError(f"--lr must be a finite number > 0, got {given['lr']}")
-    if "steps" in given and options.steps < 0:
-        raise UserError(f"--steps must be >= 0, got {given['steps']}")
+def _restore(method: Method, name: str, saved: Any) -> None:
+    value = getattr(method, name)
+    if hasattr(value, "load_state_dict"):
+        value.load_state_dict(copy.deepcopy(saved))
+    else:
+        setattr(method, name, copy.deepcopy(saved))
 
 
-def _coerce(f: dataclasses.Field, value: Any) -> Any:
-    """Options arrive from the command line as strings; convert to the field's declared type."""
+@functools.cache
+def _hints(cls: type[Options]) -> dict[str, Any]:
+    """Field name -> its type, annotations resolved (``Literal`` choices included)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in typing.get_type_hints(cls).items() if k in names}
+
+
+def _bounds(cls: type[Options], name: str) -> dict[str, float]:
+    """The range declared for a field, by the nearest class in the hierarchy that declared one."""
+    for klass in cls.__mro__:
+        declared = getattr(klass, "__dataclass_fields__", {}).get(name)
+        if declared is not None and declared.metadata.get("bounds"):
+            return declared.metadata["bounds"]
+    return {}
+
+
+def _members(kind: Any) -> tuple[Any, ...]:
+    """A union's member types; any other type alone."""
+    return typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+
+
+def _convert(name: str, kind: Any, value: Any, problems: list[str]) -> Any:
+    """A command-line string as the field's type (the first of a union's members that takes it); other values as
+    given (``validate`` checks them), ints widened where the field is a float."""
+    members = _members(kind)
     if not isinstance(value, str):
-        return value
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "str")
-    try:
-        if kind == "int":
-            return int(value)
-        if kind == "float":
-            return float(value)
-        if kind == "bool":
-            return value.lower() in ("1", "true", "yes", "on")
-    except ValueError:
-        raise UserError(f"option {f.name} expects {kind}, got {value!r}") from None
+        return float(value) if float in members and isinstance(value, int) and not isinstance(value, bool) else value
+    for member in members:
+        if member is str or (typing.get_origin(member) is Literal and value in typing.get_args(member)):
+            return value
+        if member is bool and value.lower() in TRUE + FALSE:
+            return value.lower() in TRUE
+        if member in (int, float):
+            try:
+                return member(value)
+            except ValueError:
+                continue
+    problems.append(f"{name} must be {_describe(kind)}, got {value!r}")
     return value
+
+
+def _problem(name: str, kind: Any, value: Any, bounds: dict[str, float]) -> str | None:
+    """What is wrong with one value, or None."""
+    words = {"ge": ">=", "gt": ">", "le": "<="}
+    expected = " ".join([_describe(kind), " and ".join(f"{words[k]} {v:g}" for k, v in bounds.items())]).strip()
+    if not any(_fits(member, value) for member in _members(kind)):
+        return f"{name} must be {expected}, got {value!r}"
+    if not bounds or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if all({"ge": value >= limit, "gt": value > limit, "le": value <= limit}[k] for k, limit in bounds.items()):
+        return None
+    return f"{name} must be {expected}, got {value!r}"
+
+
+def _fits(kind: Any, value: Any) -> bool:
+    if typing.get_origin(kind) is Literal:
+        return isinstance(value, str) and value in typing.get_args(kind)
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def _describe(kind: Any) -> str:
+    words = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+    if typing.get_origin(kind) is Literal:
+        choices = typing.get_args(kind)
+        return str(choices[0]) if len(choices) == 1 else "one of " + ", ".join(map(str, choices))
+    members = _members(kind)
+    return " or ".join(_describe(m) for m in members) if len(members) > 1 else words.get(kind, str(kind))

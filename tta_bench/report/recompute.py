@@ -11,12 +11,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import brier_score, expected_calibration_error, negative_log_likelihood, ECE_BINS
+from ..metrics import ECE_BINS, LOGIT_METRICS
 from ..vocabulary import LOGITS, METRICS as METRICS_FILE, PREDICTIONS
 from .runs import RunFolderError, load_summary
 from ..errors import ReportError
 
-METRICS = ("top1", "top5", "ece", "nll", "brier", "per-class")
+
+def metric_names() -> tuple[str, ...]:
+    """Top-1 and top-5 (as the engine counts them), every metric of ``metrics.LOGIT_METRICS``, per-class accuracy."""
+    return ("top1", "top5", *LOGIT_METRICS, "per-class")
+
+
+METRICS = metric_names()  # the command line's default
 
 
 def split_arrays(run_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -44,21 +50,17 @@ def split_metrics(logits: np.ndarray, targets: np.ndarray, names: tuple[str, ...
             out[name] = float(100.0 * np.mean(order[:, 0] == targets))
         elif name == "top5":
             out[name] = float(100.0 * np.mean([t in row for t, row in zip(targets, order)]))
-        elif name == "ece":
-            out[name] = expected_calibration_error(logits, targets)
-        elif name == "nll":
-            out[name] = negative_log_likelihood(logits, targets)
-        elif name == "brier":
-            out[name] = brier_score(logits, targets)
+        elif name in LOGIT_METRICS:
+            out[name] = LOGIT_METRICS[name](logits, targets)
         elif name == "per-class":
             out[name] = {int(c): float(100.0 * np.mean(order[targets == c, 0] == c)) for c in np.unique(targets)}
     return out
 
 
 def recompute(run_dir: str | Path, names: tuple[str, ...] = METRICS) -> dict[str, dict[str, object]]:
-    unknown = [n for n in names if n not in METRICS]
+    unknown = [n for n in names if n not in metric_names()]
     if unknown:
-        raise ReportError(f"unknown metric(s) {unknown}; expected some of: {', '.join(METRICS)}")
+        raise ReportError(f"unknown metric(s) {unknown}; expected some of: {', '.join(metric_names())}")
     run_dir = Path(run_dir)
     summary = load_summary(run_dir)
     out = {}
