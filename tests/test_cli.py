@@ -58,7 +58,7 @@ def test_a_folder_that_is_not_a_wnid_is_named(capsys, tmp_path):
     ("--suite", "imagenet-z", "expected one of: aircraft, caltech101, cars"),
     ("--method", "tnet", "expected one of:"),
     ("--teacher", "resnet", "expected one of: cifar-resnet20"),
-    ("--setting", "iid", "expected one of: reset_each_shift, continual"),
+    ("--setting", "iid", "expected one of: continual, correlated, gradual"),
 ])
 def test_unknown_names_list_the_valid_choices(capsys, tmp_path, flag, value, choices):
     argv = ["--suite", "imagenet", "--data-root", str(_imagenet(tmp_path)), "--allow-partial", *FAST,

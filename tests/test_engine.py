@@ -15,7 +15,8 @@ from conftest import SHARED, WNIDS, independent_effnet_lite0, needs_shared
 from tta_bench import engine
 from tta_bench.choices import ResetMode
 from tta_bench.methods import METHODS
-from tta_bench.methods.base import Batch, Method, Options, Output
+from tta_bench.methods.base import Batch, Method, Output
+from tta_bench.methods.options import Options
 from tta_bench.errors import UserError
 from tta_bench.vocabulary import CONFIG, PREDICTIONS, SUMMARY
 

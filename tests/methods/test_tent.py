@@ -95,5 +95,6 @@ def test_on_a_vision_transformer_tent_trains_layernorm_scale_and_shift_only():
 
 def test_tent_end_to_end(cifar_run):
     summary = engine.run(cifar_run(method="tent"), progress=False, log=lambda *_: None)
-    assert summary["method_options"] == {"steps": 1, "lr": 1e-3, "reset": "online", "optimizer": "adam"}
+    assert summary["method_options"] == {"steps": 1, "lr": 1e-3, "reset": "online", "optimizer": "adam",
+                                         "momentum": 0.9, "nesterov": True, "weight_decay": 0.0}
     assert summary["cost"]["adaptation_steps"] == 2  # 8 samples in batches of 4, one step each

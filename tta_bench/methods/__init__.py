@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     import torch
 
     from ..teachers.base import Teacher
-    from .base import Method, Options
+    from .base import Method
+    from .options import Options
 
 METHODS: Registry[type[Method]] = Registry("method")
 METHODS.lazy("source", "tta_bench.methods.source:Source",

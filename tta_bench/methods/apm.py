@@ -56,7 +56,8 @@ from ..models.apm_student import (
     preset,
 )
 from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output, optimizer_step
+from .base import Batch, Method, Output, optimizer_step
+from .options import Options
 from .common import build_optimizer
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -12,7 +12,8 @@ import torch
 
 from ..choices import ResetMode
 from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output
+from .base import Batch, Method, Output
+from .options import Options
 from .common import use_batch_statistics
 
 

@@ -22,7 +22,8 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..errors import UserError
 from ..teachers.base import Teacher
-from .base import Batch, Options, option
+from .base import Batch
+from .options import Options, option
 
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 ADAM_BETAS = (0.9, 0.999)  # the reference code's Adam: OPTIM.BETA 0.9

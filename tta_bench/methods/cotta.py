@@ -26,7 +26,8 @@ import torch
 
 from ..choices import ResetMode
 from ..teachers.base import Teacher
-from .base import Batch, Method, Output, option, optimizer_step
+from .base import Batch, Method, Output, optimizer_step
+from .options import option
 from .common import (OptimizerKind, OptimizerOptions, WeightSet, adapt_all_weights, cotta_augment, seeded,
                      soft_cross_entropy)
 

@@ -33,7 +33,8 @@ from torch.nn import functional as F
 from ..choices import ResetMode
 from ..errors import UserError
 from ..teachers.base import Teacher
-from .base import Batch, Method, Output, option, optimizer_step
+from .base import Batch, Method, Output, optimizer_step
+from .options import option
 from .common import OptimizerKind, OptimizerOptions, adapt_norm_affine, entropy
 
 

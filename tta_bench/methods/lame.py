@@ -22,7 +22,8 @@ import torch
 from torch.nn import functional as F
 
 from ..choices import ResetMode
-from .base import Batch, Method, Options, Output, option
+from .base import Batch, Method, Output
+from .options import Options, option
 
 Affinity = Literal["rbf", "kNN", "linear"]
 UNARY_EPS = 1e-10

@@ -23,7 +23,8 @@ from torch import nn
 
 from ..choices import ResetMode
 from ..teachers.base import Teacher
-from .base import Batch, Method, Output, StepRecorder, option, optimizer_step
+from .base import Batch, Method, Output, StepRecorder, optimizer_step
+from .options import option
 from . import augmix
 from .augmix import Crop
 from .common import OptimizerKind, OptimizerOptions, batch_norm_layers, each_sample, marginal_entropy, seeded

@@ -34,7 +34,8 @@ from torch.nn import functional as F
 from ..choices import ResetMode
 from ..errors import UserError
 from ..teachers.base import Teacher
-from .base import Batch, Method, Output, option, optimizer_step
+from .base import Batch, Method, Output, optimizer_step
+from .options import option
 from .common import OptimizerOptions, WeightSet, batch_norm_layers, cotta_augment, seeded, soft_cross_entropy
 
 UNCERTAINTY_EPS = 1e-6  # forward_and_adapt: entropy as sum(-p log(p + 1e-6))

@@ -28,7 +28,8 @@ from torch import nn
 from ..choices import ResetMode
 from ..errors import UserError
 from ..teachers.base import Teacher
-from .base import Batch, Method, Output, option, optimizer_step
+from .base import Batch, Method, Output, optimizer_step
+from .options import option
 from .common import OptimizerKind, OptimizerOptions, adapt_norm_affine, entropy, norm_layers
 
 SAM_EPS = 1e-12

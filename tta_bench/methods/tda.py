@@ -35,7 +35,8 @@ from ..errors import UserError
 from ..teachers.base import Teacher
 from ..teachers.clip import ClipTeacher
 from . import augmix
-from .base import Batch, Method, Options, Output, option
+from .base import Batch, Method, Output
+from .options import Options, option
 from .common import entropy, marginal_entropy, seeded, select_confident
 
 Views = Literal["augmix", "crops"]

@@ -18,7 +18,8 @@ import torch
 
 from ..choices import ResetMode
 from ..teachers.base import Teacher
-from .base import Batch, Method, Output, option, optimizer_step
+from .base import Batch, Method, Output, optimizer_step
+from .options import option
 from .common import OptimizerOptions, OptimizerKind, adapt_norm_affine, entropy
 
 

@@ -27,7 +27,8 @@ from ..choices import ResetMode
 from ..errors import UserError
 from ..teachers.base import Teacher
 from ..teachers.clip import LOGIT_SCALE, ClipTeacher
-from .base import Batch, Method, Output, StepRecorder, option, optimizer_step
+from .base import Batch, Method, Output, StepRecorder, optimizer_step
+from .options import option
 from . import augmix
 from .common import OptimizerKind, OptimizerOptions, each_sample, marginal_entropy, seeded, select_confident
 

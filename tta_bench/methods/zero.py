@@ -25,7 +25,8 @@ from ..errors import UserError
 from ..teachers.base import Teacher
 from ..teachers.clip import ClipTeacher
 from . import augmix
-from .base import Batch, Method, Options, Output, option
+from .base import Batch, Method, Output
+from .options import Options, option
 from .common import each_sample, entropy, seeded
 
 Views = Literal["crops", "augmix"]
