@@ -12,13 +12,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tta_bench"
 # covers the module and everything under it ("data" is tta_bench/data/...); "" is the package itself.
 FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ground", ("registry", "config", "choices", "vocabulary", "errors", "metrics", "models", "distributed", "network",
-                "package_data", "eta", "provenance", "device", "runconfig_file")),
-    ("records", ("records", "outputs", "progress")),
+                "package_data", "eta", "provenance", "device", "runconfig_file", "runlog", "files")),
+    ("records", ("records", "outputs", "progress", "downloads")),
     ("data", ("data",)),
     ("stream, summary, report", ("stream", "summary", "report")),
     ("teachers", ("teachers",)),
     ("methods", ("methods",)),
-    ("engine", ("engine", "islands")),
+    ("engine", ("engine", "islands", "preflight")),
     ("sweep", ("sweep",)),
     ("top", ("cli", "api", "")),
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,15 @@ pytestmark = pytest.mark.slow  # torchrun processes
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def torchrun(nproc: int) -> list[str]:
+    """The launcher on a port free now (fixed ports collide with a second test session or anything else there)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
+            f"--master_port={port}"]
+
+
 def _args(data: Path, out: Path, *extra: str) -> list[str]:
     return ["run_bench.py", "--suite", "imagenet", "--data-root", str(data), "--allow-partial", "--teacher", "tiny",
             "--batch-size", "4", "--workers", "0", "--device", "cpu", "--out", str(out), "--no-progress",
@@ -32,8 +42,8 @@ def test_two_process_gloo_run_matches_single_process(tmp_path):
     single = subprocess.run([sys.executable, *_args(tmp_path / "val", tmp_path / "single")], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533"]
-    sharded = subprocess.run([*torchrun, *_args(tmp_path / "val", tmp_path / "sharded")], cwd=ROOT,
+    launcher = torchrun(2)
+    sharded = subprocess.run([*launcher, *_args(tmp_path / "val", tmp_path / "sharded")], cwd=ROOT,
                              capture_output=True, text=True, timeout=300)
     assert sharded.returncode == 0, sharded.stderr
     # every field equal, the logits' row references included: the merge realigns them per split
@@ -57,8 +67,8 @@ def test_one_process_torchrun_joins_a_process_group_and_equals_a_plain_run(tmp_p
     plain = subprocess.run([sys.executable, *args[:-2], "--out", str(tmp_path / "plain"), "--device", device],
                            cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert plain.returncode == 0, plain.stderr
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1", "--master_port=29534"]
-    launched = subprocess.run([*torchrun, *args[:-2], "--out", str(tmp_path / "launched"), "--device", device],
+    launcher = torchrun(1)
+    launched = subprocess.run([*launcher, *args[:-2], "--out", str(tmp_path / "launched"), "--device", device],
                               cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert launched.returncode == 0, launched.stderr
     assert read_records(tmp_path / "launched" / PREDICTIONS) == read_records(tmp_path / "plain" / PREDICTIONS)
@@ -80,8 +90,8 @@ def test_a_killed_torchrun_resumes_to_the_single_process_predictions(tmp_path):
 
     single = subprocess.run([sys.executable, *args("single")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29535"]
-    proc = subprocess.Popen([*torchrun, *args("sharded")], cwd=ROOT, stdout=subprocess.DEVNULL,
+    launcher = torchrun(2)
+    proc = subprocess.Popen([*launcher, *args("sharded")], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     shards = tmp_path / "sharded" / "shards"
     deadline = time.time() + 300
@@ -92,6 +102,6 @@ def test_a_killed_torchrun_resumes_to_the_single_process_predictions(tmp_path):
         time.sleep(0.01)
     proc.wait(timeout=60)
     assert proc.returncode != 0, "the kill must land mid-run"
-    again = subprocess.run([*torchrun, *args("sharded")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    again = subprocess.run([*torchrun(2), *args("sharded")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert read_records(tmp_path / "sharded" / PREDICTIONS) == read_records(tmp_path / "single" / PREDICTIONS)

@@ -1,10 +1,11 @@
-"""The README's "Extending" examples, run as shown: a method, a teacher, a suite, a metric and a stream setting, each
-its file's code plus its registry line, then a real run through the engine."""
+"""The documented "Extending" examples (docs/extending.md), run as shown: a method, a teacher, a suite, a metric and
+a stream setting, each its file's code plus its registry line, then a real run through the engine."""
 from __future__ import annotations
 
 import json
 import sys
 import types
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import yaml
 
 from conftest import WNIDS, write_images
 from readme import blocks
-from tta_bench import engine, metrics, stream
+from tta_bench import choices, config, engine, metrics, stream
 from tta_bench.cli import main
 from tta_bench.config import RunConfig
 from tta_bench.data import suites
@@ -73,7 +74,7 @@ def test_add_a_method(monkeypatch, tmp_path, registries):
     got = {r["id"]: r["pred"] for r in read_records(tmp_path / "run" / PREDICTIONS)}
     assert got == {i: p.suite.classes[k] for i, k in expected.items()}
     # its options are checked before anything runs
-    with pytest.raises(UserError, match="method flip: mirror must be a finite number >= 0 and <= 1, got 2.0"):
+    with pytest.raises(UserError, match="flip option mirror must be a finite number <= 1, got 2.0"):
         engine.prepare(RunConfig(suite="demo", method="flip", teacher="tiny", method_options={"mirror": 2}))
 
 
@@ -134,6 +135,8 @@ def test_add_a_metric(tmp_path):
 def test_add_a_stream_setting(monkeypatch, tmp_path, capsys):
     define, line = blocks("Add a stream setting", "python")
     namespace = dict(vars(stream))  # as if written in stream.py
+    # ... and its name added to choices.Setting, which the configuration checks
+    monkeypatch.setitem(config.hints(), "setting", Literal[(*choices.SETTINGS, "reverse_shift")])
     exec(compile(define, "README:tta_bench/stream.py", "exec"), namespace)
     with stream.SETTINGS.scoped():  # the setting is gone after the test
         exec(line, namespace)

@@ -1,9 +1,11 @@
 """Islands of agreement: the PNG the `islands` command writes, and the PCA colouring behind it."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -58,3 +60,26 @@ def test_a_teacher_with_a_feature_map_adds_its_panel_and_the_grid_is_settable(tm
     assert main(["islands", "--image", str(source), "--teacher", "tiny", "--opt", "grid=1", "--device", "cpu",
                  "--out", str(out)]) != 0
     assert "grid must be 0 or >= 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("missing", "no such file"), ("empty", r"is empty \(0 bytes\)"), ("folder", "is a folder"),
+    ("not an image", "corrupt or truncated image .*cannot identify image file"),
+    ("truncated", "corrupt or truncated image"),
+])
+def test_an_image_that_cannot_be_read_is_one_line(tmp_path: Path, capsys, kind: str, message: str) -> None:
+    path = tmp_path / "photo.jpg"
+    if kind == "empty":
+        path.touch()
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "not an image":
+        path.write_text("hello\n")
+    elif kind == "truncated":
+        Image.fromarray(image_array(0, size=48)).save(path)
+        path.write_bytes(path.read_bytes()[:300])
+    code = main(["islands", "--image", str(path), "--teacher", "tiny", "--steps", "2", "--device", "cpu", "--out",
+                 str(tmp_path / "out.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and re.search(message, err), err
+    assert not (tmp_path / "out.png").exists()

@@ -230,3 +230,61 @@ def test_reproduce_finds_each_suite_under_its_usual_folder_name(tmp_path: Path) 
     roots = sweep.roots_under(tmp_path, ["flowers102", "dtd", "caltech101", "eurosat"])
     assert roots == {"flowers102": str(tmp_path / "oxford_flowers"), "dtd": str(tmp_path / "DTD"),
                      "caltech101": str(tmp_path / "caltech-101"), "eurosat": str(tmp_path / "eurosat")}
+
+
+@pytest.mark.parametrize("name", ["../../escape", "/tmp/abs", "a/b", "..", ".hidden", ""])
+def test_a_sweep_name_is_a_plain_folder_name(tmp_path: Path, monkeypatch, capsys, name: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_yaml(tmp_path / "s.yaml", {**DEMO, "name": name})
+    assert cli.main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {path}: 'name' (the sweep's folder under results/sweeps) must be a plain folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
+
+
+@pytest.mark.parametrize("env, phrase", [
+    ({"SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_COUNT": "4"}, "SLURM_ARRAY_TASK_ID='x' is not a task number"),
+    ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": ""}, "SLURM_ARRAY_TASK_COUNT='' is not a task number"),
+    ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "one"},
+     "SLURM_ARRAY_TASK_MIN='one' is not a task number"),
+    ({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "4"}, "shard 5/4: expected I/N with 0 <= I < N"),
+])
+def test_bad_slurm_variables_stop_in_one_line(tmp_path: Path, monkeypatch, capsys, env, phrase) -> None:
+    path = write_yaml(tmp_path / "s.yaml", DEMO)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["sweep", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert phrase in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("shard, phrase", [("1", "--shard expects I/N"), ("a/b", "--shard expects I/N"),
+                                           ("1/0", "shard 1/0: expected I/N with 0 <= I < N"),
+                                           ("2/2", "shard 2/2"), ("1/2/3", "--shard expects I/N")])
+def test_bad_shards_stop_in_one_line(tmp_path: Path, capsys, shard: str, phrase: str) -> None:
+    path = write_yaml(tmp_path / "s.yaml", DEMO)
+    assert cli.main(["sweep", str(path), "--dry-run", "--shard", shard]) == 2
+    err = capsys.readouterr().err
+    assert phrase in err and len(err.strip().splitlines()) == 1
+
+
+def test_sweep_files_are_read_as_safely_as_run_files(tmp_path: Path) -> None:
+    from test_runconfig_file import BOMB
+
+    (tmp_path / "dup.yaml").write_text("name: a\nname: b\n")
+    with pytest.raises(UserError, match=r"dup.yaml: duplicate key 'name' \(line 2\)"):
+        sweep.load_sweep(tmp_path / "dup.yaml")
+    (tmp_path / "bomb.yaml").write_text(BOMB.replace("suite: *i", "name: bomb\nbase: {method_options: {x: *i}}"))
+    with pytest.raises(UserError, match="expands to more than"):
+        sweep.load_sweep(tmp_path / "bomb.yaml")
+    with pytest.raises(UserError, match="--set: duplicate key 'a'"):
+        sweep.parse_sets(["method_options={a: 1, a: 2}"])
+
+
+def test_a_run_with_bad_method_options_fails_alone_before_writing(tmp_path: Path, capsys) -> None:
+    data = {**DEMO, "grid": {"method": ["tent", "source"]}, "overrides": [
+        {"match": {"method": "tent"}, "set": {"method_options": {"steps": 1.5}}}]}
+    path = write_yaml(tmp_path / "s.yaml", data)
+    assert sweep.sweep_command(str(path), out=str(tmp_path / "out"), progress=False) == 1
+    assert "--steps must be an integer, got 1.5" in capsys.readouterr().out
+    assert len(list((tmp_path / "out").iterdir())) == 1  # the source run's folder only

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from . import distributed, outputs
 from .config import RunConfig
-from .data.build import SuiteData, load_source_data, load_suite
+from .data.build import SuiteData, content_fingerprints, load_source_data, load_suite
 from .data.images import CorruptImageError
 from .data.labels.prompts import class_prompts, file_hash
 from .data.loader import SourceImages, StreamDataset, collate, worker_error
@@ -30,11 +30,15 @@ from .data.sources import sample_seed
 from .device import autocast, peak_memory_mb, pick_device, planned_device, resolve_precision
 from .errors import UserError
 from .methods import METHODS, build_method
-from .methods.base import Batch, Method, Options, Output
+from .methods.base import Batch, Method, Output
+from .methods.common import small_batch_note
 from .methods.defaults import Resolved, resolve as resolve_defaults
+from .methods.options import Options
 from .progress import Progress
 from .provenance import provenance
-from .records import RunFolder, default_out, file_sha256
+from .files import file_sha256
+from .records import RunFolder, default_out
+from .runlog import open_log
 from .stream import (Stream, batches_of_rank, build_stream, default_dirichlet, one_batch_note, required_severities,
                      unfinished)
 from .summary import cost_record, run_meta, summarize
@@ -85,9 +89,10 @@ def prepare(cfg: RunConfig) -> Prepared:
     if cfg.record_steps and max(cfg.record_steps) > steps:
         raise UserError(f"--record-steps {max(cfg.record_steps)} is beyond the {steps} steps {cfg.method} takes")
     online = not (method.per_sample or method.per_sample_updates)  # a per-sample update is never one batch late
-    note = one_batch_note(stream, defaults.batch_size, cfg.method) if online else None
+    notes = [one_batch_note(stream, defaults.batch_size, cfg.method) if online else None,
+             small_batch_note(method, defaults.batch_size)]
     return Prepared(cfg, suite, stream, Path(cfg.out) if cfg.out else default_out(cfg), defaults, options, prompts,
-                    class_prompts(prompts, suite.space, suite.classes), [note] if note else [])
+                    class_prompts(prompts, suite.space, suite.classes), [n for n in notes if n])
 
 
 def plan(p: Prepared) -> str:
@@ -112,9 +117,10 @@ def prompt_spec(cfg: RunConfig) -> str:
 
 def inputs_of(p: Prepared, precision: str) -> dict[str, Any]:
     """Fingerprints of what determines the predictions beyond the configuration: the files it names (weights,
-    head, prompt file) by content, the stream by its ordered sample keys, and the arithmetic."""
+    head, prompt file) by content, the stream by its ordered sample keys, what each split's samples hold, and the
+    arithmetic."""
     cfg = p.cfg
-    return {"stream": p.stream_hash, "precision": precision,
+    return {"stream": p.stream_hash, "data": content_fingerprints(p.suite.splits), "precision": precision,
             "weights": file_sha256(cfg.weights) if cfg.weights else None,
             "head": file_sha256(cfg.head) if cfg.head else None, "prompts": file_hash(p.prompts)}
 
@@ -178,7 +184,9 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
             + (f"; {redo:,} again for outputs they lack" if redo else "") + ")"
             + (f", x {steps} adaptation steps each" if steps else ""))
     writer = folder.writer(dist.rank, dist.world, cfg.save_logits)
-    tally = Progress(todo, f"{cfg.suite}/{cfg.method}", folder.cost_log(dist.rank), progress, log if dist.main else None)
+    runlog = open_log(cfg.log if dist.main else None, folder.path, p.out.name, cfg.to_dict(), log)
+    tally = Progress(todo, f"{cfg.suite}/{cfg.method}", folder.cost_log(dist.rank), runlog, progress,
+                     log if dist.main else None)
     every_batch = method.options.reset == "episodic" and not method.per_sample  # --reset episodic, online methods
     amp = autocast(device, precision)
     try:
@@ -187,13 +195,14 @@ def _loop(p: Prepared, folder: RunFolder, method: Method, device: torch.device, 
                 method.reset()
             records, logits, out = _predict_batch(p, method, positions, images, errors, raw, device, amp)
             fresh = [k for k, r in enumerate(records) if record_key(r) not in done]
-            writer.append([records[k] for k in fresh], logits[fresh].cpu().numpy() if logits is not None else None)
             unreadable = [error_record(s.split, s.id, s.label, s.visit, e) for i, e in zip(positions, errors)
                           if e and (s := stream.sample(i, p.suite.splits)).key not in done]
-            writer.append(unreadable)
-            written = [records[k] for k in fresh] + unreadable
+            written, seconds = [records[k] for k in fresh] + unreadable, tally.lap()
+            writer.commit(written[:len(fresh)], logits[fresh].cpu().numpy() if logits is not None else None, unreadable,
+                          tally.cost, seconds=seconds, samples=len(records), teacher_forwards=out.teacher_forwards,
+                          adaptation_steps=out.adaptation_steps)
             done.update(record_key(r) for r in written)
-            tally.batch(written, previous, len(positions), len(records), out.teacher_forwards, out.adaptation_steps)
+            tally.batch(written, previous, records, len(positions), seconds, out, len(done))
     except CorruptImageError as exc:
         raise UserError(f"{worker_error(exc)}; the run stopped, predictions so far are kept in {folder.path}: rerun "
                         "with --on-error skip to skip and count such files") from None

@@ -15,6 +15,8 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from .data.images import open_rgb
+from .errors import UserError
 from .methods.apm import APM, fit, student_config, student_input, teacher_targets
 from .models.apm_student import APMStudent
 from .teachers.base import Teacher
@@ -97,11 +99,22 @@ def render(image: Tensor, grids: dict[int | str, Tensor], panel: int) -> Image.I
     return canvas
 
 
-def islands_command(image_path: str, teacher: Teacher, given: dict[str, Any], at: Sequence[int] | None, seed: int,
+def read_image(path: str) -> Image.Image:
+    """The ``--image`` file decoded as a run decodes its images, or one line saying what the path is instead."""
+    file = Path(path)
+    if not file.exists():
+        raise UserError(f"--image {path}: no such file")
+    if file.is_dir():
+        raise UserError(f"--image {path} is a folder; give one image file")
+    if file.stat().st_size == 0:
+        raise UserError(f"--image {path} is empty (0 bytes)")
+    return open_rgb(file)  # a file PIL cannot decode: one line naming it
+
+
+def islands_command(image: Image.Image, teacher: Teacher, given: dict[str, Any], at: Sequence[int] | None, seed: int,
                     device: torch.device, out: str, panel: int) -> Path:
-    """Load and preprocess the image as the teacher would, train, and write the PNG; returns its path."""
-    with Image.open(image_path) as im:
-        image = teacher.transform(im.convert("RGB"))[None].to(device)
+    """Preprocess the image (``read_image``) as the teacher would, train, and write the PNG; returns its path."""
+    image = teacher.transform(image)[None].to(device)
     steps = APM.parse_options(given).steps
     at = sorted(set(at)) if at else default_steps(steps)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):

@@ -34,12 +34,12 @@ from typing import Callable
 
 import numpy as np
 
+from .choices import SORTERS
 from .data.build import Split
 from .errors import UserError
 from .registry import Registry
 from .vocabulary import sample_key
 
-SORTERS = ("note", "rotta")
 GRADUAL = (1, 2, 3, 4, 5, 4, 3, 2, 1)
 NOTE_MIN_CHUNK = 10  # the reference's min_size_thresh
 NOTE_ATTEMPTS = 100  # the reference gives up after 120 s; a count is deterministic
@@ -115,7 +115,7 @@ class Domains:
 
 
 @dataclass(frozen=True)
-class Setting:
+class StreamSetting:
     """A stream setting: the segments its domains become, played one after the other; the method is reset at the
     start of each segment (``reset_each``) or of the stream only. ``correlated``: each domain ordered by class."""
 
@@ -144,23 +144,24 @@ def gradual_once(splits: list[Split], domains: Domains) -> list[list[Item]]:
 
 
 VISITS = {"visits": "a split's accuracy pools its visits (severities 1-4: on the way up and down)"}
-SETTINGS: Registry[Setting] = Registry("setting")
+SETTINGS: Registry[StreamSetting] = Registry("setting")
 SETTINGS.register("reset_each_shift", "domains in sequence, reset at the start of each (TENT); the default")(
-    Setting(in_sequence, reset_each=True))
-SETTINGS.register("continual", "domains in sequence, no reset, no signal of the change (CoTTA)")(Setting(in_sequence))
+    StreamSetting(in_sequence, reset_each=True))
+SETTINGS.register("continual", "domains in sequence, no reset, no signal of the change (CoTTA)")(
+    StreamSetting(in_sequence))
 SETTINGS.register("gradual", "per corruption severities 1,2,3,4,5,4,3,2,1, each domain replayed in full per visit, no "
-                  "reset")(Setting(gradual, params=VISITS))
-SETTINGS.register("mixed_domains", "all domains' samples shuffled into one stream, no reset")(Setting(mixed))
+                  "reset")(StreamSetting(gradual, params=VISITS))
+SETTINGS.register("mixed_domains", "all domains' samples shuffled into one stream, no reset")(StreamSetting(mixed))
 SETTINGS.register("correlated", "continual, each domain ordered by class (Dirichlet, --dirichlet DELTA)")(
-    Setting(in_sequence, correlated=True))
+    StreamSetting(in_sequence, correlated=True))
 SETTINGS.register("reset_each_shift_correlated", "reset_each_shift, each domain ordered by class")(
-    Setting(in_sequence, reset_each=True, correlated=True))
+    StreamSetting(in_sequence, reset_each=True, correlated=True))
 SETTINGS.register("gradual_correlated", "gradual, each visit ordered by class")(
-    Setting(gradual, correlated=True, params=VISITS))
+    StreamSetting(gradual, correlated=True, params=VISITS))
 SETTINGS.register("mixed_domains_correlated", "mixed_domains, the whole stream ordered by class")(
-    Setting(mixed, correlated=True))
+    StreamSetting(mixed, correlated=True))
 SETTINGS.register("gradual_once", "tta_bench's walk 1..5..1 seeing every sample once (severities 1-4 halved between "
-                  "up and down)")(Setting(gradual_once))
+                  "up and down)")(StreamSetting(gradual_once))
 
 
 def build_stream(splits: list[Split], setting: str, seed: int, dirichlet: float = 0.1, sorter: str = "note") -> Stream:

@@ -27,17 +27,20 @@ if TYPE_CHECKING:  # a summary is read without torch or data code (report/)
 
 VERSIONED = ("torch", "torchvision", "timm", "open_clip_torch", "numpy", "datasets", "imagecorruptions-imaug",
              "tta-bench")
+NO_PREDICTION = -1  # what a failed sample is scored with: no class
 
 
 def split_accuracy(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """One split's accuracies from its records (not to be confused with report.recompute, which works from saved
-    logits)."""
+    """One split's accuracies from its records (report.recompute works from saved logits instead). A failed sample (a
+    diverged update, NaN logits) is scored wrong in top-1 and top-5 alike: the prediction a record holds for it (the
+    argmax of NaN, class 0) is no prediction."""
     scored = [r for r in records if r["status"] in ("ok", "failed")]
     labels = [r["label"] for r in scored]
+    ok = [r["status"] == "ok" for r in scored]
     out: dict[str, Any] = {
         "n": len(scored),
-        "top1": accuracy(labels, [r["pred"] for r in scored]),
-        "top5": topk_accuracy(labels, [r["top5"] for r in scored]),
+        "top1": accuracy(labels, [r["pred"] if good else NO_PREDICTION for r, good in zip(scored, ok)]),
+        "top5": topk_accuracy(labels, [r["top5"] if good else [] for r, good in zip(scored, ok)]),
         "failed": sum(r["status"] == "failed" for r in records),
         "skipped": sum(r["status"] == "error" for r in records),  # unreadable images under --on-error skip
     }
@@ -70,6 +73,7 @@ class Summary:
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)
     mean_top1: float = float("nan")
     mean_top5: float = float("nan")
+    failed: int = 0  # samples of every split whose update diverged: scored wrong, and counted here
     prompts: dict[str, Any] | None = None
     versions: dict[str, str] = field(default_factory=dict)
     git_commit: str | None = None
@@ -92,6 +96,7 @@ class Summary:
         summary = cls(splits=splits, **fields)
         summary.mean_top1 = _mean(s["top1"] for s in splits.values())
         summary.mean_top5 = _mean(s["top5"] for s in splits.values() if "top5" in s)
+        summary.failed = sum(int(s.get("failed", 0)) for s in splits.values())
         severity = {name: parsed[1] for name in splits if (parsed := parse_split(name))}
         if len(set(severity.values())) > 1:  # e.g. gradual: published tables average severity 5 only
             summary.mean_top1_by_severity = {

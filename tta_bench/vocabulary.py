@@ -18,6 +18,7 @@ LOCK = ".lock"  # held by the process that runs in the folder
 COST = "cost"  # per-rank running totals of compute (seconds, samples), kept across resumes
 SHARDS = "shards"  # per-rank predictions of an unfinished torchrun
 LOGITS = "logits"  # float16 logits per split (--save-logits)
+LOG = "log.csv"  # per-batch accuracy, loss and cost while the run goes (--log csv; runlog.py)
 RUN_FILES = (SUMMARY, CONFIG, PREDICTIONS)  # any of these marks a folder as a run folder
 
 # -- corruptions (ImageNet-C order, Hendrycks & Dietterich 2019: noise, blur, weather, digital) ----------------------
@@ -90,10 +91,11 @@ def _visit(visit: int) -> dict[str, int]:
 
 # -- identity: the RunConfig fields that do not change what a run predicts ----------------------------------------
 # Where it is written, how many workers decode, whether a corrupt file stops the run (the rerun the stop message
-# advises), and the output-only options (saved logits, recorded steps: adding one to a finished run computes just
-# what is missing, in the same folder; outputs.py). A resume with other values of these continues the same run;
-# any other field starts another one.
-NOT_IDENTITY = frozenset({"out", "num_workers", "overwrite", "device", "on_error", "save_logits", "record_steps"})
+# advises), the output-only options (saved logits, recorded steps: adding one to a finished run computes just what
+# is missing, in the same folder; outputs.py) and the experiment log streamed while it runs (runlog.py). A resume
+# with other values of these continues the same run; any other field starts another one.
+NOT_IDENTITY = frozenset({"out", "num_workers", "overwrite", "device", "on_error", "save_logits", "record_steps",
+                          "log"})
 
 # -- stream settings --------------------------------------------------------------------------------------------
 DEFAULT_SETTING = "reset_each_shift"

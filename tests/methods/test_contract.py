@@ -143,7 +143,7 @@ def test_bad_options_are_refused_with_what_is_accepted(name):
     options = cls.build_options(dict(FAST.get(name, {})), _teacher_of(name), CPU)
     assert set(dataclasses.asdict(options)) == {f.name for f in dataclasses.fields(cls.options_class)}
     for bad in ({"steps": -1}, {"steps": 1.5}, {"steps": "many"}, {"lr": float("inf")}, {"reset": "sometimes"}):
-        with pytest.raises(UserError, match=f"method {name}: {next(iter(bad))} must be"):
+        with pytest.raises(UserError, match=f"^--{next(iter(bad))} must be"):
             cls.build_options(bad, _teacher_of(name), CPU)
-    with pytest.raises(UserError, match=f"method {name} has no option.* nonsense; it accepts: .*lr"):
+    with pytest.raises(UserError, match=f"method {name} has no option.*nonsense.*; it accepts: .*lr"):
         cls.build_options({"nonsense": 1}, _teacher_of(name), CPU)

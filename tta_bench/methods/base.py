@@ -22,6 +22,7 @@ from ..errors import UserError
 from ..teachers.base import Teacher
 from .options import Options
 
+
 @dataclass
 class Batch:
     images: torch.Tensor  # (B, 3, H, W) in [0, 1] at the teacher's input size, on the device
@@ -45,6 +46,7 @@ class Output:
     extras: list[dict[str, Any]] = field(default_factory=list)  # per-sample fields merged into the records
     adaptation_steps: int = 0  # optimizer steps spent on this batch (cost accounting)
     teacher_forwards: int = 0  # teacher forward passes spent on this batch
+    loss: float | None = None  # the objective of the batch's last update, where the method has one (--log)
 
 
 class RegisteredName:
@@ -85,6 +87,9 @@ class Method(metaclass=Lifecycle):
     # An online method that updates its state after each sample, inside a batch as well (TDA's caches): its
     # predictions do not depend on the batch size, so a batch as long as a reset segment does not degrade it.
     per_sample_updates: ClassVar[bool] = False
+    # Normalises with the statistics of the test batch itself (BatchNorm layers in train mode): below
+    # common.MIN_STATISTICS_BATCH samples those are noise, and the run warns (common.small_batch_note).
+    batch_statistics: ClassVar[bool] = False
 
     def __init__(self, teacher: Teacher, options: Options, device: torch.device) -> None:
         self.teacher, self.options, self.device = teacher, options, device

@@ -25,6 +25,7 @@ class BNAdaptOptions(Options):
 
 
 class BNAdapt(Method):
+    batch_statistics = True
     options_class = BNAdaptOptions
 
     def __init__(self, teacher: Teacher, options: Options, device: torch.device) -> None:

@@ -49,6 +49,7 @@ class CottaOptions(OptimizerOptions):
 
 
 class Cotta(Method):
+    batch_statistics = True
     options_class = CottaOptions
     restored = ("teacher", "optimizer", "mean_teacher", "augmented")
 

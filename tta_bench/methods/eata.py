@@ -52,6 +52,7 @@ class EataOptions(OptimizerOptions):
 
 
 class Eata(Method):
+    batch_statistics = True
     options_class = EataOptions
     # The moving-average prediction of the redundancy filter is not restored, as the official EATA.reset keeps it
     # (the unified benchmark clears it too).

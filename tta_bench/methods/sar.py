@@ -55,6 +55,7 @@ def is_top_layer(name: str) -> bool:
 
 
 class Sar(Method):
+    batch_statistics = True
     options_class = SarOptions
     restored = ("teacher", "optimizer", "ema")
 

@@ -47,6 +47,7 @@ def information_maximisation(logits: torch.Tensor, epsilon: float) -> torch.Tens
 
 
 class ShotIm(Method):
+    batch_statistics = True
     options_class = ShotImOptions
     restored = ("teacher", "optimizer")
 
@@ -59,7 +60,9 @@ class ShotIm(Method):
         with torch.enable_grad():
             for _ in range(self.options.steps):
                 logits = self.teacher(batch.images)
-                information_maximisation(logits, self.options.epsilon).backward()
+                loss = information_maximisation(logits, self.options.epsilon)
+                loss.backward()
                 optimizer_step(self.optimizer)
         n, steps = len(batch.images), self.options.steps
-        return Output(logits.detach(), adaptation_steps=steps, teacher_forwards=n * steps)
+        return Output(logits.detach(), adaptation_steps=steps, teacher_forwards=n * steps,
+                      loss=loss.item() if steps else None)

@@ -35,6 +35,7 @@ class TentOptions(OptimizerOptions):
 
 
 class Tent(Method):
+    batch_statistics = True
     options_class = TentOptions
     restored = ("teacher", "optimizer")
 
@@ -49,7 +50,9 @@ class Tent(Method):
         with torch.enable_grad():
             for _ in range(self.options.steps):
                 logits = self.teacher(batch.images)
-                entropy(logits).mean().backward()
+                loss = entropy(logits).mean()
+                loss.backward()
                 optimizer_step(self.optimizer)
         n = len(batch.images)
-        return Output(logits.detach(), adaptation_steps=self.options.steps, teacher_forwards=n * self.options.steps)
+        return Output(logits.detach(), adaptation_steps=self.options.steps, teacher_forwards=n * self.options.steps,
+                      loss=loss.item())

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 from tabulate import tabulate
 
+from ..choices import TABLE_FORMATS
 from ..errors import ReportError
 from ..vocabulary import SHORT_NAMES
 from .runs import RunGroup, group_runs
@@ -24,7 +25,7 @@ N_COLUMN, COVER_COLUMN = "n", "mean over"  # samples behind a row; which domains
 INDEX_NAME = "method"
 # Rows shown beneath an APM-like row, when its splits carry the key ({metric} is the table's metric).
 SUB_ROWS = (("  teacher (ceiling)", "teacher_{metric}"), ("  agreement", "agreement"))
-FORMATS = ("md", "csv", "latex")
+FORMATS = TABLE_FORMATS
 METRIC_NAMES = {"top1": "top-1 accuracy", "top5": "top-5 accuracy", "error": "top-1 error"}
 _LATEX_ESCAPES = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",

@@ -18,7 +18,7 @@ from tta_bench.data.build import load_suite
 from tta_bench.data.ccc import CCCSource, ccc_splits
 from tta_bench.data.ccc.calibration import Calibrator
 from tta_bench.data.suites import SUITES
-from tta_bench.errors import UserError
+from tta_bench.errors import DataError, UserError
 from tta_bench.vocabulary import PREDICTIONS, SUMMARY
 
 
@@ -173,3 +173,21 @@ def test_the_stream_keeps_efficientnet_near_its_target_accuracy_on_real_photogra
     accuracy = 100 * float(np.mean(correct))
     strength = np.mean([s1 + s2 for _, s1, _, s2 in map(stream.plan.at, range(len(stream)))])
     assert abs(accuracy - 12) <= 7 and strength >= 1.5, (accuracy, strength)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not cells"])
+def test_a_damaged_calibration_cache_is_one_line_naming_it(clean, monkeypatch, damage):
+    suite = small_ccc()
+    spec = SUITES.get(suite)
+    clean_source = load_suite(RunConfig(suite="imagenet", data_root=str(clean), allow_partial=True)).splits[0].source
+    (_, source), = ccc_splits(spec, _cfg(suite, clean), clean_source, ["speed_4"], [], _fake([]))
+    source.ids[0]
+    (cache,) = (clean.parent / "cache").glob("*.json")
+    text = cache.read_text()
+    cache.write_text(text[:len(text) // 2] if damage == "truncated" else json.dumps(["clean", 50.0]))
+    with pytest.raises(DataError, match=rf"CCC calibration cache {cache} is damaged .*delete it and rerun"):
+        (_, again), = ccc_splits(spec, _cfg(suite, clean), clean_source, ["speed_4"], [], _fake([]))
+        again.ids[0]
+    cache.unlink()  # as the message says: measured again
+    (_, again), = ccc_splits(spec, _cfg(suite, clean), clean_source, ["speed_4"], [], _fake([]))
+    assert again.ids[0] == source.ids[0]

@@ -124,6 +124,14 @@ class CCCSource(SampleSource):
         """The first n samples of the stream (a prefix, never a spread: the transition speed stays as it is)."""
         return CCCSource(self.clean, self.name, self.speed, self.params, self.plan, self.seed, min(n, len(self)))
 
+    def fingerprint_of(self, positions: Sequence[int]) -> str:
+        """The clean set's: every position is generated from it (and from the seed, the plan and the position, which
+        the ids and the configuration hold)."""
+        return self.clean.fingerprint()
+
+    def fingerprint(self) -> str:
+        return self.clean.fingerprint()
+
     def image_of(self, p: int) -> int:
         """The clean image at position p: each walk cell draws its images at random (without repetition while the
         clean set lasts, as the reference's shuffled file list)."""

@@ -15,6 +15,7 @@ from importlib import resources
 
 import yaml
 
+from ...choices import PROMPT_SETS
 from ...errors import DataError
 from ...vocabulary import FINE_GRAINED
 
@@ -79,7 +80,7 @@ NAMED_TEMPLATES = {
     "single": ("a photo of a {}.",),  # CLIP's single template
     "apm": ("a photo of a {}",),  # as APM's official code tokenises it (rajatmodi62/apm, train_tta.py): no period
 }
-PROMPT_SPECS = (*NAMED_TEMPLATES, "ensemble", "coop")
+PROMPT_SPECS = PROMPT_SETS  # the NAMED_TEMPLATES, and ensemble and coop (prompt_templates builds them)
 
 # Fixed class subsets of a label space, shipped as data with their source in the file's header (assets/README.md).
 CLASS_LISTS = {"imagenet-r": "imagenet_r_wnids.txt", "imagenet-a": "imagenet_a_wnids.txt"}
