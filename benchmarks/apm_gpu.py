@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from apm_ttt import clip_teacher, cpu_name, official_steps  # noqa: E402
-from tta_bench.engine import autocast  # noqa: E402
+from tta_bench.device import autocast  # noqa: E402
 from tta_bench.methods import build_method  # noqa: E402
 from tta_bench.methods.apm import PRESET_OPTIONS, Targets, fit  # noqa: E402
 from tta_bench.methods.apm_step import Step  # noqa: E402

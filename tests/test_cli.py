@@ -306,3 +306,27 @@ def test_the_commands_refuse_bad_configurations_in_one_line(tmp_path, argv, env,
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) == 1 and phrase in done.stderr
     assert set(tmp_path.iterdir()) == made and not (tmp_path.parent / "escape").exists()
+
+
+@pytest.mark.parametrize("extra, phrase", [
+    (["--method", "memo", "--opt", "crop=centre"], "memo option crop must be one of resized, pad, got 'centre'"),
+    (["--method", "cotta", "--opt", "restore=2"], "cotta option restore must be a finite number <= 1, got 2.0"),
+    (["--method", "tent", "--opt", "optimizer=sgd", "--opt", "momentum=0"], "nesterov needs momentum > 0"),
+])
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["run", "dry-run"])
+def test_method_option_ranges_and_choices_stop_before_anything_is_written(capsys, tmp_path, monkeypatch, extra, phrase,
+                                                                        dry_run):
+    """Not only an option's type: its range, its choices and the method's own rules, before a run folder exists."""
+    monkeypatch.chdir(tmp_path)
+    _fails(capsys, ["--suite", "demo", *FAST, *extra, *dry_run], phrase)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("options, phrase", [({"steps": -3}, "--steps must be >= 0, got -3"),
+                                             ({"steps": 1.5}, "--steps must be an integer, got 1.5"),
+                                             ({"lr": 0}, "--lr must be a finite number > 0, got 0.0")])
+def test_a_run_file_with_bad_method_options_writes_nothing(capsys, tmp_path, options, phrase):
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(json.dumps({"suite": "demo", "method": "tent", "method_options": options}))
+    _fails(capsys, ["--config", str(run_file), *FAST, "--out", str(tmp_path / "run")], phrase)
+    assert not (tmp_path / "run").exists()

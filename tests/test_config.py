@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tta_bench import engine
 from tta_bench.config import RunConfig, convert, hints
+from tta_bench.records import default_out
 from tta_bench.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ])
 def test_run_folder_names_are_those_of_earlier_versions(cfg, name):
     """The names computed by the version before the configuration was declared from field metadata."""
-    assert engine.default_out(cfg).name == name
+    assert default_out(cfg).name == name
 
 
 def test_a_field_added_later_renames_no_run_folder_while_at_its_default():
@@ -175,8 +175,9 @@ def test_a_new_field_is_on_the_command_line_and_in_run_files_with_no_other_edit(
     (tmp_path / "run.yaml").write_text("suite: demo\nwarmup_batches: 3\n")
     code = f"""
 import json
-from tta_bench import cli, engine
+from tta_bench import cli
 from tta_bench.config import RunConfig
+from tta_bench.records import default_out
 from tta_bench.errors import UserError
 assert cli.run_config(["--warmup-batches", "2"])[0].warmup_batches == 2
 assert cli.run_config(["--config", {str(tmp_path / "run.yaml")!r}])[0].warmup_batches == 3
@@ -187,7 +188,7 @@ except UserError as exc:
     assert "--warmup-batches must be >= 0" in str(exc), exc
 else:
     raise AssertionError("not validated")
-assert engine.default_out(RunConfig()).name == "demo-source-effnet-lite0-seed0-6d87995f"
+assert default_out(RunConfig()).name == "demo-source-effnet-lite0-seed0-6d87995f"
 assert "--warmup-batches" in cli.run_parser().format_help()
 print("ok")
 """

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tta_bench import distributed, engine
 from tta_bench.records import read_records
 
 from conftest import CUDA_MARKS, WNIDS, write_images
@@ -58,32 +57,6 @@ def test_two_process_gloo_run_matches_single_process(tmp_path):
     b = json.loads((tmp_path / "sharded" / SUMMARY).read_text())
     assert b["world_size"] == 2 and a["splits"] == b["splits"]
     assert not (tmp_path / "sharded" / "shards").exists()  # merged into predictions.jsonl
-
-
-def test_online_method_over_one_sequential_stream_refuses_to_shard(tmp_path, tiny_config, monkeypatch):
-    write_images(tmp_path / "val", {w: 2 for w in WNIDS}, size=8)
-    cfg = tiny_config(suite="imagenet", data_root=str(tmp_path / "val"), allow_partial=True, setting="continual")
-    p = engine.prepare(cfg)
-
-    class Online:
-        episodic, name = False, "online"
-
-    with pytest.raises(engine.UserError, match="cannot be split over processes"):
-        engine._batches_of_rank(p.stream, 4, Online(), distributed.Dist(rank=0, world=2))
-
-
-def test_episodic_shards_partition_the_stream(tmp_path, tiny_config):
-    write_images(tmp_path / "val", {w: 5 for w in WNIDS}, size=8)
-    p = engine.prepare(tiny_config(suite="imagenet", data_root=str(tmp_path / "val"), allow_partial=True))
-
-    class Episodic:
-        episodic, name = True, "episodic"
-
-    for world in (1, 2, 3, 4):
-        shards = [[i for b in engine._batches_of_rank(p.stream, 2, Episodic(), distributed.Dist(r, world)) for i in b]
-                  for r in range(world)]
-        flat = sorted(i for s in shards for i in s)
-        assert flat == list(range(len(p.stream.items)))
 
 
 @pytest.mark.parametrize("device, backend", [("cpu", "gloo"), pytest.param("cuda", "nccl", marks=CUDA_MARKS)])

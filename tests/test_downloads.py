@@ -11,7 +11,7 @@ import torch
 from conftest import SHARED, needs_shared
 from tta_bench import downloads
 from tta_bench.errors import UserError
-from tta_bench.records import file_sha256
+from tta_bench.files import file_sha256
 from tta_bench.teachers.cifar_resnet import CifarResNet
 
 

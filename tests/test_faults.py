@@ -31,7 +31,7 @@ def data(tmp_path: Path) -> Path:
 def registered():
     """Registers a test method through the registry's public API for the test's duration."""
     with ExitStack() as stack:
-        yield lambda cls: stack.enter_context(METHODS.added(cls.name, cls, "test method"))
+        yield lambda name, cls: stack.enter_context(METHODS.added(name, cls, "test method"))
 
 
 def test_disk_full_stops_with_a_clear_message_and_keeps_the_config(tmp_path, data, capsys, monkeypatch):
@@ -55,7 +55,7 @@ def test_disk_full_stops_with_a_clear_message_and_keeps_the_config(tmp_path, dat
 class FlakyMemory(Method):
     """Runs out of memory until its chunk is small enough, like APM's query chunks."""
 
-    name, episodic = "test-flaky-memory", True
+    per_sample = True
     chunk = 64
 
     def predict(self, batch: Batch) -> Output:
@@ -69,23 +69,21 @@ class FlakyMemory(Method):
 
 
 class AlwaysOutOfMemory(FlakyMemory):
-    name = "test-always-oom"
-
     def on_out_of_memory(self) -> bool:
         return False
 
 
 def test_out_of_memory_retries_with_a_smaller_chunk(registered, tiny_config, data):
-    registered(FlakyMemory)
-    cfg = tiny_config(suite="imagenet", data_root=str(data), allow_partial=True, method=FlakyMemory.name)
+    registered("test-flaky-memory", FlakyMemory)
+    cfg = tiny_config(suite="imagenet", data_root=str(data), allow_partial=True, method="test-flaky-memory")
     summary = engine.run(cfg, progress=False, log=lambda *_: None)
     assert summary["splits"]["imagenet"]["n"] == 12
 
 
 def test_out_of_memory_without_a_smaller_chunk_says_what_to_do(registered, tmp_path, data, capsys):
-    registered(AlwaysOutOfMemory)
+    registered("test-always-oom", AlwaysOutOfMemory)
     code = main(["--suite", "imagenet", "--data-root", str(data), "--allow-partial", "--teacher", "tiny",
-                 "--workers", "0", "--out", str(tmp_path / "run"), "--no-progress", "--method", AlwaysOutOfMemory.name])
+                 "--workers", "0", "--out", str(tmp_path / "run"), "--no-progress", "--method", "test-always-oom"])
     assert code == 2
     assert "ran out of memory" in capsys.readouterr().err
 
@@ -93,7 +91,7 @@ def test_out_of_memory_without_a_smaller_chunk_says_what_to_do(registered, tmp_p
 class FailsOdd(Method):
     """Marks every other sample failed (what APM does for a NaN loss)."""
 
-    name, episodic = "test-fails-odd", True
+    per_sample = True
 
     def predict(self, batch: Batch) -> Output:
         extras = [{"status": "failed"} if s % 2 else {} for s in batch.seeds]
@@ -101,8 +99,8 @@ class FailsOdd(Method):
 
 
 def test_failed_samples_are_recorded_counted_and_scored_wrong(registered, tiny_config, data):
-    registered(FailsOdd)
-    cfg = tiny_config(suite="imagenet", data_root=str(data), allow_partial=True, method=FailsOdd.name)
+    registered("test-fails-odd", FailsOdd)
+    cfg = tiny_config(suite="imagenet", data_root=str(data), allow_partial=True, method="test-fails-odd")
     summary = engine.run(cfg, progress=False, log=lambda *_: None)
     records = read_records(Path(cfg.out) / PREDICTIONS)
     failed = [r for r in records if r["status"] == "failed"]
@@ -135,8 +133,6 @@ def test_disk_full_during_the_final_merge_is_one_line_and_the_rerun_completes(tm
 class Diverges(Method):
     """An online method whose update went to NaN after the first batch: every later output is NaN."""
 
-    name = "test-diverges"
-
     def __init__(self, *args) -> None:
         super().__init__(*args)
         self.calls = 0
@@ -148,8 +144,8 @@ class Diverges(Method):
 
 
 def test_a_diverged_online_method_is_marked_failed_not_scored(registered, tiny_config, data):
-    registered(Diverges)
-    cfg = tiny_config(suite="imagenet", data_root=str(data), allow_partial=True, method=Diverges.name, batch_size=4)
+    registered("test-diverges", Diverges)
+    cfg = tiny_config(suite="imagenet", data_root=str(data), allow_partial=True, method="test-diverges", batch_size=4)
     summary = engine.run(cfg, progress=False, log=lambda *_: None)
     records = read_records(Path(cfg.out) / PREDICTIONS)
     assert [r["status"] for r in records] == ["ok"] * 4 + ["failed"] * 8
@@ -206,7 +202,7 @@ def test_a_learning_rate_beyond_float32_is_one_line(tmp_path, data, capsys):
                  "0", "--method", "tent", "--lr", "1e200", "--out", str(tmp_path / "run"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "--lr must be at most 3.4e+38" in err and "got 1e+200" in err
+    assert "--lr must be a finite number <= 3.4e+38, got 1e+200" in err
 
 
 def test_a_huge_learning_rate_diverges_into_failed_samples_not_a_crash(tiny_config, data):

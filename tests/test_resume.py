@@ -105,7 +105,7 @@ def test_kill_during_summary_write_keeps_the_previous_summary(tmp_path):
     path = tmp_path / SUMMARY
     previous = {"splits": {"x": {"top1": 50.0}}}
     path.write_text(json.dumps(previous))
-    writer = ("import sys; from pathlib import Path; from tta_bench.records import write_json; "
+    writer = ("import sys; from pathlib import Path; from tta_bench.files import write_json; "
               "write_json(Path(sys.argv[1]), {'blob': ['x' * 1000] * 400000})")
     proc = subprocess.Popen([sys.executable, "-c", writer, str(path)], cwd=ROOT)
     tmp = tmp_path / ".summary.json.tmp"

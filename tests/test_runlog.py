@@ -15,7 +15,7 @@ from tta_bench import engine
 from tta_bench.cli import main
 from tta_bench.errors import UserError
 from tta_bench.methods.source import Source
-from tta_bench.records import read_records
+from tta_bench.records import default_out, read_records
 from tta_bench.vocabulary import LOG, PREDICTIONS
 
 BATCH = 4
@@ -51,7 +51,7 @@ def test_csv_logs_every_batch_with_accuracy_loss_and_cost(config):
     assert all(float(r["loss"]) > 0 for r in rows)  # TENT's entropy: positive for a random tiny teacher
     assert all(float(r["seconds"]) > 0 and int(r["adaptation_steps"]) == 1 for r in rows)
     # a logger is not part of what a run computes: the same folder with or without it
-    assert engine.default_out(dataclasses.replace(cfg, out=None)) == engine.default_out(
+    assert default_out(dataclasses.replace(cfg, out=None)) == default_out(
         dataclasses.replace(cfg, out=None, log=None))
 
 

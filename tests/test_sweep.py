@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tta_bench import cli, engine, sweep
+from tta_bench.records import default_out
 from tta_bench.errors import UserError
 from tta_bench.records import SUMMARY
 
@@ -59,7 +60,7 @@ def test_expand_orders_the_grid_and_applies_overrides_and_exclude(tmp_path: Path
     assert by_method["source"].method_options == {"lr": 0.5} and all(r.cfg.limit == 5 for r in runs)
     outs = [Path(r.cfg.out) for r in runs]
     assert len(set(outs)) == len(runs) and all(o.parent == tmp_path for o in outs)
-    assert all(o.name == engine.default_out(r.cfg).name for o, r in zip(outs, runs))
+    assert all(o.name == default_out(r.cfg).name for o, r in zip(outs, runs))
     # command-line --set wins over everything; cells that become identical are one run
     assert len(sweep.expand(s, tmp_path, {"seed": 3})) == 2 * 3
 

@@ -151,6 +151,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     cfg, a = run_config(argv)
     configs = _per_seed(cfg, a.seeds)
     from . import engine  # torch: only once there is something to run (--help stays fast)
+    from .records import default_out
     from .preflight import preflight
     from .report.tables import build_tables, render
 
@@ -165,7 +166,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     for suite, table in build_tables(summaries).items():
         print(f"\n{suite}\n{render(table, 'md')}")
     for c in configs:  # the table above is the aggregate over seeds (mean ± std); `table` rebuilds it any time
-        print(f"run folder: {c.out or engine.default_out(c)}")
+        print(f"run folder: {c.out or default_out(c)}")
     return 0
 
 
@@ -194,8 +195,8 @@ def cmd_list(argv: Sequence[str]) -> int:
             if e.accepts:
                 print(f"  {'':16s}   teachers: {e.accepts}")
     print("settings:")
-    for name, text in SETTINGS.items():
-        print(f"  {name:28s} {text}")
+    for e in SETTINGS:
+        print(f"  {e.name:28s} {e.help}")
     return 0
 
 
@@ -326,9 +327,9 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
 
 
 def cmd_islands(argv: Sequence[str]) -> int:
-    from .engine import pick_device
+    from .device import pick_device
     from .islands import islands_command, read_image
-    from .teachers import build_teacher
+    from .teachers.ready import ready_teacher
 
     p = Parser(prog="run_bench.py islands",
                                 description="Islands of agreement (APM paper, Fig. 3/5): train one APM student on an "
@@ -349,7 +350,7 @@ def cmd_islands(argv: Sequence[str]) -> int:
     given = parse_opts(a.opt) | ({"steps": a.steps} if a.steps else {})
     image = read_image(a.image)  # before the teacher is built (a download, perhaps)
     device = pick_device(a.device)
-    teacher = build_teacher(a.teacher, a.weights).to(device).eval().requires_grad_(False)
+    teacher = ready_teacher(a.teacher, device, weights=a.weights)
     print(islands_command(image, Path(a.image).name, teacher, given, a.at, a.seed, device, a.out, a.panel))
     return 0
 

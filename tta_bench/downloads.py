@@ -44,7 +44,7 @@ def name_hash(name: str) -> str | None:
 def cached_file(url: str, what: str, alternative: str, folder: str = "weights") -> Path:
     """The file of ``url`` in the cache, downloaded and verified against the SHA-256 prefix of its name first if it
     is not there yet. ``what`` names it and ``alternative`` the offline option in error messages."""
-    from .records import file_sha256
+    from .files import file_sha256
 
     name = url.rsplit("/", 1)[-1]
     expected = name_hash(name)

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .data.images import open_rgb
 from .errors import UserError
-from .methods.apm import APM, check_options, fit, student_config, student_input, teacher_targets
+from .methods.apm import APM, fit, student_config, student_input, teacher_targets
 from .models.apm_student import APMStudent
 from .teachers.base import Teacher
 
@@ -48,7 +48,6 @@ def feature_grids(teacher: Teacher, image: Tensor, given: dict[str, Any], at: Se
     if "dense_weight" not in given and _has_dense(teacher, image):
         given = {**given, "dense_weight": DENSE_WEIGHT}
     options = APM.parse_options({**given, "steps": max(at)})
-    check_options(options)
     cfg = student_config(options, teacher.feature_dim)
     student = APMStudent(cfg, seed).to(image.device)
     x = student_input(image, cfg)

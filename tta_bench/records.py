@@ -27,64 +27,21 @@ from typing import Any
 
 from .config import RunConfig
 from .errors import UserError
+from .files import atomic_write_text, disk_error, replace_atomically, save_npz, write_json
 from .vocabulary import CONFIG, COST, INPUTS, LOCK, LOGITS, PREDICTIONS, SHARDS, SUMMARY, record_key
 
 import numpy as np
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file and rename it into place; on failure (disk full) the old file stays, the temporary
-    one is removed, and the error says so in one line."""
-    try:
-        _replace_atomically(path, text)
-    except OSError as exc:
-        raise disk_error(path, exc, "the previous version is intact") from None
+RUNS_DIR = Path("results/runs")
 
 
-def _replace_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def disk_error(path: Path, exc: OSError, kept: str) -> UserError:
-    """One line for a write that failed: a full disk is named by where it is mounted."""
-    reason = exc.strerror or str(exc)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        full = "is full" if exc.errno == errno.ENOSPC else "is over your quota"
-        return UserError(f"cannot write {path}: {reason}: the disk mounted at {_mount_point(path)} {full}; {kept}: "
-                         "free space there and rerun the same command to resume")
-    return UserError(f"cannot write {path}: {reason} (read-only?); {kept}: rerun the same command once it is "
-                     "writable")
-
-
-def _mount_point(path: Path) -> Path:
-    path = Path(os.path.abspath(path))
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    while not os.path.ismount(path):
-        path = path.parent
-    return path
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's content (checkpoints, heads, prompt files: the one implementation)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+def default_out(cfg: RunConfig) -> Path:
+    """A run's folder when ``--out`` is not given: named by suite, method, teacher and seed, and a hash of what the run
+    computes (``RunConfig.identity``), so that rerunning the same command resumes the same folder."""
+    digest = hashlib.sha256(json.dumps(cfg.identity(), sort_keys=True).encode()).hexdigest()[:8]
+    teacher = re.sub(r"[^A-Za-z0-9.]+", "-", cfg.teacher).strip("-")
+    return RUNS_DIR / f"{cfg.suite}-{cfg.method}-{teacher}-seed{cfg.seed}-{digest}"
 
 
 RECORD_FIELDS = ("split", "id", "label", "pred", "top5", "correct", "status")  # what every record holds
@@ -379,18 +336,8 @@ class CostLog:
     def add(self, **amounts: float) -> None:
         """Add one batch's amounts; the totals change only once they are on disk (an OSError leaves them as were)."""
         totals = {k: v + amounts.get(k, 0.0) for k, v in self.totals.items()}
-        _replace_atomically(self.path, json.dumps(totals, indent=2, sort_keys=True) + "\n")
+        replace_atomically(self.path, json.dumps(totals, indent=2, sort_keys=True) + "\n")
         self.totals = totals
-
-
-def save_npz(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise disk_error(path, exc, "the previous version is intact") from None
 
 
 class RecordWriter:

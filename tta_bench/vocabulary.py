@@ -53,10 +53,40 @@ def parse_split(name: str) -> tuple[str, int] | None:
     return match.group(1), int(match.group(2))
 
 
-def record_key(record: dict) -> tuple[str, str, int]:
+# -- the prediction record (one line of predictions.jsonl) -------------------------------------------------------
+def sample_key(split: str, sample_id: str, visit: int = 0) -> tuple[str, str, int]:
     """A prediction's key in a run: split, sample id and visit (settings that replay a domain, gradual, predict a
-    sample once per visit; the field is absent, i.e. 0, otherwise)."""
-    return record["split"], record["id"], record.get("visit", 0)
+    sample once per visit; 0 otherwise)."""
+    return split, sample_id, visit
+
+
+def record_key(record: dict) -> tuple[str, str, int]:
+    """The key of a written record (``visit`` is absent where it is 0)."""
+    return sample_key(record["split"], record["id"], record.get("visit", 0))
+
+
+def prediction_record(split: str, sample_id: str, label: int, visit: int, top5: list[int], extra: dict,
+                      diverged: bool) -> dict:
+    """A prediction: ``top5`` label-space classes, best first; the method's extras (in label-space terms, its own
+    business) merged as they are. A diverged sample (non-finite logits) or one its method marks failed is wrong."""
+    record = {"split": split, "id": sample_id, "label": label, "pred": top5[0], "top5": top5,
+              "correct": top5[0] == label, "status": "ok", **_visit(visit), **extra}
+    if diverged:
+        record["status"] = "failed"
+    if record["status"] != "ok":
+        record["correct"] = False
+    return record
+
+
+def error_record(split: str, sample_id: str, label: int, visit: int, message: str) -> dict:
+    """An unreadable sample (``--on-error skip``): no prediction, counted apart."""
+    return {"split": split, "id": sample_id, "label": label, "pred": -1, "top5": [], "correct": False,
+            "status": "error", "error": message, **_visit(visit)}
+
+
+def _visit(visit: int) -> dict[str, int]:
+    """Only replayed samples carry a visit number, so other settings' records keep their fields."""
+    return {"visit": visit} if visit else {}
 
 
 # -- identity: the RunConfig fields that do not change what a run predicts ----------------------------------------

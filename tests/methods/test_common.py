@@ -4,8 +4,8 @@ import torch
 
 from tests.methods.conftest import changed, images, state, teacher
 from tta_bench.errors import UserError
-from tta_bench.methods.common import (WeightSet, adapt_all_weights, batch_norm_layers, build_optimizer, cotta_augment,
-                                      seeded, small_batch_note, soft_cross_entropy)
+from tta_bench.methods.common import (OptimizerOptions, WeightSet, adapt_all_weights, batch_norm_layers,
+                                      build_optimizer, cotta_augment, seeded, small_batch_note, soft_cross_entropy)
 
 
 def test_a_weight_set_runs_through_the_same_module_and_gives_it_back_bitwise():
@@ -65,13 +65,19 @@ def test_all_weights_but_a_frozen_head_train_and_bn_uses_batch_statistics():
     assert all(m.training and not m.track_running_stats for m in t.modules() if isinstance(m, torch.nn.BatchNorm2d))
 
 
-def test_optimiser_choice_and_its_error():
+def test_optimisers_are_built_one_way_from_the_options():
     p = [torch.nn.Parameter(torch.zeros(2))]
-    assert build_optimizer("m", "adam", p, 0.1).defaults["betas"] == (0.9, 0.999)
-    sgd = build_optimizer("m", "sgd", p, 0.1, nesterov=True, weight_decay=0.01).defaults
+    assert build_optimizer("adam", p, 0.1).defaults["betas"] == (0.9, 0.999)
+    assert build_optimizer("adamw", p, 0.1, weight_decay=0.01).defaults["weight_decay"] == 0.01
+    sgd = build_optimizer("sgd", p, 0.1, momentum=0.9, nesterov=True, weight_decay=0.01).defaults
     assert (sgd["momentum"], sgd["nesterov"], sgd["weight_decay"]) == (0.9, True, 0.01)
-    with pytest.raises(UserError, match="m optimizer must be adam or sgd"):
-        build_optimizer("m", "rmsprop", p, 0.1)
+    options = OptimizerOptions.parse({"optimizer": "sgd", "lr": "0.5", "momentum": "0.8"}, "m")
+    built = options.build_optimizer(p).defaults
+    assert (type(options.build_optimizer(p)), built["lr"], built["momentum"]) == (torch.optim.SGD, 0.5, 0.8)
+    with pytest.raises(UserError, match="m option optimizer must be one of adam, adamw, sgd, got 'rmsprop'"):
+        OptimizerOptions.parse({"optimizer": "rmsprop"}, "m")
+    with pytest.raises(UserError, match="nesterov needs momentum > 0"):
+        OptimizerOptions.parse({"optimizer": "sgd", "nesterov": True, "momentum": 0.0}, "m")
 
 
 def _uses_batch_statistics(name: str) -> bool:

@@ -21,6 +21,7 @@ from PIL import Image
 from tests.conftest import ACCELERATOR, on_accelerator, on_cuda
 from tests.methods.conftest import CPU, photographs
 from tta_bench import engine
+from tta_bench.device import autocast
 from tta_bench.data.labels import label_space
 from tta_bench.methods import METHODS, build_method
 from tta_bench.methods.apm import APM
@@ -43,7 +44,7 @@ class Case:
     rel: float = 0.1  # largest ||bf16 logits - cpu logits|| / ||cpu logits|| over the whole output
 
 
-# float32 on CUDA (TF32 off, engine.autocast) differs from the CPU only by summation order and kernel choice.
+# float32 on CUDA (TF32 off, device.autocast) differs from the CPU only by summation order and kernel choice.
 FP32_REL = 5e-3
 # bf16 keeps 8 bits of mantissa. Measured with CPU bf16 autocast on these photographs (benchmarks/RESULTS.md):
 # EfficientNet-Lite0 logits move 4% in eval mode and 18% (a third of the top-1s of a 16-image batch) when its BN
@@ -100,12 +101,12 @@ def run_method(name: str, case: Case, device: torch.device, precision: str) -> t
     method = build_method(name, teacher, dict(case.options), device)
     x = photographs(case.n * case.batches, size).to(device)
     if method.source_samples():  # the engine's source-data hook, on the first batch's images
-        with engine.autocast(device, precision):
+        with autocast(device, precision):
             method.prepare_source(iter([x[:case.n]]))
     logits = []
     for b in range(case.batches):
         part = x[b * case.n:(b + 1) * case.n]
-        with engine.autocast(device, precision):
+        with autocast(device, precision):
             logits.append(method.predict(Batch(part, list(range(b * case.n, (b + 1) * case.n)))).logits.float().cpu())
     return torch.cat(logits)
 
@@ -155,7 +156,7 @@ def test_stacked_students_match_one_at_a_time_under_bf16(readout: str) -> None:
     for label, parallel, precision in (("stacked", "true", "bf16"), ("one_at_a_time", "false", "bf16"),
                                        ("float32", "false", "fp32")):
         method = apm_on(ACCELERATOR, steps=30, parallel=parallel, readout=readout)
-        with engine.autocast(ACCELERATOR, precision):
+        with autocast(ACCELERATOR, precision):
             logits[label] = method.predict(Batch(x, seeds)).logits.float().cpu()
     stacked, single = logits["stacked"], logits["one_at_a_time"]
     rel, agree = relative(stacked, single), float((stacked.argmax(1) == single.argmax(1)).float().mean())
@@ -172,7 +173,7 @@ def test_out_of_memory_halves_the_group_and_finishes() -> None:
     device = torch.device("cuda", torch.cuda.current_device())
     x, seeds = photographs(16, 224).to(device), list(range(16))
     free = apm_on(device, preset="paper", steps=2)
-    with engine.autocast(device, "bf16"):
+    with autocast(device, "bf16"):
         expected = free.predict(Batch(x, seeds)).logits.float().cpu()
     del free
     torch.cuda.empty_cache()
@@ -181,7 +182,7 @@ def test_out_of_memory_halves_the_group_and_finishes() -> None:
     torch.cuda.reset_peak_memory_stats(device)
     torch.cuda.set_per_process_memory_fraction(2.5 * 2**30 / total, device)
     try:
-        with engine.autocast(device, "bf16"):
+        with autocast(device, "bf16"):
             out = engine._predict(method, Batch(x, seeds))
         peak = torch.cuda.max_memory_allocated(device)
     finally:

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from .layouts import LAYOUTS
 from .sources import CorruptedSource, Geometry, SampleSource
 from .suites import SUITES, SuiteSpec
 from ..vocabulary import parse_split, split_name
+
+if TYPE_CHECKING:
+    from .ccc.calibration import Calibrator
 
 SUBSETS = {"5k": "imagenet_5000_val_ids.txt"}
 
@@ -73,7 +77,9 @@ def content_fingerprints(splits: list[Split]) -> dict[str, str]:
     return {split.name: split.source.fingerprint() for split in splits}
 
 
-def load_suite(cfg: RunConfig) -> SuiteData:
+def load_suite(cfg: RunConfig, calibrator: Calibrator | None = None) -> SuiteData:
+    """The run's splits and what a reader must know about them. ``calibrator``: the model a generated CCC stream is
+    calibrated on (the engine hands the run's teacher down; data knows no teachers)."""
     spec = SUITES.get(cfg.suite)
     source = cfg.source or spec.default_source
     if source not in SOURCES:
@@ -93,7 +99,7 @@ def load_suite(cfg: RunConfig) -> SuiteData:
 
         clean = _clean_source(SUITES.get(spec.clean), cfg, space)
         clean_images = len(clean)
-        splits = [Split(name, src) for name, src in ccc_splits(spec, cfg, clean, corruptions, info)]
+        splits = [Split(name, src) for name, src in ccc_splits(spec, cfg, clean, corruptions, info, calibrator)]
     elif source == "generated":
         if not spec.is_corruption:
             raise UserError(f"--source generated corrupts a clean set: use a corruption suite (e.g. {spec.name}-c "

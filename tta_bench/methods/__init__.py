@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from ..teachers.base import Teacher
     from .base import Method
+    from .options import Options
 
 METHODS: Registry[type[Method]] = Registry("method")
 METHODS.lazy("source", "tta_bench.methods.source:Source",
@@ -64,6 +65,10 @@ METHODS.lazy("shot_im", "tta_bench.methods.shot_im:ShotIm",
              accepts="any classifier (the head stays frozen; BN layers use test-batch statistics)")
 
 
-def build_method(name: str, teacher: Teacher, options: dict[str, Any], device: torch.device) -> Method:
+def build_method(name: str, teacher: Teacher, options: Options | dict[str, Any], device: torch.device) -> Method:
+    """Method ``name`` on a ready teacher; ``options`` as validated while the run was prepared, or given as a
+    mapping (validated here)."""
     cls = METHODS.get(name)
-    return cls(teacher, cls.build_options(options, teacher, device), device)
+    if not isinstance(options, cls.options_class):
+        options = cls.build_options(dict(options), teacher.name, device)
+    return cls(teacher, options, device)

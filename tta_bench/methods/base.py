@@ -1,35 +1,26 @@
-"""The method interface every test-time method implements, and the options surface they share.
+"""The method interface every test-time method implements, its options, and the lifecycle the base class runs.
 
-The engine owns the stream: it calls ``reset()`` where the setting allows a reset (stream start, each domain
-start under ``reset_each_shift``) and ``predict(batch)`` for every batch in stream order. A method never sees
-labels or domain names. Episodic (per-sample) methods adapt on each sample alone and reset for every sample
-themselves, so no setting can change their result; online methods keep state across batches.
+The engine owns the stream: it calls ``reset()`` where the setting allows a reset (stream start, each domain start
+under ``reset_each_shift``; every batch under ``--reset episodic``) and ``predict(batch)`` for every batch in stream
+order. A method never sees labels or domain names. Per-sample methods adapt on each sample alone and reset after
+every sample themselves, so no setting can change their result; online methods keep state across batches.
+
+What a reset restores is declared once, as the attribute names in ``restored``: the base class snapshots them when
+construction ends and ``reset()`` puts them back bit for bit (modules, optimizers and WeightSets through their state
+dicts, anything else, counters and memory banks, as a deep copy).
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
-import math
-from abc import ABC, abstractmethod
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 
-from ..choices import RESET_MODES
-from ..config import convert, hints
 from ..errors import UserError
 from ..teachers.base import Teacher
-
-
-@dataclass
-class Options:
-    """The options every method accepts (``--steps --lr --reset``); methods subclass it with their paper's
-    defaults and add their own fields."""
-
-    steps: int = 0
-    lr: float = 0.0
-    reset: str = "episodic"  # episodic: restore the initial state before every batch; online: keep adapting
+from .options import Options
 
 
 @dataclass
@@ -58,12 +49,31 @@ class Output:
     loss: float | None = None  # the objective of the batch's last update, where the method has one (--log)
 
 
-PRECISIONS = ("fp32", "bf16")
+class RegisteredName:
+    """A method's name is its registry key, written once (methods/__init__.py); a class outside the registry (a
+    test's own) is called by its class name."""
+
+    def __get__(self, obj: object, cls: type) -> str:
+        from . import METHODS
+
+        return METHODS.name_of(cls) or cls.__name__
 
 
-class Method(ABC):
-    name: ClassVar[str]
-    episodic: ClassVar[bool] = False  # adapts on each sample alone and resets per sample
+class Lifecycle(ABCMeta):
+    """Construction ends with the snapshot of what the method declared in ``restored``."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        method = super().__call__(*args, **kwargs)
+        method._initial = [_save(getattr(method, name)) for name in method.restored]
+        return method
+
+
+class Method(metaclass=Lifecycle):
+    name: ClassVar[str] = RegisteredName()  # type: ignore[assignment]
+    per_sample: ClassVar[bool] = False  # adapts on each sample alone and resets after every sample
+    # The attributes that hold what the method adapts (the teacher, an optimizer, a WeightSet, a memory bank, a
+    # counter): reset() restores them to their values at the end of construction, bit for bit.
+    restored: ClassVar[tuple[str, ...]] = ()
     # Arithmetic on CUDA unless --precision says otherwise: what the method's reference code used (float32 for the
     # classifier TTA methods, as their official code and the unified benchmark run them; mixed precision for the
     # CLIP test-time methods, whose official code runs under autocast). bf16 moves logits by ~1% through a
@@ -86,22 +96,15 @@ class Method(ABC):
 
     @classmethod
     def parse_options(cls, given: dict[str, Any]) -> Options:
-        fields = {f.name: f for f in dataclasses.fields(cls.options_class)}
-        unknown = sorted(set(given) - set(fields))
-        if unknown:
-            raise UserError(f"method {cls.name} has no option(s) {unknown}; it accepts: {', '.join(sorted(fields))}")
-        kinds = hints(cls.options_class)
-        options = cls.options_class(**{k: convert(kinds[k], v, f"option {k}") for k, v in given.items()})
-        _check_common(options, given)
-        if options.reset not in RESET_MODES:
-            raise UserError(f"--reset must be episodic or online, got {options.reset!r}")
-        if cls.episodic and options.reset != "episodic":
+        options = cls.options_class.parse(given, cls.name)
+        if cls.per_sample and options.reset != "episodic":
             raise UserError(f"{cls.name} adapts on each sample alone and resets after it: --reset online does not apply")
         return options
 
     @classmethod
-    def build_options(cls, given: dict[str, Any], teacher: Teacher, device: torch.device) -> Options:
-        """Options for a run on this teacher and device; methods whose defaults depend on them override it."""
+    def build_options(cls, given: dict[str, Any], teacher: str, device: torch.device) -> Options:
+        """Options for a run of teacher ``teacher`` (its name) on ``device``, validated before anything runs;
+        methods whose defaults depend on them override it."""
         return cls.parse_options(given)
 
     def source_samples(self) -> int:
@@ -115,8 +118,10 @@ class Method(ABC):
         return None
 
     def reset(self) -> None:
-        """Restore the state the method started the stream with (a no-op for stateless methods)."""
-        return None
+        """Restore the state the method started the stream with: every attribute named in ``restored``."""
+        for name, saved in zip(self.restored, self._initial):
+            _restore(self, name, saved)
+        torch.clear_autocast_cache()  # cached bf16 copies of the weights just overwritten in place
 
     @abstractmethod
     def predict(self, batch: Batch) -> Output: ...
@@ -151,31 +156,14 @@ def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
     torch.clear_autocast_cache()
 
 
-class StateSnapshot:
-    """A deep copy of modules' state dicts, to restore bitwise on reset (models and optimizers alike)."""
-
-    def __init__(self, *objects: Any) -> None:
-        self.objects = objects
-        self.states = [copy.deepcopy(o.state_dict()) for o in objects]
-
-    def restore(self) -> None:
-        for obj, state in zip(self.objects, self.states):
-            obj.load_state_dict(copy.deepcopy(state))
-        torch.clear_autocast_cache()  # cached bf16 copies of the weights just overwritten in place
+def _save(value: Any) -> Any:
+    """What restores ``value``: a deep copy of its state dict where it has one, else of itself."""
+    return copy.deepcopy(value.state_dict() if hasattr(value, "load_state_dict") else value)
 
 
-# beyond it SGD cannot even take the step (the scalar overflows float32); below it a huge rate diverges, and the
-# engine marks the samples of a NaN update failed
-LARGEST_LR = float(torch.finfo(torch.float32).max)
-
-
-def _check_common(options: Options, given: dict[str, Any]) -> None:
-    """The shared options, where the user set them: a learning rate of inf or 0 and negative step counts would run
-    and report numbers (or crash deep inside a method)."""
-    if "lr" in given and not (math.isfinite(options.lr) and options.lr > 0):
-        raise UserError(f"--lr must be a finite number > 0, got {given['lr']}")
-    if "lr" in given and options.lr > LARGEST_LR:
-        raise UserError(f"--lr must be at most {LARGEST_LR:.3g} (an optimizer multiplies float32 parameters by it), "
-                        f"got {given['lr']}")
-    if "steps" in given and options.steps < 0:
-        raise UserError(f"--steps must be >= 0, got {given['steps']}")
+def _restore(method: Method, name: str, saved: Any) -> None:
+    value = getattr(method, name)
+    if hasattr(value, "load_state_dict"):
+        value.load_state_dict(copy.deepcopy(saved))
+    else:
+        setattr(method, name, copy.deepcopy(saved))

@@ -16,15 +16,16 @@ no state is carried from batch to batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch.nn import functional as F
 
-from ..errors import UserError
-from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output
+from ..choices import ResetMode
+from .base import Batch, Method, Output
+from .options import Options, option
 
-AFFINITIES = ("rbf", "kNN", "linear")
+Affinity = Literal["rbf", "kNN", "linear"]
 UNARY_EPS = 1e-10
 CONVERGED = 1e-8
 
@@ -33,11 +34,11 @@ CONVERGED = 1e-8
 class LameOptions(Options):
     steps: int = 0  # nothing is trained
     lr: float = 0.0
-    reset: str = "online"  # nothing to reset
-    affinity: str = "rbf"
-    knn: int = 5
+    reset: ResetMode = "online"  # nothing to reset
+    affinity: Affinity = "rbf"
+    knn: int = option(5, ge=1)
     force_symmetry: bool = False
-    max_steps: int = 100
+    max_steps: int = option(100, ge=0)
 
 
 def affinity(features: torch.Tensor, kind: str, knn: int) -> torch.Tensor:
@@ -70,15 +71,7 @@ def laplacian_optimization(unary: torch.Tensor, kernel: torch.Tensor, max_steps:
 
 
 class Lame(Method):
-    name = "lame"
     options_class = LameOptions
-
-    def __init__(self, teacher: Teacher, options: LameOptions, device: torch.device) -> None:
-        super().__init__(teacher, options, device)
-        if options.affinity not in AFFINITIES:
-            raise UserError(f"lame affinity must be one of {', '.join(AFFINITIES)}, got {options.affinity!r}")
-        if options.knn < 1 or options.max_steps < 0:
-            raise UserError(f"lame needs knn >= 1 and max_steps >= 0, got {options.knn} and {options.max_steps}")
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> Output:

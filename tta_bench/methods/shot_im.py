@@ -21,21 +21,22 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import UserError
+from ..choices import ResetMode
 from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output, StateSnapshot, optimizer_step
-from .common import adapt_all_weights, build_optimizer
-
-NESTEROV = True  # lr_scheduler sets momentum 0.9, nesterov True, weight_decay 1e-3
+from .base import Batch, Method, Output, optimizer_step
+from .options import option
+from .common import OptimizerKind, OptimizerOptions, adapt_all_weights
 
 
 @dataclass
-class ShotImOptions(Options):
-    steps: int = 1
-    lr: float = 0.001  # image_target.py: lr 0.01 x lr_decay1 0.1 for the backbone
-    reset: str = "online"
+class ShotImOptions(OptimizerOptions):
+    steps: int = option(1, ge=1)
+    lr: float = option(0.001, gt=0)  # image_target.py: lr 0.01 x lr_decay1 0.1 for the backbone
+    reset: ResetMode = "online"
+    optimizer: OptimizerKind = "sgd"  # lr_scheduler: momentum 0.9, nesterov True, weight_decay 1e-3
+    nesterov: bool = True
     weight_decay: float = 0.001
-    epsilon: float = 1e-5  # inside the logarithms of both entropies
+    epsilon: float = option(1e-5, ge=0)  # inside the logarithms of both entropies
 
 
 def information_maximisation(logits: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -46,25 +47,16 @@ def information_maximisation(logits: torch.Tensor, epsilon: float) -> torch.Tens
 
 
 class ShotIm(Method):
-    name = "shot_im"
     batch_statistics = True
     options_class = ShotImOptions
+    restored = ("teacher", "optimizer")
 
     def __init__(self, teacher: Teacher, options: ShotImOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)
-        if options.steps < 1:
-            raise UserError(f"shot_im needs steps >= 1, got {options.steps}")
         params = adapt_all_weights(teacher, frozen=getattr(teacher, "classifier", None))
-        self.optimizer = build_optimizer(self.name, "sgd", params, options.lr, nesterov=NESTEROV,
-                                         weight_decay=options.weight_decay)
-        self.snapshot = StateSnapshot(teacher, self.optimizer)
-
-    def reset(self) -> None:
-        self.snapshot.restore()
+        self.optimizer = options.build_optimizer(params)
 
     def predict(self, batch: Batch) -> Output:
-        if self.options.reset == "episodic":
-            self.reset()
         with torch.enable_grad():
             for _ in range(self.options.steps):
                 logits = self.teacher(batch.images)

@@ -16,17 +16,20 @@ highest (the reference intends this, but indexes the logits with the bitwise com
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
+from ..choices import ResetMode
 from ..errors import UserError
 from ..teachers.base import Teacher
 from ..teachers.clip import ClipTeacher
 from . import augmix
-from .base import Batch, Method, Options, Output
+from .base import Batch, Method, Output
+from .options import Options, option
 from .common import each_sample, entropy, seeded
 
-VIEW_KINDS = ("crops", "augmix")
+Views = Literal["crops", "augmix"]
 
 
 def zero_temperature_vote(logits: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -54,15 +57,14 @@ def _break_tie(ties: list[int], ranked: torch.Tensor) -> int:
 class ZeroOptions(Options):
     steps: int = 0  # no optimisation
     lr: float = 0.0
-    reset: str = "episodic"
-    n_views: int = 64  # the original image + 63 views
-    fraction: float = 0.3  # gamma: share of most confident views kept
-    views: str = "crops"  # crops (ZERO's MultiViewCropAndFlip) | augmix (TPT's AugMix views)
+    reset: ResetMode = "episodic"
+    n_views: int = option(64, ge=1)  # the original image + 63 views
+    fraction: float = option(0.3, gt=0, le=1)  # gamma: share of most confident views kept
+    views: Views = "crops"  # crops (ZERO's MultiViewCropAndFlip) | augmix (TPT's AugMix views)
 
 
 class Zero(Method):
-    name = "zero"
-    episodic = True
+    per_sample = True
     precision = "bf16"  # ZERO's official code runs CLIP under torch.cuda.amp autocast
     options_class = ZeroOptions
     raw_images = True  # views are crops of the full image
@@ -72,10 +74,6 @@ class Zero(Method):
         if not isinstance(teacher, ClipTeacher):
             raise UserError(f"zero votes over CLIP's zero-shot predictions (e.g. clip:ViT-B-16/openai); {teacher.name} "
                             "is not a CLIP teacher")
-        if options.views not in VIEW_KINDS:
-            raise UserError(f"zero views must be one of {', '.join(VIEW_KINDS)}, got {options.views!r}")
-        if options.n_views < 1 or not 0 < options.fraction <= 1:
-            raise UserError(f"zero needs n_views >= 1 and 0 < fraction <= 1, got {options.n_views}, {options.fraction}")
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> Output:

@@ -395,18 +395,6 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = [
-    "APMConfig",
-    "APMOutput",
-    "APMStudent",
-    "AttentionReadout",
-    "PRESETS",
-    "StackedAPMStudent",
-    "analytic_flops_per_step",
-    "analytic_macs_per_image",
-    "analytic_macs_per_query",
-    "count_parameters",
-    "init_student_",
-    "preset",
-    "sincos_2d",
-]
+__all__ = ["APMConfig", "APMOutput", "APMStudent", "AttentionReadout", "PRESETS", "StackedAPMStudent",
+           "analytic_flops_per_step", "analytic_macs_per_image", "analytic_macs_per_query", "count_parameters",
+           "init_student_", "preset", "sincos_2d"]

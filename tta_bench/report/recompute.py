@@ -12,16 +12,21 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ReportError
-from ..metrics import ECE_BINS, accuracy, brier_score, expected_calibration_error, negative_log_likelihood, topk_accuracy
-from ..records import atomic_write_text
+from ..metrics import ECE_BINS, LOGIT_METRICS, accuracy, topk_accuracy
+from ..files import atomic_write_text
 from ..vocabulary import LOGITS, METRICS as METRICS_FILE, PREDICTIONS
 from .outcomes import SCORED, read_predictions
 from .runs import RunFolderError, load_summary
 
 PREDICTION_METRICS = ("top1", "top5", "per-class")
-LOGIT_METRICS = ("ece", "nll", "brier")
-METRICS = ("top1", "top5", "ece", "nll", "brier", "per-class")
-_LOGIT_FUNCTIONS = {"ece": expected_calibration_error, "nll": negative_log_likelihood, "brier": brier_score}
+
+
+def metric_names() -> tuple[str, ...]:
+    """Top-1, top-5, every metric registered in ``metrics.LOGIT_METRICS`` (``@logit_metric``), per-class accuracy."""
+    return ("top1", "top5", *LOGIT_METRICS, "per-class")
+
+
+METRICS = metric_names()  # the command line's list (a metric registered later is known to recompute too)
 
 
 def has_logits(run_dir: Path) -> bool:
@@ -42,7 +47,7 @@ def split_arrays(run_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.
 
 def logit_metrics(logits: np.ndarray, targets: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
     """The calibration metrics among `names` of one split's logits (targets: positions among the classes)."""
-    return {name: _LOGIT_FUNCTIONS[name](logits, targets) for name in names if name in _LOGIT_FUNCTIONS}
+    return {name: LOGIT_METRICS[name](logits, targets) for name in names if name in LOGIT_METRICS}
 
 
 def prediction_metrics(records: list[dict], names: tuple[str, ...]) -> dict[str, object]:
@@ -66,10 +71,10 @@ def _names(run_dir: Path, names: tuple[str, ...] | None) -> tuple[str, ...]:
     """The metrics to compute: those asked for (each one known, logit metrics only with saved logits), else all
     the run can give."""
     if names is None:
-        return METRICS if has_logits(run_dir) else PREDICTION_METRICS
-    unknown = [n for n in names if n not in METRICS]
+        return metric_names() if has_logits(run_dir) else PREDICTION_METRICS
+    unknown = [n for n in names if n not in metric_names()]
     if unknown:
-        raise ReportError(f"unknown metric(s) {', '.join(unknown)}; expected some of: {', '.join(METRICS)}")
+        raise ReportError(f"unknown metric(s) {', '.join(unknown)}; expected some of: {', '.join(metric_names())}")
     need = [n for n in names if n in LOGIT_METRICS]
     if need and not has_logits(run_dir):
         raise ReportError(f"{run_dir}: {', '.join(need)} need saved logits (rerun with --save-logits, which adds "

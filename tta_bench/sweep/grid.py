@@ -176,7 +176,7 @@ def expand(sweep: Sweep, out_dir: str | Path | None = None, extra: Mapping[str, 
 
     Layers, later ones winning: base, the grid cell, matching overrides, then ``extra`` (command-line --set).
     Overrides and exclude match the base + cell values. Cells that end up with the same run folder are one run."""
-    from ..engine import default_out
+    from ..records import default_out
 
     extra = dict(extra or {})
     _fields_check(extra, "--set", "command line")

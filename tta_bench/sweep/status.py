@@ -49,15 +49,11 @@ def estimate(run: SweepRun) -> Estimate:
     cfg, note, steps = run.cfg, "", None
     if cfg.method not in METHODS:
         note, cfg = f"unknown method {cfg.method!r} in this checkout", dataclasses.replace(cfg, method="source")
-    try:
+    try:  # the options the engine would build (suite defaults and presets included) are checked there
         p = prepare(cfg)
     except (UserError, UnknownNameError) as exc:
         return Estimate(None, steps, "; ".join(filter(None, [note, str(exc).splitlines()[0]])))
-    try:  # the options the engine would build (suite defaults and presets included), without a model
-        steps = int(getattr(METHODS.get(cfg.method).parse_options(p.defaults.options), "steps", 0))
-    except UserError as exc:
-        note = str(exc)
-    return Estimate(len(p.stream.items), steps, note)
+    return Estimate(len(p.stream.items), int(getattr(p.options, "steps", 0)), note)
 
 
 def _count(value: int | None) -> str:

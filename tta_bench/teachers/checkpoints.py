@@ -16,7 +16,7 @@ from ..errors import UserError
 def verify_name_hash(path: Path) -> None:
     """A file named ``<stem>-<hex>.<ext>`` must have a sha256 starting with <hex>."""
     from ..downloads import name_hash
-    from ..records import file_sha256
+    from ..files import file_sha256
 
     expected = name_hash(path.name)
     if expected:

@@ -16,6 +16,7 @@ from tta_bench import engine
 from tta_bench.config import RunConfig
 from tta_bench.data.build import load_suite
 from tta_bench.data.ccc import CCCSource, ccc_splits
+from tta_bench.data.ccc.calibration import Calibrator
 from tta_bench.data.suites import SUITES
 from tta_bench.errors import DataError, UserError
 from tta_bench.vocabulary import PREDICTIONS, SUMMARY
@@ -48,12 +49,13 @@ def _cfg(suite: str, root: Path, **kw) -> RunConfig:
     return RunConfig(suite=suite, data_root=str(root), teacher="tiny", num_workers=0, device="cpu", **kw)
 
 
-def _fake(calls: list) -> callable:
+def _fake(calls: list) -> Calibrator:
+    """A calibration model that predicts class 0 and counts the images it is shown."""
     def classify(images):
         calls.append(len(images))
         return [0] * len(images)
 
-    return lambda: classify
+    return Calibrator("single", lambda: classify)
 
 
 def test_a_stream_is_a_pure_function_of_seed_and_position_and_limit_takes_a_prefix(clean, monkeypatch):
@@ -107,12 +109,14 @@ def test_calibration_is_measured_once_and_cached(clean, monkeypatch):
 def test_settings_that_reorder_the_stream_and_foreign_domains_are_refused(clean, monkeypatch):
     suite = small_ccc()
     with pytest.raises(UserError, match="reorder"):
-        load_suite(_cfg(suite, clean, setting="mixed_domains"))
+        load_suite(_cfg(suite, clean, setting="mixed_domains"), _fake([]))
     with pytest.raises(UserError, match="unknown domain"):
-        load_suite(_cfg(suite, clean, corruptions=["clipart"]))
+        load_suite(_cfg(suite, clean, corruptions=["clipart"]), _fake([]))
     with pytest.raises(UserError, match="--source generated"):
-        load_suite(_cfg(suite, clean, source="published"))
-    data = load_suite(_cfg(suite, clean, corruptions=["speed_1000", "speed_7"], limit=20))
+        load_suite(_cfg(suite, clean, source="published"), _fake([]))
+    with pytest.raises(UserError, match="calibrated on the run's teacher"):
+        load_suite(_cfg(suite, clean))
+    data = load_suite(_cfg(suite, clean, corruptions=["speed_1000", "speed_7"], limit=20), _fake([]))
     assert [s.name for s in data.splits] == ["speed_1000", "speed_7"] and data.subset == "limit-20"
     assert data.generated and not data.partial and "calibration" in data.notes[0]
 
@@ -161,7 +165,7 @@ def test_the_stream_keeps_efficientnet_near_its_target_accuracy_on_real_photogra
     root = SHARED / "imagenet-sample"
     clean_source = load_suite(RunConfig(suite="imagenet", data_root=str(root), allow_partial=True)).splits[0].source
     (_, stream), = ccc_splits(SUITES.get(suite), _cfg(suite, root, limit=128), clean_source, ["speed_8"], [],
-                              lambda: classify)
+                              Calibrator("single", lambda: classify))
     correct = []
     for lo in range(0, len(stream), 64):
         batch = [np.asarray(stream.load(p)) for p in range(lo, min(lo + 64, len(stream)))]

@@ -26,6 +26,16 @@ Classify = Callable[[list[np.ndarray]], list[int]]  # uint8 HWC images -> predic
 Corruptions = tuple[tuple[str, float], ...]  # applied in order; every severity > 0
 
 
+@dataclass(frozen=True)
+class Calibrator:
+    """The model a CCC stream is calibrated on, handed down by whoever runs the suite (the engine: the run's teacher,
+    as it classifies in the run): its prompt spec, which with the teacher, weights and head the configuration names
+    identifies it in the cache key, and a builder of its classifier, called on the first cell the cache lacks."""
+
+    prompts: str
+    classifier: Callable[[], Classify]
+
+
 def cache_dir() -> Path:
     """Where measured cells are kept: TTA_BENCH_CCC_CACHE, else results/ccc_calibration (beside results/runs)."""
     return Path(os.environ.get("TTA_BENCH_CCC_CACHE", "results/ccc_calibration"))
@@ -97,7 +107,7 @@ def cache_key(parts: dict) -> str:
 
 def file_digest(path: str | None) -> str | None:
     """A local file by its content; anything else (a Hub name, None) as it is."""
-    from ...records import file_sha256
+    from ...files import file_sha256
 
     return file_sha256(path) if path and Path(path).is_file() else path
 
