@@ -117,6 +117,12 @@ def independent_effnet_lite0() -> torch.nn.Module:
     return model
 
 
+@pytest.fixture(autouse=True)
+def _private_download_cache(tmp_path, monkeypatch):
+    """Downloads (teacher weights, fetched test sets) go to the test's own cache, never the user's."""
+    monkeypatch.setenv("TTA_BENCH_CACHE", str(tmp_path / "tta-bench-cache"))
+
+
 @pytest.fixture
 def registries():
     """The method, teacher and suite registries as the package has them, restored after the test: what a test

@@ -1,4 +1,5 @@
-"""The Python API: `from tta_bench import run, RunConfig, load_runs, table`, the README's example run as shown."""
+"""The Python API: `from tta_bench import run, RunConfig, load_runs, table`, the documented example
+(docs/results.md) run as shown."""
 from __future__ import annotations
 
 import contextlib
@@ -66,3 +67,28 @@ def test_the_readme_example_runs_as_shown(tmp_path, monkeypatch):
     assert "\\begin{table}" in text and "\\toprule" in text and "gauss" in text and "contr" in text
     assert len(list((tmp_path / "results" / "runs").iterdir())) == 2
     assert tta_bench.run is run
+
+
+@pytest.mark.parametrize("fields, phrase", [
+    ({"seed": -1}, "seed must be >= 0, got -1"),
+    ({"seed": "x"}, "tta_bench.run: seed must be an integer, got 'x'"),
+    ({"batch_size": "16.5"}, "tta_bench.run: batch_size must be an integer, got '16.5'"),
+    ({"method_options": ["steps", 1]}, "tta_bench.run: method_options must be a mapping, got ['steps', 1]"),
+    ({"method": "tent", "method_options": {"steps": 1.5}}, "--steps must be an integer, got 1.5"),
+    ({"corruptions": "fog,fog"}, "corruptions lists fog more than once"),
+    ({"weights": "missing.th"}, "weights missing.th does not exist"),
+])
+def test_bad_values_are_refused_in_words_before_anything_is_written(tmp_path, monkeypatch, fields, phrase):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as error:
+        run(TINY, progress=False, log=lambda *_: None, **fields)
+    assert phrase in str(error.value) and "\n" not in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_text_values_are_converted_as_on_the_command_line():
+    from tta_bench.api import as_config
+
+    cfg = as_config(TINY, seed="1", batch_size="16", corruptions="fog,contrast", severities="3,5")
+    assert (cfg.seed, cfg.batch_size, cfg.corruptions, cfg.severities) == (1, 16, ["fog", "contrast"], [3, 5])
+    assert as_config(RunConfig(seed="2")).seed == 2  # a RunConfig built by hand goes through the same conversion

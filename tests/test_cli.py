@@ -58,7 +58,6 @@ def test_a_folder_that_is_not_a_wnid_is_named(capsys, tmp_path):
     ("--suite", "imagenet-z", "expected one of: aircraft, caltech101, cars"),
     ("--method", "tnet", "expected one of:"),
     ("--teacher", "resnet", "expected one of: cifar-resnet20"),
-    ("--setting", "iid", "expected one of: reset_each_shift, continual"),
 ])
 def test_unknown_names_list_the_valid_choices(capsys, tmp_path, flag, value, choices):
     argv = ["--suite", "imagenet", "--data-root", str(_imagenet(tmp_path)), "--allow-partial", *FAST,
@@ -139,7 +138,7 @@ def test_a_good_run_exits_0_and_prints_the_table(capsys, tmp_path):
     (["--batch-size", "-3"], "--batch-size must be >= 1, got -3"),
     (["--limit", "0"], "--limit must be >= 1, got 0"),
     (["--limit", "-1"], "--limit must be >= 1"),
-    (["--method", "tent", "--lr", "inf"], "--lr must be a finite number > 0, got inf"),
+    (["--method", "tent", "--lr", "inf"], "--lr must be a finite number, got inf"),
     (["--method", "tent", "--lr", "0"], "--lr must be a finite number > 0"),
     (["--method", "tent", "--steps", "-1"], "--steps must be >= 0, got -1"),
     (["--setting", "correlated", "--dirichlet", "nan"], "--dirichlet must be a finite number >= 0"),
@@ -207,3 +206,127 @@ def test_list_shows_every_method_with_its_description_and_the_teachers_it_accept
         assert entry.help in methods[at] and entry.help
         assert methods[at + 1].strip() == f"teachers: {entry.accepts}" and entry.accepts
     assert METHODS.entry("rotta").accepts != METHODS.entry("cotta").accepts  # said per method, not one default
+
+
+# -- the configuration is checked before anything is written ---------------------------------------------------------
+@pytest.mark.parametrize("extra, phrase", [
+    (["--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--seed", "x"], "--seed must be an integer, got 'x'"),
+    (["--batch-size", "1.5"], "--batch-size must be an integer, got '1.5'"),
+    (["--teacher", "cifar-resnet20", "--weights", "resnet20.thh"], "--weights resnet20.thh does not exist"),
+    (["--teacher", "dino:vit_small_patch16_224", "--head", "head.pth"], "--head head.pth does not exist"),
+    (["--source-data", "no-such-folder"], "--source-data no-such-folder does not exist or is not a folder"),
+    (["--prompts", "my_prompts.txt"], "--prompts my_prompts.txt does not exist"),
+    (["--corruptions", "fog,fog"], "--corruptions/--domains lists fog more than once (fog,fog)"),
+    (["--domains", "clipart,clipart"], "lists clipart more than once"),
+    (["--setting", "iid"], "--setting must be one of reset_each_shift, continual"),
+    (["--sorter", "random"], "--sorter must be one of note, rotta"),
+    (["--method", "tent", "--opt", "nonsense=1"], "method tent has no option(s) ['nonsense']"),
+    (["--method", "tent", "--lr", "inf"], "--lr must be a finite number, got inf"),
+    (["--method", "tent", "--opt", "steps=1.5"], "--steps must be an integer, got '1.5'"),
+    (["--nonsense"], "unrecognized arguments: --nonsense (see run_bench.py --help)"),
+])
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["run", "dry-run"])
+def test_bad_configurations_stop_in_one_line_before_anything_is_written(capsys, tmp_path, monkeypatch, extra,
+                                                                        phrase, dry_run):
+    monkeypatch.chdir(tmp_path)  # relative names are looked up here, and nothing may appear here
+    _fails(capsys, ["--suite", "demo", *FAST, *extra, *dry_run], phrase)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dry_run_writes_nothing_and_a_valid_one_exits_0(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--suite", "demo", *FAST, "--method", "tent", "--lr", "0.01", "--dry-run"]) == 0
+    assert "run folder: results/runs/demo-tent-tiny-seed0-" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_paths_a_run_reads_are_recorded_absolute_and_it_reruns_from_elsewhere(capsys, tmp_path, monkeypatch):
+    """`--config RUN/config.json` from another working directory reads the same files: the prompt file and the
+    data folders are recorded absolute."""
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "prompts.txt").write_text("a photo of a {}.\n")
+    monkeypatch.chdir(here)
+    argv = ["--suite", "demo", *FAST, "--teacher", "tiny-clip", "--limit", "1", "--corruptions", "fog",
+            "--prompts", "prompts.txt", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert recorded["prompts"] == str(here / "prompts.txt")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["--config", str(tmp_path / "run" / "config.json"), "--no-progress"]) == 0
+    assert "is complete; reusing its summary" in capsys.readouterr().out
+
+
+def test_the_apm_preset_help_describes_the_network_the_code_builds(capsys):
+    """--help and the documentation's methods table give the paper preset's MLP as the student builds it (input =
+    2 x grid², then the hidden widths), and `list` names the flag that exists."""
+    from readme import section
+    from tta_bench.models.apm_student import PRESETS
+
+    paper = PRESETS["paper"]
+    widths = "-".join(map(str, (paper.query_dim, *paper.hidden)))
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    readme = " ".join(section("Methods").split())
+    assert f"MLP {widths} + a head to the teacher's feature width" in help_text
+    assert f"MLP {widths} + a head to the teacher's feature width" in readme
+    assert main(["list"]) == 0
+    (apm,) = [line for line in capsys.readouterr().out.splitlines() if line.split()[:1] == ["apm"]]
+    assert "--apm-preset auto|cpu|paper" in apm and "--opt preset" not in apm
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv, env, phrase", [
+    (["--seed", "-1"], {}, "--seed must be >= 0, got -1"),
+    (["--teacher", "cifar-resnet20", "--weights", "resnet20.thh", "--dry-run"], {}, "--weights resnet20.thh does not"),
+    (["--config", "bomb.yaml"], {}, "bomb.yaml: the document expands to more than"),
+    (["sweep", "escape.yaml"], {}, "must be a plain folder name"),
+    (["sweep", "sweep.yaml", "--dry-run"], {"SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_COUNT": "2"},
+     "SLURM_ARRAY_TASK_ID='x' is not a task number"),
+])
+def test_the_commands_refuse_bad_configurations_in_one_line(tmp_path, argv, env, phrase):
+    import os
+    import subprocess
+    import sys
+
+    from test_runconfig_file import BOMB
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "bomb.yaml").write_text(BOMB)
+    (tmp_path / "escape.yaml").write_text("name: ../../escape\ngrid: {seed: [0]}\n")
+    (tmp_path / "sweep.yaml").write_text("name: ok\ngrid: {seed: [0, 1]}\n")
+    made = set(tmp_path.iterdir())
+    done = subprocess.run([sys.executable, str(root / "run_bench.py"), *argv], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, **env}, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) == 1 and phrase in done.stderr
+    assert set(tmp_path.iterdir()) == made and not (tmp_path.parent / "escape").exists()
+
+
+@pytest.mark.parametrize("extra, phrase", [
+    (["--method", "memo", "--opt", "crop=centre"], "memo option crop must be one of resized, pad, got 'centre'"),
+    (["--method", "cotta", "--opt", "restore=2"], "cotta option restore must be a finite number <= 1, got 2.0"),
+    (["--method", "tent", "--opt", "optimizer=sgd", "--opt", "momentum=0"], "nesterov needs momentum > 0"),
+])
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["run", "dry-run"])
+def test_method_option_ranges_and_choices_stop_before_anything_is_written(capsys, tmp_path, monkeypatch, extra, phrase,
+                                                                        dry_run):
+    """Not only an option's type: its range, its choices and the method's own rules, before a run folder exists."""
+    monkeypatch.chdir(tmp_path)
+    _fails(capsys, ["--suite", "demo", *FAST, *extra, *dry_run], phrase)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("options, phrase", [({"steps": -3}, "--steps must be >= 0, got -3"),
+                                             ({"steps": 1.5}, "--steps must be an integer, got 1.5"),
+                                             ({"lr": 0}, "--lr must be a finite number > 0, got 0.0")])
+def test_a_run_file_with_bad_method_options_writes_nothing(capsys, tmp_path, options, phrase):
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(json.dumps({"suite": "demo", "method": "tent", "method_options": options}))
+    _fails(capsys, ["--config", str(run_file), *FAST, "--out", str(tmp_path / "run")], phrase)
+    assert not (tmp_path / "run").exists()

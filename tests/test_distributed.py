@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tta_bench import distributed, engine
 from tta_bench.records import read_records
 
 from conftest import CUDA_MARKS, WNIDS, write_images
@@ -20,6 +20,15 @@ from tta_bench.vocabulary import PREDICTIONS, SUMMARY
 
 pytestmark = pytest.mark.slow  # torchrun processes
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def torchrun(nproc: int) -> list[str]:
+    """The launcher on a port free now (fixed ports collide with a second test session or anything else there)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
+            f"--master_port={port}"]
 
 
 def _args(data: Path, out: Path, *extra: str) -> list[str]:
@@ -33,8 +42,8 @@ def test_two_process_gloo_run_matches_single_process(tmp_path):
     single = subprocess.run([sys.executable, *_args(tmp_path / "val", tmp_path / "single")], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533"]
-    sharded = subprocess.run([*torchrun, *_args(tmp_path / "val", tmp_path / "sharded")], cwd=ROOT,
+    launcher = torchrun(2)
+    sharded = subprocess.run([*launcher, *_args(tmp_path / "val", tmp_path / "sharded")], cwd=ROOT,
                              capture_output=True, text=True, timeout=300)
     assert sharded.returncode == 0, sharded.stderr
     # every field equal, the logits' row references included: the merge realigns them per split
@@ -50,32 +59,6 @@ def test_two_process_gloo_run_matches_single_process(tmp_path):
     assert not (tmp_path / "sharded" / "shards").exists()  # merged into predictions.jsonl
 
 
-def test_online_method_over_one_sequential_stream_refuses_to_shard(tmp_path, tiny_config, monkeypatch):
-    write_images(tmp_path / "val", {w: 2 for w in WNIDS}, size=8)
-    cfg = tiny_config(suite="imagenet", data_root=str(tmp_path / "val"), allow_partial=True, setting="continual")
-    p = engine.prepare(cfg)
-
-    class Online:
-        episodic, name = False, "online"
-
-    with pytest.raises(engine.UserError, match="cannot be split over processes"):
-        engine._batches_of_rank(p.stream, 4, Online(), distributed.Dist(rank=0, world=2))
-
-
-def test_episodic_shards_partition_the_stream(tmp_path, tiny_config):
-    write_images(tmp_path / "val", {w: 5 for w in WNIDS}, size=8)
-    p = engine.prepare(tiny_config(suite="imagenet", data_root=str(tmp_path / "val"), allow_partial=True))
-
-    class Episodic:
-        episodic, name = True, "episodic"
-
-    for world in (1, 2, 3, 4):
-        shards = [[i for b in engine._batches_of_rank(p.stream, 2, Episodic(), distributed.Dist(r, world)) for i in b]
-                  for r in range(world)]
-        flat = sorted(i for s in shards for i in s)
-        assert flat == list(range(len(p.stream.items)))
-
-
 @pytest.mark.parametrize("device, backend", [("cpu", "gloo"), pytest.param("cuda", "nccl", marks=CUDA_MARKS)])
 def test_one_process_torchrun_joins_a_process_group_and_equals_a_plain_run(tmp_path, device, backend):
     """A one-process torchrun runs through the collective path (NCCL on CUDA) and gives the plain run's output."""
@@ -84,8 +67,8 @@ def test_one_process_torchrun_joins_a_process_group_and_equals_a_plain_run(tmp_p
     plain = subprocess.run([sys.executable, *args[:-2], "--out", str(tmp_path / "plain"), "--device", device],
                            cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert plain.returncode == 0, plain.stderr
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1", "--master_port=29534"]
-    launched = subprocess.run([*torchrun, *args[:-2], "--out", str(tmp_path / "launched"), "--device", device],
+    launcher = torchrun(1)
+    launched = subprocess.run([*launcher, *args[:-2], "--out", str(tmp_path / "launched"), "--device", device],
                               cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert launched.returncode == 0, launched.stderr
     assert read_records(tmp_path / "launched" / PREDICTIONS) == read_records(tmp_path / "plain" / PREDICTIONS)
@@ -107,8 +90,8 @@ def test_a_killed_torchrun_resumes_to_the_single_process_predictions(tmp_path):
 
     single = subprocess.run([sys.executable, *args("single")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29535"]
-    proc = subprocess.Popen([*torchrun, *args("sharded")], cwd=ROOT, stdout=subprocess.DEVNULL,
+    launcher = torchrun(2)
+    proc = subprocess.Popen([*launcher, *args("sharded")], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     shards = tmp_path / "sharded" / "shards"
     deadline = time.time() + 300
@@ -119,6 +102,6 @@ def test_a_killed_torchrun_resumes_to_the_single_process_predictions(tmp_path):
         time.sleep(0.01)
     proc.wait(timeout=60)
     assert proc.returncode != 0, "the kill must land mid-run"
-    again = subprocess.run([*torchrun, *args("sharded")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    again = subprocess.run([*torchrun(2), *args("sharded")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert read_records(tmp_path / "sharded" / PREDICTIONS) == read_records(tmp_path / "single" / PREDICTIONS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,10 @@ import torch
 
 from conftest import SHARED, WNIDS, independent_effnet_lite0, needs_shared
 from tta_bench import engine
+from tta_bench.choices import ResetMode
+from tta_bench.methods import METHODS
+from tta_bench.methods.base import Batch, Method, Output
+from tta_bench.methods.options import Options
 from tta_bench.errors import UserError
 from tta_bench.vocabulary import CONFIG, PREDICTIONS, SUMMARY
 
@@ -103,19 +108,11 @@ def test_a_run_folder_of_another_config_is_refused_unless_overwrite(imagenet_fol
 
 
 def test_a_folder_left_by_a_run_that_failed_before_predicting_is_not_a_conflict(imagenet_folder, tiny_config):
-    with pytest.raises(UserError, match="needs its weights file"):
-        _run(tiny_config(suite="imagenet", data_root=str(imagenet_folder), allow_partial=True,
-                         teacher="cifar-resnet20"))
+    with pytest.raises(UserError, match="builds a CLIP text head; teacher tiny"):  # found once the teacher is built
+        _run(tiny_config(suite="imagenet", data_root=str(imagenet_folder), allow_partial=True, prompts="ensemble"))
+    assert (Path(tiny_config().out) / "config.json").exists()
     summary = _run(tiny_config(suite="imagenet", data_root=str(imagenet_folder), allow_partial=True))
     assert summary["splits"]["imagenet"]["n"] == 6
-
-
-def test_the_default_run_folder_name_depends_on_what_the_run_computes_only(tiny_config):
-    cfg = tiny_config(suite="imagenet", out=None)
-    name = engine.default_out(cfg)
-    assert name.parent == engine.RUNS_DIR and name.name.startswith("imagenet-source-tiny-seed0-")
-    assert engine.default_out(tiny_config(suite="imagenet", out=None, num_workers=3)) == name
-    assert engine.default_out(tiny_config(suite="imagenet", out=None, limit=5)) != name
 
 
 @needs_shared
@@ -163,20 +160,6 @@ def test_effnet_lite0_on_the_imagenet_sample_agrees_with_an_independent_evaluati
     assert summary["mean_top1"] >= 50.0  # 68.8% over all 500 images
 
 
-@pytest.mark.parametrize("device, precision", [("cpu", "fp32"), ("cpu", "bf16"), ("cuda", "fp32")])
-def test_the_precision_region_can_be_entered_once_per_batch(device, precision):
-    """The engine builds the region once and enters it for every batch (a one-shot context manager broke the
-    float32 CUDA runs); float32 on CUDA turns TF32 off inside and restores it after."""
-    region = engine.autocast(torch.device(device), precision)
-    before = torch.backends.cudnn.allow_tf32
-    for _ in range(3):
-        with region:
-            assert torch.is_autocast_enabled(device) == (precision == "bf16")
-            if device == "cuda":
-                assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
-    assert torch.backends.cudnn.allow_tf32 == before
-
-
 def test_methods_that_ask_for_it_get_each_full_decoded_image(tmp_path, tiny_config, monkeypatch):
     """Batch.raw: the picture as decoded (here 96 x 48 and 40 x 72), before the teacher's resize and centre crop, only
     for a method whose ``raw_images`` is set."""
@@ -205,3 +188,36 @@ def test_methods_that_ask_for_it_get_each_full_decoded_image(tmp_path, tiny_conf
     assert shape == (2, 3, 64, 64)  # tiny-clip's input
     assert [r.dtype for r in raw] == [torch.uint8] * 2 and all(torch.equal(r, p) for r, p in zip(raw, pictures))
     assert seen["source"][1] is None
+
+
+@dataclass
+class _OnlineOptions(Options):
+    reset: ResetMode = "online"
+
+
+class _Counting(Method):
+    """Records the engine's calls: "reset", or the size of the batch it predicts."""
+
+    options_class = _OnlineOptions
+    calls: list = []
+
+    def reset(self) -> None:
+        self.calls.append("reset")
+        super().reset()
+
+    def predict(self, batch: Batch) -> Output:
+        self.calls.append(len(batch.images))
+        return Output(self.teacher(batch.images))
+
+
+@pytest.mark.parametrize("reset, expected", [
+    ("online", ["reset", 2, 2, "reset", 2, 2]),  # at each domain start (reset_each_shift)
+    ("episodic", ["reset", 2] * 4),  # before every batch
+])
+def test_the_engine_resets_where_the_setting_allows_and_before_every_batch_under_reset_episodic(
+        tiny_config, registries, reset, expected):
+    METHODS.register("counting", "test method")(_Counting)
+    _Counting.calls = []
+    _run(tiny_config(suite="demo", method="counting", corruptions=["fog", "snow"], batch_size=2,
+                     method_options={"reset": reset}))
+    assert _Counting.calls == expected

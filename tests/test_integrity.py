@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import WNIDS, write_images
+from conftest import WNIDS, image_stack, write_arrays, write_images
 from tta_bench import engine
+from tta_bench.config import RunConfig
 from tta_bench.errors import UserError
 from tta_bench.records import RunFolder
-from tta_bench.vocabulary import INPUTS, SUMMARY
+from tta_bench.vocabulary import CONFIG, INPUTS, PREDICTIONS, SUMMARY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,6 +62,69 @@ os._exit(0)  # dies holding the lock, as a SIGKILL would leave it
     RunFolder.open(cfg.out, cfg).release()
 
 
+@pytest.mark.slow
+def test_an_immediate_rerun_after_kill_9_with_decoding_workers_resumes(tmp_path):
+    """DataLoader workers outlive a killed parent by seconds: they must not hold the folder's lock."""
+    write_images(tmp_path / "val", {w: 60 for w in WNIDS}, size=8)
+    out = tmp_path / "run"
+    command = [sys.executable, str(ROOT / "run_bench.py"), "--suite", "imagenet", "--data-root", str(tmp_path / "val"),
+               "--allow-partial", "--teacher", "tiny", "--batch-size", "1", "--workers", "2", "--device", "cpu",
+               "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (out / PREDICTIONS).exists() and (out / PREDICTIONS).read_bytes().count(b"\n") >= 5:
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / SUMMARY).exists(), "the kill must land mid-run"
+    # at once, while the killed run's workers may still live (they notice a dead parent within 5 s)
+    RunFolder.open(out, RunConfig.from_dict(json.loads((out / CONFIG).read_text()))).release()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / SUMMARY).read_text())["splits"]["imagenet"]["n"] == 180
+
+
+def test_the_holders_command_line_is_named_in_full(tmp_path, tiny_config, monkeypatch):
+    out = tmp_path.joinpath(*["deep"] * 70, "conc1")  # a command line far beyond 300 characters
+    cfg = tiny_config(out=str(out))
+    argv = ["run_bench.py", "--suite", "imagenet", "--data-root", str(tmp_path / "val"), "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    first = RunFolder.open(cfg.out, cfg)
+    try:
+        with pytest.raises(UserError) as refused:
+            RunFolder.open(cfg.out, cfg)
+    finally:
+        first.release()
+    assert f"--out {out};" in str(refused.value)
+
+
+@pytest.mark.slow
+def test_a_dead_recorded_holder_is_named_as_dead(tmp_path, tiny_config):
+    cfg = tiny_config()
+    RunFolder.open(cfg.out, cfg).release()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock = Path(cfg.out) / ".lock"
+    lock.write_text(f"process {dead.pid} on {socket.gethostname()} since 2026-01-01 00:00:00: run_bench.py\n")
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import fcntl, os, sys, time
+fd = os.open({str(lock)!r}, os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UserError, match=rf"in use by process {holder.pid} \(the recorded holder, process "
+                                            rf"{dead.pid} .* is no longer running\)"):
+            RunFolder.open(cfg.out, cfg)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_changed_inputs_stop_a_resume_and_name_what_changed(tmp_path, tiny_config):
     write_images(tmp_path / "val", {w: 2 for w in WNIDS})
     prompts = tmp_path / "prompts.txt"
@@ -73,9 +140,43 @@ def test_changed_inputs_stop_a_resume_and_name_what_changed(tmp_path, tiny_confi
     with pytest.raises(UserError, match="stream changed since"):
         _run(cfg)
     inputs = json.loads((Path(cfg.out) / INPUTS).read_text())
-    assert set(inputs) == {"stream", "precision", "weights", "head", "prompts"}
+    assert set(inputs) == {"stream", "data", "precision", "weights", "head", "prompts"}
     cfg.overwrite = True
     assert _run(cfg)["data"]["n_samples"] == 2 * len(WNIDS) + 1  # --overwrite starts afresh on the new inputs
+
+
+def _interrupted(cfg) -> None:
+    """A run killed half-way: half its predictions on disk, no summary."""
+    _run(cfg)
+    path = Path(cfg.out) / PREDICTIONS
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:len(lines) // 2]))
+    (Path(cfg.out) / SUMMARY).unlink()
+
+
+def test_images_edited_in_place_between_a_kill_and_the_rerun_stop_the_resume(tmp_path, tiny_config):
+    paths = write_images(tmp_path / "val", {w: 2 for w in WNIDS})
+    cfg = tiny_config(suite="imagenet", data_root=str(tmp_path / "val"), allow_partial=True)
+    _interrupted(cfg)
+    first = json.loads((Path(cfg.out) / INPUTS).read_text())["data"]
+    _run(cfg)  # unchanged: resumes, and the fingerprints stay the same
+    assert json.loads((Path(cfg.out) / INPUTS).read_text())["data"] == first
+    (Path(cfg.out) / SUMMARY).unlink()
+    write_images(tmp_path / "other", {w: 2 for w in WNIDS}, size=48)  # set B under set A's names
+    for path in paths:
+        path.write_bytes((tmp_path / "other" / path.relative_to(tmp_path / "val")).read_bytes())
+    with pytest.raises(UserError, match=r"the samples of split\(s\) imagenet \(file sizes and modification times\) "
+                                        "changed since"):
+        _run(cfg)
+
+
+def test_an_images_npy_swapped_between_a_kill_and_the_rerun_stops_the_resume(tmp_path, tiny_config):
+    write_arrays(tmp_path / "cifar", {"images": image_stack(8)}, [0, 1, 2, 3] * 2)
+    cfg = tiny_config(suite="cifar10", data_root=str(tmp_path / "cifar"), allow_partial=True)
+    _interrupted(cfg)
+    write_arrays(tmp_path / "cifar", {"images": image_stack(8, offset=100)}, [0, 1, 2, 3] * 2)
+    with pytest.raises(UserError, match=r"split\(s\) cifar10 \(array content\) changed since"):
+        _run(cfg)
 
 
 def test_a_swapped_checkpoint_stops_a_resume(tmp_path, tiny_config):

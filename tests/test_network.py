@@ -3,6 +3,9 @@ no traceback; files in the local cache still load offline."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,8 +14,15 @@ from tta_bench.cli import main
 from tta_bench.errors import UserError
 from tta_bench.teachers import TEACHERS
 
+ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--workers", "0", "--device", "cpu", "--no-progress", "--corruptions", "fog", "--limit", "1"]
-offline_here = pytest.mark.skipif(network.hub_reachable(), reason="the Hub is reachable from this machine")
+
+
+@pytest.fixture
+def offline_here() -> None:
+    """Skips where the Hub answers; the probe runs with the test, never at import (collection makes no connection)."""
+    if network.hub_reachable():
+        pytest.skip("the Hub is reachable from this machine")
 
 
 class ConnectError(Exception):  # how httpx names it; matched by name, as the clients' classes vary by version
@@ -75,17 +85,35 @@ def test_a_teacher_download_failure_is_one_line_on_the_command_line(monkeypatch,
     assert "could not fetch the weights of teacher timm:resnet18.a1_in1k" in err and "--weights PATH" in err
 
 
-@offline_here
+@pytest.mark.usefixtures("offline_here")
 def test_real_hub_teacher_offline(capfd, tmp_path):
     assert main(["--teacher", "timm:resnet18.a1_in1k", *FAST, "--out", str(tmp_path / "run")]) == 2
     err = capfd.readouterr().err
     assert err.count("\n") == 1 and "Retrying" not in err and "--weights PATH" in err
 
 
-@offline_here
+@pytest.mark.usefixtures("offline_here")
 def test_real_hub_dataset_offline(capfd, tmp_path):
     assert main(["--suite", "imagenet-r", "--source", "hub", "--teacher", "tiny", *FAST[:5],
                  "--out", str(tmp_path / "run")]) == 2
     err = capfd.readouterr().err
     assert err.count("\n") == 1 and "Retrying" not in err
     assert "could not fetch the Hugging Face dataset" in err and "--data-root PATH" in err
+
+
+@pytest.mark.slow
+def test_importing_the_package_and_collecting_the_tests_connects_nowhere():
+    """A probe at import time costs every pytest run up to its time-out where a firewall drops packets."""
+    code = f"""
+import socket, sys
+def refuse(*args, **kwargs):
+    raise AssertionError(f"network connection at import or collection: {{args}}")
+socket.create_connection = refuse
+socket.socket.connect = refuse
+import pytest
+import tta_bench.cli, tta_bench.network, tta_bench.data.hub, tta_bench.teachers, tta_bench.engine
+sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", {str(ROOT / "tests")!r}]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "network connection" not in done.stdout + done.stderr

@@ -12,7 +12,7 @@ import pytest
 from tta_bench import engine
 from tta_bench.config import RunConfig
 from tta_bench.outputs import STEPS_ASKED, merged
-from tta_bench.records import read_records
+from tta_bench.records import default_out, read_records
 from tta_bench.vocabulary import CONFIG, LOGITS, PREDICTIONS, SUMMARY
 
 BASE = dict(suite="demo", teacher="tiny", corruptions=["fog", "contrast"], num_workers=0, device="cpu", batch_size=2)
@@ -38,7 +38,7 @@ def _preds(out: Path) -> dict:
 def test_output_options_are_not_identity():
     plain = RunConfig(**BASE)
     both = RunConfig(**{**BASE, "num_workers": 2}, save_logits=True, record_steps=[0, 5])
-    assert plain.identity() == both.identity() and engine.default_out(plain) == engine.default_out(both)
+    assert plain.identity() == both.identity() and default_out(plain) == default_out(both)
 
 
 def test_adding_save_logits_computes_them_in_the_same_folder(tmp_path, predicted):

@@ -105,7 +105,7 @@ def test_kill_during_summary_write_keeps_the_previous_summary(tmp_path):
     path = tmp_path / SUMMARY
     previous = {"splits": {"x": {"top1": 50.0}}}
     path.write_text(json.dumps(previous))
-    writer = ("import sys; from pathlib import Path; from tta_bench.records import write_json; "
+    writer = ("import sys; from pathlib import Path; from tta_bench.files import write_json; "
               "write_json(Path(sys.argv[1]), {'blob': ['x' * 1000] * 400000})")
     proc = subprocess.Popen([sys.executable, "-c", writer, str(path)], cwd=ROOT)
     tmp = tmp_path / ".summary.json.tmp"
@@ -132,6 +132,45 @@ def test_torn_last_line_is_dropped_on_resume(tmp_path, tiny_config):
     records = read_records(path)
     assert len(records) == len({(r["split"], r["id"]) for r in records}) == 6 * 1
     assert summary["splits"]["imagenet"]["n"] == 6
+
+
+@pytest.mark.parametrize("damage", [lambda line: line[:20] + b"\n", lambda line: b"\0" * (len(line) - 1) + b"\n",
+                                    lambda line: b'{"split": "imagenet"}\n', lambda line: b"[1, 2]\n"])
+def test_a_damaged_line_is_named_with_how_to_keep_the_lines_before_it(tmp_path, damage):
+    """A complete line that is no record (cut by a copy, zeros from a crashed filesystem) ended in a traceback."""
+    from tta_bench.errors import UserError
+
+    record = {"split": "imagenet", "label": 1, "pred": 2, "top5": [2, 1], "correct": False, "status": "ok"}
+    lines = [json.dumps({**record, "id": f"n/{k}.JPEG"}).encode() + b"\n" for k in range(6)]
+    path = tmp_path / PREDICTIONS
+    path.write_bytes(b"".join(lines[:4] + [damage(lines[4])] + lines[5:]))
+    with pytest.raises(UserError) as damaged:
+        read_records(path)
+    message = str(damaged.value)
+    assert "\n" not in message and f"{path}:5 is damaged" in message and "keep the 4 line(s) before it" in message
+    assert f"head -n 4 {path} > " in message
+
+
+@pytest.mark.slow
+def test_the_advice_for_a_damaged_line_works_and_the_rerun_completes(tmp_path, capsys):
+    from tta_bench.cli import main
+
+    data, out = _data(tmp_path), tmp_path / "run"
+    argv = ["--suite", "imagenet", "--data-root", str(data), "--allow-partial", "--teacher", "tiny", "--limit", "8",
+            "--workers", "0", "--device", "cpu", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    path = out / PREDICTIONS
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:4] + [lines[4][:20] + b"\n"] + lines[5:6]))  # killed, one line damaged
+    (out / SUMMARY).unlink()
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{path}:5 is damaged" in err
+    subprocess.run(err.split("run `", 1)[1].split("`", 1)[0], shell=True, check=True)
+    assert main(argv) == 0
+    records = read_records(path)
+    assert len(records) == len({(r["split"], r["id"]) for r in records}) == 8
 
 
 def test_an_online_method_killed_mid_segment_resumes_to_the_uninterrupted_predictions(tmp_path, monkeypatch):

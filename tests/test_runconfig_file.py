@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import image_stack, write_arrays
 from tta_bench import cli, engine, sweep
 from tta_bench.config import RunConfig
 from tta_bench.errors import UserError
-from tta_bench.runconfig_file import (command_line_fields, config_from_file, given_options, read_run_file,
-                                      resolved)
+from tta_bench.runconfig_file import config_from_file, read_run_file
 from tta_bench.vocabulary import CONFIG, SUMMARY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,9 +29,7 @@ def _file(path: Path, data: dict) -> Path:
 
 def _cli_config(argv: list[str]) -> RunConfig:
     """The configuration `run_bench.py ARGV` would run (what cmd_run builds)."""
-    a = cli.run_parser().parse_args(argv)
-    cfg = cli.config_from_args(a)
-    return config_from_file(a.config, command_line_fields(a, given_options(cli.run_parser, argv), cfg))
+    return cli.run_config(argv)[0]
 
 
 def test_file_fields_with_typed_options_on_top(tmp_path):
@@ -45,10 +43,11 @@ def test_file_fields_with_typed_options_on_top(tmp_path):
     assert cfg.seed == 0 and cfg.method == "tent" and cfg.batch_size == 1
 
 
-def test_given_options_are_only_the_typed_ones():
-    assert given_options(cli.run_parser, ["--seed", "0", "--save-logits", "--opt", "a=1"]) == {"seed", "save_logits",
-                                                                                             "opt"}
-    assert given_options(cli.run_parser, []) == set()
+def test_a_files_flags_can_be_turned_off_on_the_command_line(tmp_path):
+    path = _file(tmp_path / "run.yaml", {**TINY, "save_logits": True, "allow_partial": True})
+    assert _cli_config(["--config", str(path)]).save_logits
+    cfg = _cli_config(["--config", str(path), "--no-save-logits"])
+    assert not cfg.save_logits and cfg.allow_partial
 
 
 def test_unknown_keys_fail_with_the_field_a_cli_spelling_means(tmp_path, capsys):
@@ -93,24 +92,99 @@ def test_run_file_and_sweep_cells_are_one_schema():
     run_file = read_run_file(EXAMPLES / "run.yaml")
     as_sweep = sweep.parse_sweep({"name": "one", "base": run_file, "grid": {"seed": [run_file["seed"]]}})
     (only,) = sweep.expand(as_sweep, "/tmp/sweep-out")
-    assert only.cfg.identity() == resolved(config_from_file(EXAMPLES / "run.yaml")).identity()
+    assert only.cfg.identity() == config_from_file(EXAMPLES / "run.yaml").identity()
     with pytest.raises(UserError, match="'workers' is num_workers"):  # the same checks, the same hints
         sweep.parse_sweep({"name": "bad", "base": {"workers": 1}})
 
 
-def test_the_shipped_examples_are_valid():
-    cfg = config_from_file(EXAMPLES / "run.yaml")
+def test_the_shipped_examples_are_valid(tmp_path):
+    """The examples adapt ResNet-20 on CIFAR-10-C at the paper's batch size (here on a stand-in for the fetched
+    test set: the runs themselves are tests/test_readme.py's)."""
+    clean = write_arrays(tmp_path / "cifar10", {"images": image_stack(12)}, [i % 10 for i in range(12)])
+    cfg = config_from_file(EXAMPLES / "run.yaml", {"data_root": str(clean)})
     plan = engine.plan(engine.prepare(cfg))  # the data side of the run: suite, corruptions, stream
-    assert "suite demo" in plan and "16 samples" in plan and "WARNING" not in plan
+    assert "suite cifar10-c (generated, limit-300)" in plan and "batch size 200" in plan and "too small" not in plan
+    assert (cfg.method, cfg.teacher, cfg.weights) == ("tent", "cifar-resnet20", None)  # weights: the release file
     runs = sweep.expand(sweep.load_sweep(EXAMPLES / "sweep.yaml"), "/tmp/sweep-out")
-    assert [(r.cfg.method, r.cfg.seed) for r in runs] == [("source", 0), ("bn_adapt", 0), ("bn_adapt", 1),
-                                                          ("tent", 0), ("tent", 1)]
-    assert all(r.cfg.batch_size == 2 for r in runs if r.cfg.method == "tent")
+    assert [(r.cfg.method, r.cfg.seed) for r in runs] == [("source", 0), ("bn_adapt", 0), ("tent", 0)]
+    assert {(r.cfg.suite, r.cfg.source, r.cfg.limit, r.cfg.batch_size) for r in runs} == {
+        ("cifar10-c", "generated", 300, None)}
 
 
 def test_data_folders_become_absolute(tmp_path, monkeypatch):
     (tmp_path / "data").mkdir()
     monkeypatch.chdir(tmp_path)
-    cfg = resolved(RunConfig(suite="imagenet", data_root="data", source_data="absent"))
+    cfg = RunConfig.build({"suite": "imagenet", "data_root": "data", "source_data": "absent"})
     assert cfg.data_root == str(tmp_path / "data") and os.path.isabs(cfg.data_root)
     assert cfg.source_data == "absent"  # not a folder here (a Hub id, or a typo the data loader reports)
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{k}: &{k} [{', '.join([f'*{p}'] * 9)}]\n" for p, k in zip("abcdefgh", "bcdefghi")) + "suite: *i\n"
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path, capsys):
+    """500 bytes that stand for 9**9 strings: refused while reading, before anything expands them."""
+    assert len(BOMB) < 600
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMB)
+    with pytest.raises(UserError, match="expands to more than 100,000 values"):
+        read_run_file(path)
+    assert cli.main(["--config", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: the document expands") and len(err.strip().splitlines()) == 1
+    (tmp_path / "self.yaml").write_text("method_options: &m {x: *m}\n")
+    with pytest.raises(UserError, match="refers to a node that contains it"):
+        read_run_file(tmp_path / "self.yaml")
+
+
+def test_anchors_used_sparingly_still_work(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text("corruptions: &c [fog, contrast]\nmethod_options: {steps: 1}\n")
+    assert read_run_file(path)["corruptions"] == ["fog", "contrast"]
+
+
+@pytest.mark.parametrize("name, text, phrase", [
+    ("dup.yaml", "suite: demo\nseed: 1\nseed: 2\n", "duplicate key 'seed' (line 3)"),
+    ("dup.yaml", "method_options:\n  steps: 1\n  steps: 2\n", "duplicate key 'steps' (line 3)"),
+    ("dup.json", '{"seed": 1, "suite": "demo", "seed": 2}', "duplicate key(s) 'seed'"),
+])
+def test_duplicate_keys_are_refused_naming_the_key_and_file(tmp_path, capsys, name, text, phrase):
+    path = tmp_path / name
+    path.write_text(text)
+    assert cli.main(["--config", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {path}: ") and phrase in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("options, phrase", [
+    ({"steps": 1.5}, "--steps must be an integer, got 1.5"),
+    ({"lr": "fast"}, "--lr must be a number, got 'fast'"),
+    ({"nonsense": 1}, "method tent has no option(s) ['nonsense']"),
+])
+def test_method_options_in_a_run_file_are_typed_as_on_the_command_line(tmp_path, capsys, options, phrase):
+    path = _file(tmp_path / "run.yaml", {**TINY, "method": "tent", "method_options": options,
+                                         "out": str(tmp_path / "run")})
+    for extra in ([], ["--dry-run"]):
+        assert cli.main(["--config", str(path), *extra]) == 2
+        assert phrase in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_file_values_are_typed_naming_the_file(tmp_path, capsys):
+    path = _file(tmp_path / "run.yaml", {**TINY, "seed": "x"})
+    assert cli.main(["--config", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {path}: seed must be an integer, got 'x'"
+    path = _file(tmp_path / "run.yaml", {**TINY, "corruptions": "fog,contrast", "seed": "2"})
+    cfg = _cli_config(["--config", str(path)])
+    assert cfg.corruptions == ["fog", "contrast"] and cfg.seed == 2
+    assert _cli_config(["--config", str(path), "--domains", "snow"]).corruptions == ["snow"]
+
+
+def test_command_line_spellings_in_a_file_are_explained(tmp_path):
+    path = _file(tmp_path / "run.yaml", {"domains": ["real"], "apm_preset": "paper", "opt": {}, "dry_run": True})
+    with pytest.raises(UserError) as error:
+        read_run_file(path)
+    message = str(error.value)
+    assert "'domains' is corruptions" in message and "'apm_preset' is method_options: {preset: ...}" in message
+    assert "'opt' is method_options: {KEY: VALUE}" in message and "'dry_run' is a command-line option" in message

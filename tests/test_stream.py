@@ -15,9 +15,10 @@ from tta_bench.config import RunConfig
 from tta_bench.data.build import Split, load_suite
 from tta_bench.data.sources import ArraySource, FileSource
 from tta_bench.errors import UserError
+from tta_bench.class_order import note_order, rotta_order
 from tta_bench.report.runs import run_label
-from tta_bench.stream import (GRADUAL, SETTINGS, build_stream, default_array_order, default_dirichlet, limit_note,
-                              note_order, published_length, rotta_order)
+from tta_bench.stream import (GRADUAL, SETTINGS, batches_of_rank, build_stream, default_array_order, default_dirichlet,
+                              limit_note, published_length)
 from tta_bench.vocabulary import PREDICTIONS, record_key
 
 CORRUPTIONS = ("gaussian_noise", "fog")
@@ -48,7 +49,7 @@ def graded_imagenet_c(tmp_path_factory) -> Path:
 
 def test_a_non_adapting_method_predicts_the_same_under_every_setting(graded_imagenet_c, tmp_path):
     predictions, sizes = {}, {}
-    for setting in SETTINGS:
+    for setting in SETTINGS.names():
         out = tmp_path / setting
         cfg = RunConfig(suite="imagenet-c", data_root=str(graded_imagenet_c), corruptions=list(CORRUPTIONS),
                         severities=[1, 2, 3, 4, 5], allow_partial=True, setting=setting, teacher="tiny",
@@ -282,7 +283,7 @@ def test_reset_points_and_batches_follow_the_setting():
 
 
 def test_unknown_setting_lists_the_choices():
-    with pytest.raises(UserError, match="unknown setting 'iid'; expected one of: reset_each_shift, continual"):
+    with pytest.raises(UserError, match="unknown setting 'iid'; expected one of: continual, correlated, gradual"):
         build_stream([_folder_split("a", 2)], "iid", seed=0)
 
 
@@ -300,3 +301,21 @@ def test_bn_adaptation_suffers_on_a_class_correlated_stream(tmp_path):
     shuffled, correlated = run("reset_each_shift"), run("correlated")
     assert shuffled > 40.0
     assert correlated < shuffled - 15.0
+
+
+def test_online_method_over_one_sequential_stream_refuses_to_shard(tmp_path, tiny_config):
+    write_images(tmp_path / "val", {w: 2 for w in WNIDS}, size=8)
+    cfg = tiny_config(suite="imagenet", data_root=str(tmp_path / "val"), allow_partial=True, setting="continual")
+    p = engine.prepare(cfg)
+    with pytest.raises(UserError, match="cannot be split over processes"):
+        batches_of_rank(p.stream, 4, per_sample=False, rank=0, world=2, method="online")
+
+
+def test_episodic_shards_partition_the_stream(tmp_path, tiny_config):
+    write_images(tmp_path / "val", {w: 5 for w in WNIDS}, size=8)
+    p = engine.prepare(tiny_config(suite="imagenet", data_root=str(tmp_path / "val"), allow_partial=True))
+    for world in (1, 2, 3, 4):
+        shards = [[i for b in batches_of_rank(p.stream, 2, True, r, world, "per-sample") for i in b]
+                  for r in range(world)]
+        flat = sorted(i for s in shards for i in s)
+        assert flat == list(range(len(p.stream.items)))

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tta_bench import cli, engine, sweep
+from tta_bench.records import default_out
 from tta_bench.errors import UserError
 from tta_bench.records import SUMMARY
 
@@ -59,7 +60,7 @@ def test_expand_orders_the_grid_and_applies_overrides_and_exclude(tmp_path: Path
     assert by_method["source"].method_options == {"lr": 0.5} and all(r.cfg.limit == 5 for r in runs)
     outs = [Path(r.cfg.out) for r in runs]
     assert len(set(outs)) == len(runs) and all(o.parent == tmp_path for o in outs)
-    assert all(o.name == engine.default_out(r.cfg).name for o, r in zip(outs, runs))
+    assert all(o.name == default_out(r.cfg).name for o, r in zip(outs, runs))
     # command-line --set wins over everything; cells that become identical are one run
     assert len(sweep.expand(s, tmp_path, {"seed": 3})) == 2 * 3
 
@@ -288,3 +289,61 @@ def test_a_ranking_where_every_method_ties_has_no_correlation() -> None:
     summaries = [_unified_summary("continual", m, 40.0) for m in ("source", "tent")]
     assert "continual: every method ties in one of the orderings; no rank correlation" in \
         sweep.paper.ranking_text(table, summaries, load_published())
+
+
+@pytest.mark.parametrize("name", ["../../escape", "/tmp/abs", "a/b", "..", ".hidden", ""])
+def test_a_sweep_name_is_a_plain_folder_name(tmp_path: Path, monkeypatch, capsys, name: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_yaml(tmp_path / "s.yaml", {**DEMO, "name": name})
+    assert cli.main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {path}: 'name' (the sweep's folder under results/sweeps) must be a plain folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
+
+
+@pytest.mark.parametrize("env, phrase", [
+    ({"SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_COUNT": "4"}, "SLURM_ARRAY_TASK_ID='x' is not a task number"),
+    ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": ""}, "SLURM_ARRAY_TASK_COUNT='' is not a task number"),
+    ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "one"},
+     "SLURM_ARRAY_TASK_MIN='one' is not a task number"),
+    ({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "4"}, "shard 5/4: expected I/N with 0 <= I < N"),
+])
+def test_bad_slurm_variables_stop_in_one_line(tmp_path: Path, monkeypatch, capsys, env, phrase) -> None:
+    path = write_yaml(tmp_path / "s.yaml", DEMO)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["sweep", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert phrase in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("shard, phrase", [("1", "--shard expects I/N"), ("a/b", "--shard expects I/N"),
+                                           ("1/0", "shard 1/0: expected I/N with 0 <= I < N"),
+                                           ("2/2", "shard 2/2"), ("1/2/3", "--shard expects I/N")])
+def test_bad_shards_stop_in_one_line(tmp_path: Path, capsys, shard: str, phrase: str) -> None:
+    path = write_yaml(tmp_path / "s.yaml", DEMO)
+    assert cli.main(["sweep", str(path), "--dry-run", "--shard", shard]) == 2
+    err = capsys.readouterr().err
+    assert phrase in err and len(err.strip().splitlines()) == 1
+
+
+def test_sweep_files_are_read_as_safely_as_run_files(tmp_path: Path) -> None:
+    from test_runconfig_file import BOMB
+
+    (tmp_path / "dup.yaml").write_text("name: a\nname: b\n")
+    with pytest.raises(UserError, match=r"dup.yaml: duplicate key 'name' \(line 2\)"):
+        sweep.load_sweep(tmp_path / "dup.yaml")
+    (tmp_path / "bomb.yaml").write_text(BOMB.replace("suite: *i", "name: bomb\nbase: {method_options: {x: *i}}"))
+    with pytest.raises(UserError, match="expands to more than"):
+        sweep.load_sweep(tmp_path / "bomb.yaml")
+    with pytest.raises(UserError, match="--set: duplicate key 'a'"):
+        sweep.parse_sets(["method_options={a: 1, a: 2}"])
+
+
+def test_a_run_with_bad_method_options_fails_alone_before_writing(tmp_path: Path, capsys) -> None:
+    data = {**DEMO, "grid": {"method": ["tent", "source"]}, "overrides": [
+        {"match": {"method": "tent"}, "set": {"method_options": {"steps": 1.5}}}]}
+    path = write_yaml(tmp_path / "s.yaml", data)
+    assert sweep.sweep_command(str(path), out=str(tmp_path / "out"), progress=False) == 1
+    assert "--steps must be an integer, got 1.5" in capsys.readouterr().out
+    assert len(list((tmp_path / "out").iterdir())) == 1  # the source run's folder only

@@ -22,7 +22,8 @@ Runs = Union[str, Path, Mapping[str, Any], Iterable[Union[str, Path, Mapping[str
 
 def as_config(config: RunConfig | Mapping[str, Any] | str | Path | None = None, **fields: Any) -> RunConfig:
     """A RunConfig from a RunConfig, a mapping of its fields, a run file (YAML, or a run folder / its config.json),
-    with ``fields`` on top (method_options merge key by key), every key checked."""
+    with ``fields`` on top (method_options merge key by key), every key checked and every value converted as the
+    command line converts it (``seed="1"`` -> 1, ``corruptions="fog,contrast"`` -> two corruptions)."""
     if config is None:
         base: dict[str, Any] = {}
     elif isinstance(config, RunConfig):
@@ -35,17 +36,20 @@ def as_config(config: RunConfig | Mapping[str, Any] | str | Path | None = None, 
     else:
         raise TypeError(f"config must be a RunConfig, a mapping, a file path or None, not {type(config).__name__}")
     check_fields(fields, "the keyword arguments", "tta_bench.run")
-    return RunConfig(**layer(base, fields))
+    return RunConfig.build(layer(base, fields), "tta_bench.run")
 
 
 def run(config: RunConfig | Mapping[str, Any] | str | Path | None = None, /, *, progress: bool = True,
         log: Callable[[str], None] = print, **fields: Any) -> dict[str, Any]:
     """Run (or resume, or reuse) one configuration and return its summary: the content of summary.json (accuracy
-    per split, means, configuration, provenance, cost). Under torchrun, ranks other than 0 return {}."""
+    per split, means, configuration, provenance, cost). Under torchrun, ranks other than 0 return {}. A bad value
+    raises UserError before anything is written."""
     from . import engine
-    from .runconfig_file import resolved
+    from .preflight import preflight
 
-    return engine.run(resolved(as_config(config, **fields)), progress=progress, log=log)
+    cfg = as_config(config, **fields)
+    preflight(cfg, names="fields")
+    return engine.run(cfg, progress=progress, log=log)
 
 
 def _warn(line: str) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
+Setting = Literal["reset_each_shift", "continual", "gradual", "mixed_domains", "correlated", "reset_each_shift_correlated",
+                  "gradual_correlated", "mixed_domains_correlated", "gradual_once"]  # test streams (stream.SETTINGS)
 Source = Literal["published", "hub", "generated"]  # the standard on-disk layout, a Hugging Face copy, generated
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16"]  # auto: the method's reference precision on CUDA, float32 on the CPU
@@ -16,7 +18,10 @@ Sorter = Literal["note", "rotta"]  # class-correlated order: the unified benchma
 ArrayOrder = Literal["keep", "shuffle"]  # an array layout's order within a domain: as published, or shuffled by seed
 LabelIndex = Literal["imagenet1k", "suite"]  # what a Hub copy's integer labels index
 TableFormat = Literal["md", "csv", "latex"]
+PromptSet = Literal["single", "apm", "ensemble", "coop", "tip"]  # named CLIP prompt sets; any other --prompts is a file
+LogKind = Literal["csv", "tensorboard", "wandb"]  # experiment logging while a run goes (runlog.py)
 
+SETTINGS: tuple[str, ...] = get_args(Setting)
 SOURCES: tuple[str, ...] = get_args(Source)
 DEVICES: tuple[str, ...] = get_args(Device)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -26,3 +31,5 @@ SORTERS: tuple[str, ...] = get_args(Sorter)
 ARRAY_ORDERS: tuple[str, ...] = get_args(ArrayOrder)
 LABEL_INDICES: tuple[str, ...] = get_args(LabelIndex)
 TABLE_FORMATS: tuple[str, ...] = get_args(TableFormat)
+PROMPT_SETS: tuple[str, ...] = get_args(PromptSet)
+LOGS: tuple[str, ...] = get_args(LogKind)

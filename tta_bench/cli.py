@@ -8,9 +8,13 @@ import argparse
 import dataclasses
 import os
 import sys
-from typing import Callable, Sequence
+import types
+import typing
+from pathlib import Path
+from typing import Callable, NoReturn, Sequence
 
-from .config import SOURCES, RunConfig, parse_key_values
+from .choices import DEVICES, TABLE_FORMATS
+from .config import EXECUTION, GROUPS, STREAM, WHAT, RunConfig, convert, hints, parse_key_values, spelling
 from .errors import UserError
 from .registry import UnknownNameError
 
@@ -23,95 +27,85 @@ DEMO_HINT = """examples:
   python run_bench.py --config examples/run.yaml   # a run file; options typed after it override it
   python run_bench.py list                   # suites, methods, teachers, settings
   python run_bench.py table results/runs/*   # comparison table of finished runs
-subcommands: list, table, plot, check, metrics, sweep, reproduce, islands (each has --help)"""
+subcommands: list, table, plot, check, compare, metrics, sweep, reproduce, islands (each has --help)"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a bad command line reported as every other user error: one line, exit 2 (``main``)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see {self.prog} --help)")
 
 
 def _csv(cast: Callable = str) -> Callable[[str], list]:
     return lambda text: [cast(t.strip()) for t in text.split(",") if t.strip()]
 
 
-def run_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="run_bench.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=DEMO_HINT,
-        description="Evaluate a test-time adaptation / training method on a distribution-shift suite. "
-                    "Writes per-sample predictions, summary.json (accuracy per split, provenance, cost) and prints a "
-                    "Markdown table. Rerunning the same command resumes an interrupted run.")
-    d = RunConfig()
-    g = p.add_argument_group("what to run")
-    g.add_argument("--config", metavar="FILE",
-                   help="a run file (YAML of RunConfig fields, as a sweep's cells; examples/run.yaml) or a run folder's "
-                        "config.json (reruns that run exactly); options given here override it")
-    g.add_argument("--suite", default=d.suite, help="benchmark suite (see `list`); default: %(default)s (offline)")
-    g.add_argument("--method", default=d.method, help="method (see `list`); default: %(default)s")
-    g.add_argument("--teacher", default=d.teacher,
-                   help="frozen model: clip:<arch>/<pretrained>, dino:<timm>, timm:<timm>, effnet-lite0, "
-                        "cifar-resnet20, ... (default: %(default)s)")
-    g.add_argument("--weights", help="local checkpoint for the teacher instead of its default download")
-    g.add_argument("--head", help="linear head file for a backbone without one (DINO)")
-    g.add_argument("--prompts", default=d.prompts,
-                   help="CLIP text head: single ('a photo of a {}.'), apm ('a photo of a {}'), ensemble (CLIP's "
-                        "templates: 80 for ImageNet, the dataset's own for the fine-grained suites), coop (CoOp's "
-                        "prompt of a fine-grained suite) or a prompt file; default: the method's reference (APM: apm; "
-                        "others: single)")
-    g = p.add_argument_group("data")
-    g.add_argument("--data-root", help="dataset folder in its published layout (or a saved HF dataset / clean set)")
-    g.add_argument("--source", choices=SOURCES, help="published layout, Hugging Face hub, or corruptions generated "
-                                                      "on the fly from the clean set (default: the suite's)")
-    g.add_argument("--corruptions", type=_csv(), help="comma list, default: all 15")
-    g.add_argument("--domains", dest="corruptions", type=_csv(),
-                   help="domain suites: which domains in which order (DomainNet-126: real,clipart,painting,sketch; "
-                        "CCC: speed_1000 ...); the same field as --corruptions")
-    g.add_argument("--severities", type=_csv(int), help="comma list of 1-5, default: 5 (as papers' tables)")
-    g.add_argument("--subset", help="5k: the RobustBench 5,000-image ImageNet list")
-    g.add_argument("--limit", type=int, help="evaluate N samples per split, evenly spread (quick runs; marked in tables)")
-    g.add_argument("--allow-partial", action="store_true", help="run on an incomplete dataset (recorded, marked)")
-    g.add_argument("--hub-id", help="Hugging Face dataset id overriding the suite's")
-    g.add_argument("--hub-split", help="Hugging Face split overriding the suite's")
-    g.add_argument("--label-index", choices=("imagenet1k", "suite"),
-                   help="hub copies with integer labels: they index ImageNet-1k or the suite's own classes (0..199 for "
-                        "ImageNet-R/-A); default: the suite's for its known Hub ids (suites/*.yaml)")
-    g.add_argument("--image-column", help="hub copies: the image column, when not the suite's or a usual name")
-    g.add_argument("--label-column", help="hub copies: the label column, when not the suite's or a usual name")
-    g.add_argument("--source-data", help="clean images in the clean suite's layout for methods that need source "
-                                         "statistics before the stream (EATA); default for generated suites: the "
-                                         "clean set of --data-root")
-    g.add_argument("--on-error", choices=("stop", "skip"), default=d.on_error,
-                   help="a corrupt image stops the run (default) or is skipped and counted")
-    g = p.add_argument_group("test stream")
-    g.add_argument("--setting", default=d.setting, help="stream protocol (see `list`); default: %(default)s")
-    g.add_argument("--dirichlet", type=float, default=d.dirichlet,
-                   help="class-correlation DELTA of *correlated settings (default, as the unified benchmark: 0 = sorted "
-                        "by class; mixed_domains_correlated 0.01 on ImageNet suites, 0.1 otherwise)")
-    g.add_argument("--sorter", default=d.sorter, help="class-correlated order: note (the unified benchmark's "
-                                                      "sort_by_dirichlet, the default) or rotta (RoTTA's sampler)")
-    g.add_argument("--array-order", choices=("keep", "shuffle"), default=d.array_order,
-                   help="CIFAR-C arrays within a domain: keep the published order (TENT, CoTTA) or shuffle it by seed "
-                        "(the unified benchmark); default: the setting's reference (keep for reset_each_shift and "
-                        "continual, shuffle otherwise)")
-    g.add_argument("--seed", type=int, default=d.seed, help="fixes stream order, augmentations and initialisations")
-    g.add_argument("--seeds", type=_csv(int), help="comma list: one run folder per seed, then mean ± std")
-    g = p.add_argument_group("method options (defaults: the method's paper)")
-    g.add_argument("--steps", type=int, help="adaptation steps per sample or batch")
-    g.add_argument("--lr", type=float, help="learning rate")
-    g.add_argument("--reset", choices=("episodic", "online"), help="online methods: reset every batch or keep adapting")
-    g.add_argument("--apm-preset", help="APM: auto (the default: paper with a CLIP/DINO teacher on CUDA, else cpu), "
-                                        "paper (p14, g32, 448 px, MLP to 768, Adam 1e-4, 250 steps) or cpu")
-    g.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="any other method option")
-    g = p.add_argument_group("execution and outputs")
-    g.add_argument("--batch-size", type=int, default=d.batch_size,
-                   help="samples per batch (default: the method's for the suite family, e.g. TENT 200 on CIFAR, 64 on "
-                        "ImageNet; else 64)")
-    g.add_argument("--workers", type=int, default=d.num_workers, help="DataLoader workers")
-    g.add_argument("--device", default=d.device, help="auto, cpu or cuda")
-    g.add_argument("--precision", default=d.precision,
-                   help="auto (the method's reference precision on CUDA: bf16 autocast for APM and TPT, float32 "
-                        "otherwise; float32 on the CPU), fp32 or bf16")
-    g.add_argument("--out", help="run folder (default: results/runs/<suite>-<method>-<teacher>-seed<S>-<config hash>)")
-    g.add_argument("--overwrite", action="store_true", help="discard a run folder of another configuration")
-    g.add_argument("--save-logits", action="store_true", help="keep every sample's logits (float16, logits/<split>.npz)")
-    g.add_argument("--record-steps", type=_csv(int), help="iterative methods: record the prediction at these steps")
-    g.add_argument("--dry-run", action="store_true", help="print the stream plan and exit")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+def _typed(hint: object, flag: str) -> Callable[[str], object]:
+    """argparse ``type=``: the text converted as every other source of values is (config.convert)."""
+    def parse(text: str) -> object:
+        return convert(hint, text, flag)
+
+    parse.__name__ = flag
+    return parse
+
+
+def _choices(hint: object) -> tuple[str, ...] | None:
+    return typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
+
+
+def _metavar(flag: str, choices: tuple[str, ...] | None) -> str | None:
+    """{a,b,c} for a short closed set (argparse's own), else the flag in capitals."""
+    return None if choices and len(choices) <= 4 else flag.lstrip("-").replace("-", "_").upper()
+
+
+def _bare(hint: object) -> object:
+    """``X | None`` -> X: the command line has no None (an option left out keeps its default)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+def _add_field(group: argparse._ArgumentGroup, f: dataclasses.Field) -> None:
+    """The command-line flags of one RunConfig field, from its annotation and metadata."""
+    meta, hint = f.metadata, _bare(hints()[f.name])
+    if meta["keys"]:  # a mapping of options: KEY=VALUE items, and a flag for each named key
+        for key in meta["keys"]:
+            choices = _choices(key.type)
+            group.add_argument(key.spelling, dest=f"{f.name}.{key.key}", type=_typed(key.type, key.spelling),
+                               choices=choices, metavar=_metavar(key.spelling, choices), help=key.help)
+        group.add_argument(spelling(f), dest=f"{f.name}.items", action="append", default=[], metavar=meta["metavar"],
+                           help=meta["help"])
+        return
+    default = None if f.default is dataclasses.MISSING else f.default
+    if hint is bool:
+        group.add_argument(spelling(f), dest=f.name, default=default, action=argparse.BooleanOptionalAction,
+                           help=meta["help"])
+        return
+    choices = _choices(hint)
+    for flag, text in ((spelling(f), meta["help"]), *meta["aliases"]):
+        group.add_argument(flag, dest=f.name, default=default, type=_typed(hint, flag), choices=choices,
+                           metavar=meta["metavar"] or _metavar(flag, choices), help=text)
+
+
+def run_parser() -> Parser:
+    """The run command line: one group of flags per RunConfig field group, each field's flags declared from the
+    field (config.option), plus the options of the command itself (--config, --seeds, --dry-run, --no-progress)."""
+    p = Parser(prog="run_bench.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=DEMO_HINT,
+               description="Evaluate a test-time adaptation / training method on a distribution-shift suite. "
+                           "Writes per-sample predictions, summary.json (accuracy per split, provenance, cost) and "
+                           "prints a Markdown table. Rerunning the same command resumes an interrupted run.")
+    groups = {name: p.add_argument_group(name) for name in GROUPS}
+    groups[WHAT].add_argument("--config", metavar="FILE",
+                              help="a run file (YAML of RunConfig fields, as a sweep's cells; examples/run.yaml) or a "
+                                   "run folder's config.json (reruns that run exactly); options given here override it")
+    for f in dataclasses.fields(RunConfig):
+        _add_field(groups[f.metadata["group"]], f)
+    groups[STREAM].add_argument("--seeds", type=_csv(int),
+                                help="comma list: one run folder per seed, then mean ± std")
+    groups[EXECUTION].add_argument("--dry-run", action="store_true",
+                                   help="check the configuration, print the stream plan and exit; writes nothing")
+    groups[EXECUTION].add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -120,55 +114,59 @@ def parse_opts(items: Sequence[str]) -> dict[str, object]:
     return parse_key_values(list(items), "--opt")
 
 
-def config_from_args(a: argparse.Namespace) -> RunConfig:
-    options = parse_opts(a.opt)
-    for k in ("steps", "lr", "reset"):
-        if getattr(a, k) is not None:
-            options[k] = getattr(a, k)
-    if a.apm_preset is not None:
-        options["preset"] = a.apm_preset
-    return RunConfig(suite=a.suite, method=a.method, teacher=a.teacher, data_root=a.data_root, source=a.source,
-                     corruptions=a.corruptions, severities=a.severities, limit=a.limit, subset=a.subset,
-                     setting=a.setting, dirichlet=a.dirichlet, sorter=a.sorter,
-                     array_order=a.array_order, seed=a.seed, batch_size=a.batch_size,
-                     num_workers=a.workers, device=a.device, precision=a.precision, out=a.out, prompts=a.prompts,
-                     weights=a.weights, head=a.head, source_data=a.source_data,
-                     hub_id=a.hub_id, hub_split=a.hub_split, label_index=a.label_index, image_column=a.image_column,
-                     label_column=a.label_column, on_error=a.on_error, allow_partial=a.allow_partial,
-                     overwrite=a.overwrite, save_logits=a.save_logits, record_steps=a.record_steps,
-                     method_options=options)
+def run_config(argv: Sequence[str]) -> tuple[RunConfig, argparse.Namespace]:
+    """The configuration a run command line asks for, built once. With ``--config FILE`` the file's fields become
+    the parser's defaults (the first pass only finds the file), so options typed here win and method options merge
+    key by key: ``--lr`` on top of a file's ``method_options: {steps: 10}`` keeps both."""
+    parser = run_parser()
+    args = parser.parse_args(argv)
+    if args.config:
+        from .runconfig_file import read_run_file
+
+        parser.set_defaults(**read_run_file(args.config))
+        args = parser.parse_args(argv)
+    given = vars(args)
+    values = {}
+    for f in dataclasses.fields(RunConfig):
+        if f.metadata["keys"]:  # the file's mapping, then KEY=VALUE items, then each key's own flag
+            named = {k.key: given[f"{f.name}.{k.key}"] for k in f.metadata["keys"]}
+            values[f.name] = {**(given.get(f.name) or {}), **parse_opts(given[f"{f.name}.items"]),
+                              **{k: v for k, v in named.items() if v is not None}}
+        else:
+            values[f.name] = given[f.name]
+    return RunConfig.build(values, "the command line"), args
+
+
+def _per_seed(cfg: RunConfig, seeds: list[int] | None) -> list[RunConfig]:
+    if seeds is None:
+        return [cfg]
+    if not seeds:
+        raise UserError("--seeds needs at least one seed, e.g. --seeds 1,2,3")
+    if cfg.out or len(set(seeds)) != len(seeds):
+        raise UserError("--seeds takes distinct seeds and names each run folder itself (drop --out)")
+    return [dataclasses.replace(cfg, seed=s) for s in seeds]
 
 
 def cmd_run(argv: Sequence[str]) -> int:
-    a = run_parser().parse_args(argv)
-    cfg = config_from_args(a)
-    if a.config:  # the file's fields under the options typed here
-        from .runconfig_file import command_line_fields, config_from_file, given_options
-
-        cfg = config_from_file(a.config, command_line_fields(a, given_options(run_parser, list(argv)), cfg))
+    cfg, a = run_config(argv)
+    configs = _per_seed(cfg, a.seeds)
     from . import engine  # torch: only once there is something to run (--help stays fast)
+    from .records import default_out
+    from .preflight import preflight
     from .report.tables import build_tables, render
-    from .runconfig_file import resolved
 
-    cfg = resolved(cfg)
+    for c in configs:  # everything checked before anything is written, --dry-run or not
+        preflight(c)
     if a.dry_run:
-        from .teachers.names import check_teacher
-
-        check_teacher(cfg.teacher, cfg.weights, cfg.head)
         print(engine.plan(engine.prepare(cfg)))
         return 0
-    if a.seeds is not None and not a.seeds:
-        raise UserError("--seeds needs at least one seed, e.g. --seeds 1,2,3")
-    if a.seeds and (cfg.out or len(set(a.seeds)) != len(a.seeds)):
-        raise UserError("--seeds takes distinct seeds and names each run folder itself (drop --out)")
-    configs = [dataclasses.replace(cfg, seed=s) for s in a.seeds] if a.seeds else [cfg]
     summaries = [engine.run(c, progress=not a.no_progress) for c in configs]
     if not summaries[0]:  # a non-zero torchrun rank: rank 0 reports
         return 0
     for suite, table in build_tables(summaries).items():
         print(f"\n{suite}\n{render(table, 'md')}")
     for c in configs:  # the table above is the aggregate over seeds (mean ± std); `table` rebuilds it any time
-        print(f"run folder: {c.out or engine.default_out(c)}")
+        print(f"run folder: {c.out or default_out(c)}")
     return 0
 
 
@@ -179,7 +177,7 @@ def cmd_list(argv: Sequence[str]) -> int:
     from .stream import SETTINGS
     from .teachers import TEACHERS
 
-    argparse.ArgumentParser(prog="run_bench.py list", description="List suites, methods, teachers, settings.").parse_args(argv)
+    Parser(prog="run_bench.py list", description="List suites, methods, teachers, settings.").parse_args(argv)
     print("suites (test-set size per split; where the test set comes from):")
     for e in SUITES:
         spec = e.builder
@@ -197,8 +195,8 @@ def cmd_list(argv: Sequence[str]) -> int:
             if e.accepts:
                 print(f"  {'':16s}   teachers: {e.accepts}")
     print("settings:")
-    for name, text in SETTINGS.items():
-        print(f"  {name:28s} {text}")
+    for e in SETTINGS:
+        print(f"  {e.name:28s} {e.help}")
     return 0
 
 
@@ -207,27 +205,38 @@ def _warn(line: str) -> None:
 
 
 def cmd_table(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="run_bench.py table", description="Comparison tables of finished runs.")
+    p = Parser(prog="run_bench.py table", description="Comparison tables of finished runs.")
     p.add_argument("runs", nargs="+", help="run folders, or folders holding run folders")
-    p.add_argument("--format", choices=("md", "csv", "latex"), default="md")
+    p.add_argument("--format", choices=TABLE_FORMATS, default="md")
     p.add_argument("--published", action="store_true", help="add published numbers (results/published)")
     p.add_argument("--metric", default="top1")
     p.add_argument("--at-step", type=int, help="accuracy after N test-time steps (runs made with --record-steps)")
+    p.add_argument("--ci", action="store_true",
+                   help="a 95%% interval on every value (Wilson for one split; bootstrap for means, seeds and online "
+                        "methods), from the runs' per-sample predictions")
+    p.add_argument("--baseline", metavar="METHOD",
+                   help="add each row's paired difference to the row of METHOD on the same samples: interval, "
+                        "McNemar's exact test, † where significant")
+    p.add_argument("--resampling", choices=("auto", "samples", "batches"), default="auto",
+                   help="bootstrap units: samples, or the stream's batches (auto: batches for online methods)")
     a = p.parse_args(argv)
     from .report import table_command  # pandas: after --help
 
-    print(table_command(a.runs, a.format, a.published, a.metric, a.at_step, warn=_warn))
+    print(table_command(a.runs, a.format, a.published, a.metric, a.at_step, warn=_warn, ci=a.ci, baseline=a.baseline,
+                        resampling=a.resampling))
     return 0
 
 
 def cmd_plot(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="run_bench.py plot", description="Plots (PNG + SVG) of finished runs.")
+    p = Parser(prog="run_bench.py plot", description="Plots (PNG + SVG) of finished runs.")
     p.add_argument("runs", nargs="+")
-    p.add_argument("--out", default="results/plots")
+    p.add_argument("--out", default="results/plots", help="folder for the figures (default: %(default)s)")
+    p.add_argument("--resampling", choices=("auto", "samples", "batches"), default="auto",
+                   help="error bars: 95%% intervals from the per-sample predictions, resampled as `table --ci`")
     a = p.parse_args(argv)
     from .report import plot_command  # pandas, matplotlib: after --help
 
-    for path in plot_command(a.runs, a.out, warn=_warn):
+    for path in plot_command(a.runs, a.out, warn=_warn, resampling=a.resampling):
         print(path)
     return 0
 
@@ -235,11 +244,11 @@ def cmd_plot(argv: Sequence[str]) -> int:
 def cmd_check(argv: Sequence[str]) -> int:
     from .report import check_command
 
-    p = argparse.ArgumentParser(prog="run_bench.py check",
+    p = Parser(prog="run_bench.py check",
                                 description="Accuracy gate: exit 1 when a split falls below reference - tolerance.")
     p.add_argument("run")
     p.add_argument("--reference", required=True, help="reference JSON (e.g. results/ci/reference.json)")
-    p.add_argument("--tolerance", type=float, help="points (default: the reference file's)")
+    p.add_argument("--tolerance", type=float, help="points, a finite number >= 0 (default: the reference file's)")
     a = p.parse_args(argv)
     ok, text = check_command(a.run, a.reference, a.tolerance)
     print(text)
@@ -247,22 +256,43 @@ def cmd_check(argv: Sequence[str]) -> int:
 
 
 def cmd_metrics(argv: Sequence[str]) -> int:
-    from .report.recompute import METRICS, metrics_command
+    from .report.recompute import LOGIT_METRICS, METRICS, metrics_command
 
-    p = argparse.ArgumentParser(prog="run_bench.py metrics",
-                                description="Recompute metrics from saved logits (runs made with --save-logits); "
-                                            "writes metrics.json into each run folder, which `table --metric` reads.")
+    p = Parser(prog="run_bench.py metrics",
+                                description="Recompute metrics of finished runs: top-1, top-5 and per-class from the "
+                                            "predictions, ECE, NLL and Brier from saved logits (runs made with "
+                                            "--save-logits); writes metrics.json into each run folder, which "
+                                            "`table --metric` reads.")
     p.add_argument("runs", nargs="+")
-    p.add_argument("--metric", type=_csv(), default=list(METRICS), help=f"comma list of {', '.join(METRICS)}")
+    p.add_argument("--metric", type=_csv(), help=f"comma list of {', '.join(METRICS)} (default: all a run can give; "
+                                                 f"{', '.join(LOGIT_METRICS)} need saved logits)")
     a = p.parse_args(argv)
-    print(metrics_command(a.runs, tuple(a.metric)))
+    print(metrics_command(a.runs, tuple(a.metric) if a.metric else None))
+    return 0
+
+
+def cmd_compare(argv: Sequence[str]) -> int:
+    p = Parser(prog="run_bench.py compare",
+                                description="Paired comparison of two runs on the same samples: per split and over "
+                                            "all, each accuracy with its 95%% interval, the difference with its paired "
+                                            "bootstrap interval, McNemar's exact p, and the samples only one got "
+                                            "right.")
+    p.add_argument("run_a", metavar="RUN_A")
+    p.add_argument("run_b", metavar="RUN_B")
+    p.add_argument("--metric", choices=("top1", "top5", "error"), default="top1")
+    p.add_argument("--resampling", choices=("auto", "samples", "batches"), default="auto",
+                   help="bootstrap units: samples, or the stream's batches (auto: batches where a run adapts online)")
+    a = p.parse_args(argv)
+    from .report.compare import compare_command  # numpy, scipy: after --help
+
+    print(compare_command(a.run_a, a.run_b, a.metric, a.resampling), end="")
     return 0
 
 
 def cmd_sweep(argv: Sequence[str]) -> int:
     from .sweep import sweep_command
 
-    p = argparse.ArgumentParser(prog="run_bench.py sweep",
+    p = Parser(prog="run_bench.py sweep",
                                 description="Run a grid of configurations from a YAML file, one run folder each "
                                             "under results/sweeps/<name>/; rerunning skips finished runs.")
     p.add_argument("file", help="sweep YAML: name, base, grid, overrides, exclude")
@@ -280,7 +310,7 @@ def cmd_sweep(argv: Sequence[str]) -> int:
 def cmd_reproduce(argv: Sequence[str]) -> int:
     from .sweep import reproduce_command, sweep_names
 
-    p = argparse.ArgumentParser(prog="run_bench.py reproduce",
+    p = Parser(prog="run_bench.py reproduce",
                                 description="Regenerate a paper table: run the named sweep's unfinished runs, then "
                                             "print measured and published rows and their difference.")
     p.add_argument("table", help=f"one of: {', '.join(sweep_names())}; or a sweep file")
@@ -297,11 +327,11 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
 
 
 def cmd_islands(argv: Sequence[str]) -> int:
-    from .engine import pick_device
-    from .islands import islands_command
-    from .teachers import build_teacher
+    from .device import pick_device
+    from .islands import islands_command, read_image
+    from .teachers.ready import ready_teacher
 
-    p = argparse.ArgumentParser(prog="run_bench.py islands",
+    p = Parser(prog="run_bench.py islands",
                                 description="Islands of agreement (APM paper, Fig. 3/5): train one APM student on an "
                                             "image and save the input beside the student's feature grid, coloured by a "
                                             "3-component PCA, at a few step counts.")
@@ -313,18 +343,20 @@ def cmd_islands(argv: Sequence[str]) -> int:
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="APM option, e.g. preset=paper, lr=3e-4, dense_weight=1")
     p.add_argument("--seed", type=int, default=0, help="the student's initialisation")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--panel", type=int, default=224, help="pixel side of each panel")
-    p.add_argument("--out", default="islands.png")
+    p.add_argument("--out", default="results/plots/islands.png", help="PNG to write (default: %(default)s)")
     a = p.parse_args(argv)
     given = parse_opts(a.opt) | ({"steps": a.steps} if a.steps else {})
+    image = read_image(a.image)  # before the teacher is built (a download, perhaps)
     device = pick_device(a.device)
-    teacher = build_teacher(a.teacher, a.weights).to(device).eval().requires_grad_(False)
-    print(islands_command(a.image, teacher, given, a.at, a.seed, device, a.out, a.panel))
+    teacher = ready_teacher(a.teacher, device, weights=a.weights)
+    print(islands_command(image, Path(a.image).name, teacher, given, a.at, a.seed, device, a.out, a.panel))
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "table": cmd_table, "plot": cmd_plot, "check": cmd_check, "metrics": cmd_metrics,
+COMMANDS = {"run": cmd_run, "list": cmd_list, "table": cmd_table, "plot": cmd_plot, "check": cmd_check,
+            "compare": cmd_compare, "metrics": cmd_metrics,
             "sweep": cmd_sweep, "reproduce": cmd_reproduce, "islands": cmd_islands}
 
 

@@ -63,3 +63,8 @@ def barrier(dist: Dist) -> None:
 def shutdown(dist: Dist) -> None:
     if dist.grouped and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+def group_backend() -> str | None:
+    """The process group's backend (nccl, gloo) for the summary; None for a plain run."""
+    return torch.distributed.get_backend() if torch.distributed.is_initialized() else None

@@ -12,15 +12,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from .methods.apm import APM, check_options, fit, student_config, student_input, teacher_targets
+from .data.images import open_rgb
+from .errors import UserError
+from .methods.apm import APM, fit, student_config, student_input, teacher_targets
 from .models.apm_student import APMStudent
 from .teachers.base import Teacher
 
-CAPTION_HEIGHT = 18
-BACKGROUND = (255, 255, 255)
+BACKGROUND, INK = (255, 255, 255), (0, 0, 0)
+PAD = 6
+COLOUR_NOTE = ("Colours: each panel's own PCA of its per-location features (the student's; the teacher's in the "
+               "teacher map), the first three components as red, green and blue. Locations of one colour (an "
+               "island) are locations whose features agree.")
 
 
 def default_steps(steps: int) -> list[int]:
@@ -43,7 +48,6 @@ def feature_grids(teacher: Teacher, image: Tensor, given: dict[str, Any], at: Se
     if "dense_weight" not in given and _has_dense(teacher, image):
         given = {**given, "dense_weight": DENSE_WEIGHT}
     options = APM.parse_options({**given, "steps": max(at)})
-    check_options(options)
     cfg = student_config(options, teacher.feature_dim)
     student = APMStudent(cfg, seed).to(image.device)
     x = student_input(image, cfg)
@@ -81,33 +85,91 @@ def pca_colours(grid: Tensor) -> np.ndarray:
     return (rgb.view(g, g, 3).numpy() * 255).round().astype(np.uint8)
 
 
-def render(image: Tensor, grids: dict[int | str, Tensor], panel: int) -> Image.Image:
+def _font(panel: int, scale: float = 1.0) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=max(12, round(panel / 14 * scale)))
+
+
+def _wrap(text: str, font, width: int) -> list[str]:
+    """Greedy word wrap of `text` to lines no wider than `width` pixels (a single long word stays whole)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width - 2 * PAD:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
+def _line_height(font) -> int:
+    return int(font.size * 1.3)
+
+
+def layout(panel: int, panels: int, title: str, captions: Sequence[str]) -> tuple[int, int]:
+    """(top of the panel row, height of the figure) for `panels` panels of `panel` pixels: the title above, the
+    panels' captions below them, then the note on what the colours mean."""
+    width = panel * panels
+    title_font, font = _font(panel, 1.3), _font(panel)
+    top = PAD + len(_wrap(title, title_font, width)) * _line_height(title_font) + PAD
+    caption_lines = max(len(_wrap(caption, font, panel)) for caption in captions)
+    note_lines = len(_wrap(COLOUR_NOTE, font, width))
+    return top, top + panel + PAD + (caption_lines + note_lines) * _line_height(font) + 2 * PAD
+
+
+def render(image: Tensor, grids: dict[int | str, Tensor], panel: int, title: str = "Islands of agreement"
+           ) -> Image.Image:
     """One row: the input, one PCA panel per step count, and the teacher's map where the student fitted one; each
-    `panel` pixels square with a caption below. Each panel is coloured by its own PCA."""
+    `panel` pixels square, captioned below; the title above and a line on what the colours mean at the bottom.
+    Each panel is coloured by its own PCA."""
     tiles = [("input", Image.fromarray((image[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)))]
     steps = sorted(k for k in grids if isinstance(k, int))
     tiles += [(f"step {k}", Image.fromarray(pca_colours(grids[k].cpu()))) for k in steps]
     if TEACHER_PANEL in grids:
         tiles.append((TEACHER_PANEL, Image.fromarray(pca_colours(grids[TEACHER_PANEL].cpu()))))
-    canvas = Image.new("RGB", (panel * len(tiles), panel + CAPTION_HEIGHT), BACKGROUND)
+    width = panel * len(tiles)
+    top, height = layout(panel, len(tiles), title, [caption for caption, _ in tiles])
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
+    title_font, font = _font(panel, 1.3), _font(panel)
+    y = PAD
+    for line in _wrap(title, title_font, width):
+        draw.text((width / 2, y), line, fill=INK, font=title_font, anchor="ma")
+        y += _line_height(title_font)
+    below = top + panel + PAD
     for i, (caption, tile) in enumerate(tiles):
         resample = Image.BICUBIC if i == 0 else Image.NEAREST  # grid cells stay visible as cells
-        canvas.paste(tile.resize((panel, panel), resample), (i * panel, 0))
-        draw.text((i * panel + 4, panel + 3), caption, fill=(0, 0, 0))
+        canvas.paste(tile.resize((panel, panel), resample), (i * panel, top))
+        for k, line in enumerate(_wrap(caption, font, panel)):
+            draw.text((i * panel + panel / 2, below + k * _line_height(font)), line, fill=INK, font=font, anchor="ma")
+    y = below + max(len(_wrap(c, font, panel)) for c, _ in tiles) * _line_height(font) + PAD
+    for line in _wrap(COLOUR_NOTE, font, width):
+        draw.text((PAD, y), line, fill=(60, 60, 60), font=font)
+        y += _line_height(font)
     return canvas
 
 
-def islands_command(image_path: str, teacher: Teacher, given: dict[str, Any], at: Sequence[int] | None, seed: int,
-                    device: torch.device, out: str, panel: int) -> Path:
-    """Load and preprocess the image as the teacher would, train, and write the PNG; returns its path."""
-    with Image.open(image_path) as im:
-        image = teacher.transform(im.convert("RGB"))[None].to(device)
+def read_image(path: str) -> Image.Image:
+    """The ``--image`` file decoded as a run decodes its images, or one line saying what the path is instead."""
+    file = Path(path)
+    if not file.exists():
+        raise UserError(f"--image {path}: no such file")
+    if file.is_dir():
+        raise UserError(f"--image {path} is a folder; give one image file")
+    if file.stat().st_size == 0:
+        raise UserError(f"--image {path} is empty (0 bytes)")
+    return open_rgb(file)  # a file PIL cannot decode: one line naming it
+
+
+def islands_command(image: Image.Image, name: str, teacher: Teacher, given: dict[str, Any], at: Sequence[int] | None,
+                    seed: int, device: torch.device, out: str, panel: int) -> Path:
+    """Preprocess the image (``read_image``; ``name``: its file name, for the title) as the teacher would, train, and
+    write the PNG; returns its path."""
+    image = teacher.transform(image)[None].to(device)
     steps = APM.parse_options(given).steps
     at = sorted(set(at)) if at else default_steps(steps)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         grids = feature_grids(teacher, image, given, at, seed)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    render(image, grids, panel).save(path)
+    title = f"Islands of agreement: an APM student trained on {name} (teacher {teacher.name})"
+    render(image, grids, panel, title).save(path)
     return path

@@ -4,11 +4,25 @@ Used by the engine for summaries and by ``metrics`` to recompute from saved logi
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 ECE_BINS = 15
+# Metrics recomputed from saved logits (``run_bench.py metrics``): name -> f(logits (N, C), label columns (N,)).
+LogitMetric = Callable[[np.ndarray, np.ndarray], float]
+LOGIT_METRICS: dict[str, LogitMetric] = {}
+
+
+def logit_metric(name: str) -> Callable[[LogitMetric], LogitMetric]:
+    """Register a metric of saved logits under ``name`` (``metrics --metric NAME``, ``table --metric NAME``)."""
+    def register(metric: LogitMetric) -> LogitMetric:
+        if name in LOGIT_METRICS:
+            raise ValueError(f"metric {name!r} is registered twice")
+        LOGIT_METRICS[name] = metric
+        return metric
+
+    return register
 
 
 def accuracy(labels: Sequence[int], preds: Sequence[int]) -> float:
@@ -26,18 +40,13 @@ def agreement(a: Sequence[int], b: Sequence[int]) -> float:
     return accuracy(a, b)
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (n-1); std is 0 for a single value."""
-    v = np.asarray(values, dtype=float)
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
-
-
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
 
 
+@logit_metric("ece")
 def expected_calibration_error(logits: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     """ECE in percent over ``bins`` equal-width confidence bins (Guo et al. 2017)."""
     probs = softmax(logits)
@@ -52,11 +61,13 @@ def expected_calibration_error(logits: np.ndarray, labels: np.ndarray, bins: int
     return float(100.0 * ece)
 
 
+@logit_metric("nll")
 def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray) -> float:
     probs = softmax(logits)
     return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
 
 
+@logit_metric("brier")
 def brier_score(logits: np.ndarray, labels: np.ndarray) -> float:
     probs = softmax(logits)
     onehot = np.zeros_like(probs)

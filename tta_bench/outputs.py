@@ -2,7 +2,7 @@
 predicts, so they are not part of its identity (vocabulary.NOT_IDENTITY) and share its folder.
 
 Adding one to a finished run computes only what is missing, in the same folder: the engine treats the samples whose
-records lack an asked output as not done, so an episodic method reruns just those samples and an online method
+records lack an asked output as not done, so a per-sample method reruns just those samples and an online method
 replays the reset segments that hold them (its state at a sample depends on the whole segment before it). The new
 records replace the old ones; a folder keeps every output it was ever asked for (``merged``), so a later rerun
 without the flag neither drops nor recomputes them.
@@ -19,7 +19,6 @@ import numpy as np
 from .config import RunConfig
 from .vocabulary import CONFIG, LOGITS, record_key
 
-OUTPUT_FIELDS = ("save_logits", "record_steps")
 STEPS_ASKED = "steps_asked"  # record key: the --record-steps a record was computed with
 
 

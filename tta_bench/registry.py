@@ -96,6 +96,12 @@ class Registry(Generic[T]):
             known = ", ".join(sorted(self._entries)) or "(none)"
             raise UnknownNameError(f"unknown {self.kind} {name!r}; expected one of: {known}") from None
 
+    def name_of(self, builder: object) -> str | None:
+        """The name ``builder`` is registered under (a lazy entry matched by its import path, so that asking does
+        not import the others); None for a builder outside the registry."""
+        path = f"{getattr(builder, '__module__', '')}:{getattr(builder, '__qualname__', '')}"
+        return next((e.name for e in self._entries.values() if e.target is builder or e.target == path), None)
+
     def __contains__(self, name: str) -> bool:
         return name in self._entries
 

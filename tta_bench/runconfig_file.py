@@ -2,31 +2,48 @@
 run's ``config.json`` (``--config RUN_DIR/config.json`` reruns it exactly) and every layer of a sweep file (base,
 grid cells, overrides).
 
-Layers are applied in order, later ones winning; ``method_options`` merges key by key instead of being replaced, so
-``--lr 0.01`` on top of a file that sets ``method_options: {steps: 10}`` keeps both. Every key is checked before
-anything runs, with a hint where the command-line spelling differs from the field (``workers`` -> ``num_workers``).
+Layers are applied in order, later ones winning; a mapping field (``method_options``) merges key by key instead of
+being replaced, so ``--lr 0.01`` on top of a file that sets ``method_options: {steps: 10}`` keeps both. Every key is
+checked before anything runs, with a hint where the command-line spelling differs from the field (``workers`` ->
+``num_workers``). Files are read as data only: YAML through a safe loader that also refuses duplicate keys and
+documents whose aliases expand beyond MAX_NODES nodes (a few hundred bytes can otherwise stand for billions).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
-from .config import RunConfig
+import yaml
+
+from .config import RunConfig, field_map, spelling, typed_values
 from .errors import UserError
 from .vocabulary import CONFIG
 
-FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
-MERGED = frozenset({"method_options"})  # dict fields: later layers add keys instead of replacing the dict
-# command-line options whose RunConfig field has another name (method options live in method_options)
-RENAMED = {"workers": "num_workers"}
-OPTION_FLAGS = {"steps": "steps", "lr": "lr", "reset": "reset", "apm_preset": "preset"}
-HINTS = {**RENAMED,
-         **{flag: f"method_options: {{{key}: ...}}" for flag, key in OPTION_FLAGS.items()},
-         "opt": "method_options: {KEY: VALUE}", "seeds": "one file per seed, or a sweep with grid: {seed: [...]}"}
+FIELDS = tuple(field_map())
+MERGED = frozenset(f.name for f in dataclasses.fields(RunConfig) if f.metadata["keys"])  # merged key by key
+COMMAND_ONLY = {"seeds": "one file per seed, or a sweep with grid: {seed: [...]}",
+                "config": "a command-line option: a run file names no other", "dry_run": "a command-line option, not a field",
+                "no_progress": "a command-line option, not a field"}
+MAX_NODES = 100_000  # YAML nodes a document may expand to (aliases counted each time they are used)
+
+
+def _hints() -> dict[str, str]:
+    """Command-line spellings that are not field names -> what they are in a file (from the field metadata)."""
+    out = dict(COMMAND_ONLY)
+    for f in dataclasses.fields(RunConfig):
+        bare = spelling(f).lstrip("-").replace("-", "_")
+        if f.metadata["keys"]:
+            out[bare] = f"{f.name}: {{KEY: VALUE}}"
+            out |= {k.spelling.lstrip("-").replace("-", "_"): f"{f.name}: {{{k.key}: ...}}" for k in f.metadata["keys"]}
+        elif bare != f.name:
+            out[bare] = f.name
+        out |= {alias.lstrip("-").replace("-", "_"): f.name for alias, _ in f.metadata["aliases"]}
+    return out
+
+
+HINTS = _hints()
 
 
 def check_fields(keys: Iterable[str], where: str, origin: str, allowed: tuple[str, ...] = FIELDS) -> None:
@@ -43,7 +60,7 @@ def check_fields(keys: Iterable[str], where: str, origin: str, allowed: tuple[st
 
 
 def layer(values: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    """``values`` with ``changes`` on top; dict fields (method_options) merge key by key."""
+    """``values`` with ``changes`` on top; mapping fields (method_options) merge key by key."""
     out = dict(values)
     for k, v in changes.items():
         out[k] = {**(out.get(k) or {}), **v} if k in MERGED and isinstance(v, dict) else v
@@ -51,71 +68,102 @@ def layer(values: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, An
 
 
 def read_run_file(path: str | Path) -> dict[str, Any]:
-    """The fields of a run file: YAML (or JSON, which YAML reads), or a run folder's config.json when given the
-    folder. Validated against RunConfig; nothing in the file is executed."""
-    import yaml
-
+    """The fields of a run file, typed (RunConfig.build's conversion, paths made absolute): YAML (or JSON), or a
+    run folder's config.json when given the folder. Nothing in the file is executed."""
     path = Path(path)
     if path.is_dir():
         path = path / CONFIG
     try:
         text = path.read_text()
-    except OSError as exc:
-        raise UserError(f"cannot read run file {path}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise UserError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read run file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    data = load_json(text, str(path)) if path.suffix == ".json" else load_yaml(text, str(path))
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of RunConfig fields, got {type(data).__name__}")
     check_fields(data, "the run file", str(path))
-    if not isinstance(data.get("method_options") or {}, dict):
-        raise UserError(f"{path}: method_options must be a mapping (KEY: VALUE)")
-    return data
-
-
-def given_options(make_parser: Callable[[], argparse.ArgumentParser], argv: list[str]) -> set[str]:
-    """The destinations of the options actually typed on the command line, not filled from defaults (a fresh
-    parser from ``make_parser`` with every default suppressed)."""
-    parser = make_parser()
-    for action in parser._actions:  # argparse has no public list of its actions
-        action.default = argparse.SUPPRESS
-    return set(vars(parser.parse_args(argv)))
-
-
-def command_line_fields(args: argparse.Namespace, given: set[str], full: RunConfig) -> dict[str, Any]:
-    """The RunConfig fields that options typed on the command line set (``full`` is the config the command line
-    alone gives); method options only for the keys typed."""
-    fields: dict[str, Any] = {}
-    options: dict[str, Any] = {}
-    for dest in given:
-        if dest == "opt":
-            options |= {k: full.method_options[k] for k in _opt_keys(args.opt)}
-        elif dest in OPTION_FLAGS:
-            options[OPTION_FLAGS[dest]] = full.method_options[OPTION_FLAGS[dest]]
-        elif RENAMED.get(dest, dest) in FIELDS:
-            fields[RENAMED.get(dest, dest)] = getattr(full, RENAMED.get(dest, dest))
-    return fields | ({"method_options": options} if options else {})
-
-
-def _opt_keys(items: list[str]) -> list[str]:
-    return [item.partition("=")[0].strip().replace("-", "_") for item in items]
+    return typed_values(data, str(path))
 
 
 def config_from_file(path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    """RunConfig defaults, then the file, then ``overrides`` (the command line's fields)."""
-    return RunConfig.from_mapping(layer(read_run_file(path), overrides or {}), str(path))
+    """RunConfig defaults, then the file, then ``overrides``."""
+    return RunConfig.build(layer(read_run_file(path), overrides or {}), str(path))
 
 
-PATH_FIELDS = ("data_root", "source_data")  # folders a run reads; ids of Hub datasets stay as they are
+# -- reading files as data -------------------------------------------------------------------------------------
+class _Refused(yaml.YAMLError):
+    """A well-formed document this reader will not take (its message is one line)."""
 
 
-def resolved(cfg: RunConfig) -> RunConfig:
-    """``cfg`` with its data folders absolute (where they exist), so that config.json and summary.json say which
-    data a run read, whatever folder it was started from, and a rerun from elsewhere finds it."""
-    changes = {}
-    for name in PATH_FIELDS:
-        value = getattr(cfg, name)
-        if value and os.path.exists(os.path.expanduser(value)):
-            changes[name] = os.path.abspath(os.path.expanduser(value))
-    return dataclasses.replace(cfg, **changes) if changes else cfg
+class _Loader(yaml.SafeLoader):
+    """yaml.safe_load's loader, refusing duplicate keys (the last would silently win) and alias bombs."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _expanded_size(node)
+        return super().construct_document(node)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # a key that cannot be hashed: the base constructor's own error
+            if (type(key), key) in seen:
+                raise _Refused(f"duplicate key {key!r} (line {key_node.start_mark.line + 1}): give each key once")
+            seen.add((type(key), key))
+        return super().construct_mapping(node, deep)
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many nodes the document stands for once every alias is expanded, counted without expanding (each
+    distinct node's size is computed once); refused beyond MAX_NODES or when a node contains itself."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in open_nodes:
+            raise _Refused("an alias refers to a node that contains it")
+        open_nodes.add(id(node))
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else node.value if isinstance(node, yaml.SequenceNode) else [])
+        total = 1 + sum(size(child) for child in children)
+        if total > MAX_NODES:
+            raise _Refused(f"the document expands to more than {MAX_NODES:,} values (aliases counted each time they "
+                           "are used); a run or sweep file needs far fewer")
+        open_nodes.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    return size(root)
+
+
+def load_yaml(text: str, origin: str) -> Any:
+    """A YAML document as plain data (mappings, lists, scalars), or a one-line UserError naming ``origin``."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader: builds plain data only
+    except _Refused as exc:
+        raise UserError(f"{origin}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{origin}: not valid YAML ({' '.join(str(exc).split())})") from None
+    except RecursionError:
+        raise UserError(f"{origin}: nested too deeply to be a run or sweep file") from None
+
+
+def load_json(text: str, origin: str) -> Any:
+    """A JSON document, refusing duplicate keys, or a one-line UserError naming ``origin``."""
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in items]
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise UserError(f"{origin}: duplicate key(s) {', '.join(map(repr, repeated))}: give each key once")
+        return dict(items)
+
+    try:
+        return json.loads(text, object_pairs_hook=pairs)
+    except ValueError as exc:
+        raise UserError(f"{origin}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise UserError(f"{origin}: nested too deeply to be a run file") from None

@@ -42,34 +42,23 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
-from .choices import ARRAY_ORDERS
+from .choices import ARRAY_ORDERS, SORTERS
+from .class_order import note_order, rotta_order
 from .config import RunConfig
 from .data.build import Split, SuiteData
 from .errors import UserError
+from .registry import Registry
+from .vocabulary import sample_key
 
-SETTINGS = {
-    "reset_each_shift": "domains in sequence, reset at the start of each (TENT); the default",
-    "continual": "domains in sequence, no reset, no signal of the change (CoTTA)",
-    "gradual": "per corruption severities 1,2,3,4,5,4,3,2,1, each domain replayed in full per visit, no reset",
-    "mixed_domains": "all domains' samples shuffled into one stream, no reset",
-    "correlated": "continual, each domain ordered by class (Dirichlet, --dirichlet DELTA)",
-    "reset_each_shift_correlated": "reset_each_shift, each domain ordered by class",
-    "gradual_correlated": "gradual, each visit ordered by class",
-    "mixed_domains_correlated": "mixed_domains, the whole stream ordered by class",
-    "gradual_once": "tta_bench's walk 1..5..1 seeing every sample once (severities 1-4 halved between up and down)",
-}
-SORTERS = ("note", "rotta")
 KEEP_ARRAY_ORDER = ("reset_each_shift", "continual")  # TENT's and CoTTA's CIFAR-C loaders keep the array order
 # Settings whose result depends on how long a domain is (online adaptation over it, a label shift within it).
 LENGTH_SENSITIVE = ("continual", "gradual", "correlated", "reset_each_shift_correlated", "gradual_correlated",
                     "mixed_domains_correlated")
 GRADUAL = (1, 2, 3, 4, 5, 4, 3, 2, 1)
-NOTE_MIN_CHUNK = 10  # the reference's min_size_thresh
-NOTE_ATTEMPTS = 100  # the reference gives up after 120 s; a count is deterministic
-MAX_SLOTS = 100  # RoTTA: one time slot per class, at most 100
 STANDARD_SUBSET_LENGTH = {"5k": 5000}  # a standard subset's domain length (RobustBench's ImageNet-C list)
 
 
@@ -94,6 +83,20 @@ class Item:
     visit: int = 0  # how many times this sample was already played (gradual's way down: 1)
 
 
+@dataclass(frozen=True)
+class Sample:
+    """What a stream position is in a run folder's words: the split's name, the sample's id and label, the visit."""
+
+    split: str
+    id: str
+    label: int
+    visit: int = 0
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return sample_key(self.split, self.id, self.visit)
+
+
 @dataclass
 class Stream:
     items: list[Item]
@@ -107,6 +110,11 @@ class Stream:
             visit = f"|{it.visit}" if it.visit else ""
             h.update(f"{splits[it.split].name}|{splits[it.split].source.ids[it.pos]}{visit}\n".encode())
         return h.hexdigest()
+
+    def sample(self, i: int, splits: list[Split]) -> Sample:
+        item = self.items[i]
+        split = splits[item.split]
+        return Sample(split.name, split.source.ids[item.pos], split.source.labels[item.pos], item.visit)
 
     def explain(self) -> str:
         """The order's parameters in words, for the run plan ("" where the setting has none)."""
@@ -180,11 +188,71 @@ def required_severities(setting: str) -> list[int] | None:
     return [1, 2, 3, 4, 5] if setting.startswith("gradual") else None
 
 
+class Domains:
+    """What a setting arranges into a stream: ``order`` gives one domain's samples (split index, positions in it, the
+    visit number) in the run's order within a domain; ``mix`` plays a list of items from several domains as one
+    shuffled (or, under a correlated setting, class-ordered) sequence."""
+
+    def __init__(self, order: Callable[..., list[Item]], mix: Callable[[list[Item]], list[Item]]) -> None:
+        self.order, self.mix = order, mix
+
+
+@dataclass(frozen=True)
+class StreamSetting:
+    """A stream setting: the segments its domains become, played one after the other; the method is reset at the
+    start of each segment (``reset_each``) or of the stream only. ``correlated``: each domain ordered by class."""
+
+    segments: Callable[[list[Split], Domains], list[list[Item]]]
+    reset_each: bool = False
+    correlated: bool = False
+    params: dict = field(default_factory=dict)  # recorded in the summary's setting
+
+
+def in_sequence(splits: list[Split], domains: Domains) -> list[list[Item]]:
+    """The domains one after the other, each whole."""
+    return [domains.order(i, list(range(len(s.source)))) for i, s in enumerate(splits)]
+
+
+def mixed(splits: list[Split], domains: Domains) -> list[list[Item]]:
+    """Every domain's samples in one sequence."""
+    return [domains.mix([Item(i, p) for i, s in enumerate(splits) for p in range(len(s.source))])]
+
+
+def gradual(splits: list[Split], domains: Domains) -> list[list[Item]]:
+    return _gradual_segments(splits, domains.order, once=False)
+
+
+def gradual_once(splits: list[Split], domains: Domains) -> list[list[Item]]:
+    return _gradual_segments(splits, domains.order, once=True)
+
+
+VISITS = {"visits": "a split's accuracy pools its visits (severities 1-4: on the way up and down)"}
+SETTINGS: Registry[StreamSetting] = Registry("setting")
+SETTINGS.register("reset_each_shift", "domains in sequence, reset at the start of each (TENT); the default")(
+    StreamSetting(in_sequence, reset_each=True))
+SETTINGS.register("continual", "domains in sequence, no reset, no signal of the change (CoTTA)")(
+    StreamSetting(in_sequence))
+SETTINGS.register("gradual", "per corruption severities 1,2,3,4,5,4,3,2,1, each domain replayed in full per visit, no "
+                  "reset")(StreamSetting(gradual, params=VISITS))
+SETTINGS.register("mixed_domains", "all domains' samples shuffled into one stream, no reset")(StreamSetting(mixed))
+SETTINGS.register("correlated", "continual, each domain ordered by class (Dirichlet, --dirichlet DELTA)")(
+    StreamSetting(in_sequence, correlated=True))
+SETTINGS.register("reset_each_shift_correlated", "reset_each_shift, each domain ordered by class")(
+    StreamSetting(in_sequence, reset_each=True, correlated=True))
+SETTINGS.register("gradual_correlated", "gradual, each visit ordered by class")(
+    StreamSetting(gradual, correlated=True, params=VISITS))
+SETTINGS.register("mixed_domains_correlated", "mixed_domains, the whole stream ordered by class")(
+    StreamSetting(mixed, correlated=True))
+SETTINGS.register("gradual_once", "tta_bench's walk 1..5..1 seeing every sample once (severities 1-4 halved between "
+                  "up and down)")(StreamSetting(gradual_once))
+
+
 def build_stream(splits: list[Split], setting: str, seed: int, dirichlet: float = 0.0, sorter: str = "note",
                  array_order: str | None = None) -> Stream:
     """The ordered samples of ``setting``; ``array_order`` None: the setting's reference order (default_array_order)."""
     if setting not in SETTINGS:
-        raise UserError(f"unknown setting {setting!r}; expected one of: {', '.join(SETTINGS)}")
+        raise UserError(f"unknown setting {setting!r}; expected one of: {', '.join(SETTINGS.names())}")
+    spec = SETTINGS.get(setting)
     if sorter not in SORTERS:
         raise UserError(f"unknown --sorter {sorter!r}; expected one of: {', '.join(SORTERS)}")
     if not (dirichlet >= 0 and np.isfinite(dirichlet)):
@@ -192,8 +260,7 @@ def build_stream(splits: list[Split], setting: str, seed: int, dirichlet: float 
     array_order = array_order or default_array_order(setting)
     if array_order not in ARRAY_ORDERS:
         raise UserError(f"unknown --array-order {array_order!r}; expected one of: {', '.join(ARRAY_ORDERS)}")
-    correlated = setting.endswith("correlated")
-    base = setting.removesuffix("correlated").rstrip("_") or "continual"
+    correlated = spec.correlated
 
     def sort(labels: list[int], members: list, rng: np.random.Generator) -> list:
         if sorter == "rotta":
@@ -209,30 +276,23 @@ def build_stream(splits: list[Split], setting: str, seed: int, dirichlet: float 
             positions = sort([source.labels[p] for p in positions], positions, rng)
         return [Item(split_index, p, visit) for p in positions]
 
-    if base in ("gradual", "gradual_once"):
-        segments = _gradual_segments(splits, order, once=base == "gradual_once")
-    elif base == "mixed_domains":
-        items = [Item(i, p) for i, s in enumerate(splits) for p in range(len(s.source))]
+    def mix(items: list[Item]) -> list[Item]:
         rng = np.random.default_rng(seed)
         items = [items[i] for i in rng.permutation(len(items))]  # mixed whatever the layout, as the reference
         if correlated:
-            items = sort([splits[it.split].source.labels[it.pos] for it in items], items, rng)
-        segments = [items]
-    else:
-        segments = [order(i, list(range(len(s.source)))) for i, s in enumerate(splits)]
+            return sort([splits[it.split].source.labels[it.pos] for it in items], items, rng)
+        return items
 
     items: list[Item] = []
     resets: set[int] = set()
-    for seg in segments:
-        if base == "reset_each_shift" or not items:
+    for seg in spec.segments(splits, Domains(order, mix)):
+        if spec.reset_each or not items:
             resets.add(len(items))
         items.extend(seg)
     params: dict = {"dirichlet": dirichlet, "sorter": sorter} if correlated else {}
-    if base != "mixed_domains" and any(s.source.ordered for s in splits):
+    if spec.segments is not mixed and any(s.source.ordered for s in splits):
         params["array_order"] = array_order
-    if base == "gradual":
-        params["visits"] = "a split's accuracy pools its visits (severities 1-4: on the way up and down)"
-    return Stream(items, resets, setting, params)
+    return Stream(items, resets, setting, {**params, **spec.params})
 
 
 def _gradual_segments(splits: list[Split], order, once: bool) -> list[list[Item]]:
@@ -260,69 +320,54 @@ def _gradual_segments(splits: list[Split], order, once: bool) -> list[list[Item]
     return segments
 
 
-def note_order(labels: list[int], items: list, delta: float, rng: np.random.Generator) -> list:
-    """The reference's class-correlated order (sort_by_dirichlet, after NOTE; see the module docstring); delta 0
-    sorts by class label. Chunks are as many as the classes present (the reference: max label + 1). The minimum chunk
-    size is the reference's 10 where a stream is long enough for it (the reference's streams hold 50 samples per
-    chunk); a shorter stream keeps the same proportion, N / (5 x chunks), where the reference would search until
-    its time-out."""
-    if delta == 0:
-        return [items[i] for i in sorted(range(len(items)), key=lambda i: labels[i])]
-    classes = sorted(set(labels))
-    n, chunks = len(labels), len(classes)
-    min_size = max(1, min(NOTE_MIN_CHUNK, n // (5 * chunks)))
-    by_class = [np.asarray(members) for members in _by_class(labels, range(len(labels)))]
-    for _ in range(NOTE_ATTEMPTS):
-        filled = np.zeros(chunks, dtype=np.int64)
-        placed = []  # (members, their chunks) per class, in class order
-        for members in by_class:
-            members = members.copy()
-            rng.shuffle(members)
-            drawn = rng.dirichlet(np.repeat(delta, chunks))
-            proportions = drawn * (filled < n / chunks)  # balance: no more for chunks already holding N / chunks
-            if proportions.sum() <= 0:  # every chunk full (the reference divides by zero here): keep the draw
-                proportions = drawn
-            proportions = proportions / proportions.sum()
-            cuts = (np.cumsum(proportions) * len(members)).astype(int)[:-1]
-            chunk_of = np.searchsorted(cuts, np.arange(len(members)), side="right")
-            filled += np.bincount(chunk_of, minlength=chunks)
-            placed.append((members, chunk_of))
-        if filled.min() >= min_size:
-            break
-    else:
-        raise UserError(f"could not order {n} samples of {chunks} classes by Dirichlet({delta}) with at least "
-                        f"{min_size} per chunk; try another --dirichlet or --sorter rotta")
-    class_rank = np.empty((chunks, chunks), dtype=np.int64)  # per chunk, the random order of the classes
-    for k in range(chunks):
-        class_rank[k, rng.permutation(chunks)] = np.arange(chunks)
-    keys = [(int(chunk), int(class_rank[chunk, c]), t, int(member))
-            for c, (members, chunk_of) in enumerate(placed) for t, (member, chunk) in enumerate(zip(members, chunk_of))]
-    return [items[member] for *_, member in sorted(keys)]
+def one_batch_note(stream: Stream, batch_size: int, method: str) -> str | None:
+    """An online method whose every reset segment fits in one batch predicts each segment before its first update:
+    it reduces to BN adaptation (seen: TENT = BN adaptation exactly on a 100-sample-per-domain CIFAR-10-C run)."""
+    starts = sorted(stream.resets) + [len(stream.items)]
+    longest = max(b - a for a, b in zip(starts[:-1], starts[1:]))
+    if batch_size < longest:
+        return None
+    return (f"one-batch segments: batch size {batch_size} >= the longest reset segment ({longest} samples), so "
+            f"{method} predicts every sample before any update of its segment")
 
 
-def rotta_order(labels: list[int], items: list, delta: float, rng: np.random.Generator) -> list:
-    """RoTTA's sampler (BIT-DA/RoTTA): each class's samples are cut into time slots by Dirichlet(delta) proportions,
-    and each slot plays its class chunks in random order, every chunk kept together."""
-    if delta == 0:
-        return note_order(labels, items, 0.0, rng)
-    groups = _by_class(labels, items)
-    slots: list[list[list]] = [[] for _ in range(min(len(groups), MAX_SLOTS))]
-    for members in groups:
-        members = [members[i] for i in rng.permutation(len(members))]
-        proportions = rng.dirichlet([delta] * len(slots))
-        cuts = (np.cumsum(proportions)[:-1] * len(members)).astype(int).tolist()
-        for slot, lo, hi in zip(slots, [0, *cuts], [*cuts, len(members)]):
-            slot.append(members[lo:hi])
+def batches_of_rank(stream: Stream, batch_size: int, per_sample: bool, rank: int, world: int,
+                    method: str) -> list[list[int]]:
+    """The batches one of ``world`` processes runs: a per-sample method's samples are sharded round-robin; an online
+    method's state spans a reset segment, so only whole segments can be sharded."""
+    if world == 1:
+        return stream.batches(batch_size)
+    if per_sample:
+        mine = Stream([stream.items[i] for i in range(rank, len(stream.items), world)], {0}, stream.setting)
+        positions = list(range(rank, len(stream.items), world))
+        return [[positions[j] for j in b] for b in mine.batches(batch_size)]
+    if len(stream.resets) < 2:
+        raise UserError(f"{method} adapts online over one sequential stream (setting {stream.setting}): it cannot be "
+                        "split over processes; run it without torchrun")
+    starts = sorted(stream.resets) + [len(stream.items)]
     out = []
-    for slot in slots:
-        for k in rng.permutation(len(slot)):
-            out.extend(slot[k])
+    for k, (a, b) in enumerate(zip(starts[:-1], starts[1:])):
+        if k % world == rank:
+            seg = Stream(stream.items[a:b], {0}, stream.setting)
+            out += [[a + j for j in batch] for batch in seg.batches(batch_size)]
     return out
 
 
-def _by_class(labels: list[int], items) -> list[list]:
-    """`items` grouped by label, classes in ascending order, each group in stream order."""
-    groups: dict[int, list] = {}
-    for label, item in zip(labels, items):
-        groups.setdefault(label, []).append(item)
-    return [groups[c] for c in sorted(groups)]
+def unfinished(batches: list[list[int]], stream: Stream, splits: list[Split], done: set[tuple[str, str, int]],
+               per_sample: bool) -> list[list[int]]:
+    """What a resumed run still has to run: a per-sample method's results do not depend on what came before, so its
+    finished samples are skipped; an online method's state depends on its whole reset segment, so every segment that
+    holds an unfinished sample is replayed from its start."""
+    def todo(i: int) -> bool:
+        return stream.sample(i, splits).key not in done
+
+    if per_sample:
+        return [b for b in ([i for i in b if todo(i)] for b in batches) if b]
+    out, segment = [], []
+    for b in batches + [[len(stream.items)]]:
+        if b[0] in stream.resets or b[0] == len(stream.items):
+            if any(todo(i) for batch in segment for i in batch):
+                out.extend(segment)
+            segment = []
+        segment.append(b)
+    return out

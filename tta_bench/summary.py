@@ -6,30 +6,41 @@ an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import subprocess
 from collections import defaultdict
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from .config import RunConfig
 from .metrics import accuracy, agreement, topk_accuracy
 from .vocabulary import parse_split
 
+if TYPE_CHECKING:  # a summary is read without torch or data code (report/)
+    from .data.build import SuiteData
+    from .stream import Stream
+
 VERSIONED = ("torch", "torchvision", "timm", "open_clip_torch", "numpy", "datasets", "imagecorruptions-imaug",
              "tta-bench")
+NO_PREDICTION = -1  # what a failed sample is scored with: no class
 
 
-def split_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
+def split_accuracy(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One split's accuracies from its records (report.recompute works from saved logits instead). A failed sample (a
+    diverged update, NaN logits) is scored wrong in top-1 and top-5 alike: the prediction a record holds for it (the
+    argmax of NaN, class 0) is no prediction."""
     scored = [r for r in records if r["status"] in ("ok", "failed")]
     labels = [r["label"] for r in scored]
+    ok = [r["status"] == "ok" for r in scored]
     out: dict[str, Any] = {
         "n": len(scored),
-        "top1": accuracy(labels, [r["pred"] for r in scored]),
-        "top5": topk_accuracy(labels, [r["top5"] for r in scored]),
+        "top1": accuracy(labels, [r["pred"] if good else NO_PREDICTION for r, good in zip(scored, ok)]),
+        "top5": topk_accuracy(labels, [r["top5"] if good else [] for r, good in zip(scored, ok)]),
         "failed": sum(r["status"] == "failed" for r in records),
         "skipped": sum(r["status"] == "error" for r in records),  # unreadable images under --on-error skip
     }
@@ -62,6 +73,7 @@ class Summary:
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)
     mean_top1: float = float("nan")
     mean_top5: float = float("nan")
+    failed: int = 0  # samples of every split whose update diverged: scored wrong, and counted here
     prompts: dict[str, Any] | None = None
     versions: dict[str, str] = field(default_factory=dict)
     git_commit: str | None = None
@@ -80,10 +92,11 @@ class Summary:
 
     @classmethod
     def of(cls, splits: dict[str, dict[str, Any]], **fields: Any) -> "Summary":
-        """A summary whose means are computed from `splits` (each split's metrics as split_metrics returns them)."""
+        """A summary whose means are computed from `splits` (each split's metrics as split_accuracy returns them)."""
         summary = cls(splits=splits, **fields)
         summary.mean_top1 = _mean(s["top1"] for s in splits.values())
         summary.mean_top5 = _mean(s["top5"] for s in splits.values() if "top5" in s)
+        summary.failed = sum(int(s.get("failed", 0)) for s in splits.values())
         severity = {name: parsed[1] for name in splits if (parsed := parse_split(name))}
         if len(set(severity.values())) > 1:  # e.g. gradual: published tables average severity 5 only
             summary.mean_top1_by_severity = {
@@ -102,7 +115,35 @@ def summarize(records: list[dict[str, Any]], split_order: list[str], meta: dict[
     by_split: dict[str, list] = defaultdict(list)
     for r in records:
         by_split[r["split"]].append(r)
-    return Summary.of({name: split_metrics(by_split[name]) for name in split_order if by_split.get(name)}, **meta)
+    return Summary.of({name: split_accuracy(by_split[name]) for name in split_order if by_split.get(name)}, **meta)
+
+
+def run_meta(cfg: RunConfig, run_name: str, suite: SuiteData, stream: Stream, stream_hash: str, *,
+             transform: str, batch_size: int, method_options: dict[str, Any], defaults: dict[str, Any], notes: list[str],
+             source_data: dict[str, Any] | None, prompts: dict[str, Any], provenance: dict[str, Any], device: str,
+             precision: str, world_size: int, process_group: str | None, cost: dict[str, Any]) -> dict[str, Any]:
+    """Everything in summary.json but the accuracies: what ran on which data, how, where, and at what cost."""
+    root = os.path.abspath(cfg.data_root) if cfg.data_root and os.path.exists(cfg.data_root) else cfg.data_root
+    data = {"subset": suite.subset, "generated": suite.generated, "partial": suite.partial,
+            "n_samples": len(stream.items), "notes": suite.notes, "classes": len(suite.classes), "root": root,
+            "label_space": suite.space.name, **suite.protocol(), "transform": transform}
+    return {"run_name": run_name, "suite": cfg.suite, "method": cfg.method, "teacher": cfg.teacher,
+            "source": suite.source, "data": data,
+            "setting": {"name": stream.setting, **stream.params, **stream.describe(suite, batch_size),
+                        "stream_hash": stream_hash},
+            "seed": cfg.seed, "config": cfg.to_dict(), "method_options": method_options, "defaults": defaults,
+            "provenance": provenance, "notes": notes, "source_data": source_data, "prompts": prompts,
+            "versions": versions(), "git_commit": git_commit(), "device": device, "precision": precision,
+            "world_size": world_size, "process_group": process_group, "cost": cost}
+
+
+def cost_record(spent: dict[str, float], peak_memory_mb: float, flops_per_sample: float | None) -> dict[str, Any]:
+    """The compute every session and rank of a run spent (cost/), with its rates; peak memory is this session's."""
+    return {**{k: spent[k] for k in ("seconds", "teacher_forwards", "adaptation_steps")},
+            "samples": int(spent["samples"]), "peak_memory_mb": peak_memory_mb,
+            "samples_per_second": spent["samples"] / spent["seconds"] if spent["seconds"] else None,
+            "seconds_per_sample": spent["seconds"] / spent["samples"] if spent["samples"] else None,
+            "flops_per_sample": flops_per_sample}
 
 
 def _mean(values) -> float:

@@ -18,6 +18,7 @@ LOCK = ".lock"  # held by the process that runs in the folder
 COST = "cost"  # per-rank running totals of compute (seconds, samples), kept across resumes
 SHARDS = "shards"  # per-rank predictions of an unfinished torchrun
 LOGITS = "logits"  # float16 logits per split (--save-logits)
+LOG = "log.csv"  # per-batch accuracy, loss and cost while the run goes (--log csv; runlog.py)
 RUN_FILES = (SUMMARY, CONFIG, PREDICTIONS)  # any of these marks a folder as a run folder
 
 # -- corruptions (ImageNet-C order, Hendrycks & Dietterich 2019: noise, blur, weather, digital) ----------------------
@@ -52,18 +53,49 @@ def parse_split(name: str) -> tuple[str, int] | None:
     return match.group(1), int(match.group(2))
 
 
-def record_key(record: dict) -> tuple[str, str, int]:
+# -- the prediction record (one line of predictions.jsonl) -------------------------------------------------------
+def sample_key(split: str, sample_id: str, visit: int = 0) -> tuple[str, str, int]:
     """A prediction's key in a run: split, sample id and visit (settings that replay a domain, gradual, predict a
-    sample once per visit; the field is absent, i.e. 0, otherwise)."""
-    return record["split"], record["id"], record.get("visit", 0)
+    sample once per visit; 0 otherwise)."""
+    return split, sample_id, visit
+
+
+def record_key(record: dict) -> tuple[str, str, int]:
+    """The key of a written record (``visit`` is absent where it is 0)."""
+    return sample_key(record["split"], record["id"], record.get("visit", 0))
+
+
+def prediction_record(split: str, sample_id: str, label: int, visit: int, top5: list[int], extra: dict,
+                      diverged: bool) -> dict:
+    """A prediction: ``top5`` label-space classes, best first; the method's extras (in label-space terms, its own
+    business) merged as they are. A diverged sample (non-finite logits) or one its method marks failed is wrong."""
+    record = {"split": split, "id": sample_id, "label": label, "pred": top5[0], "top5": top5,
+              "correct": top5[0] == label, "status": "ok", **_visit(visit), **extra}
+    if diverged:
+        record["status"] = "failed"
+    if record["status"] != "ok":
+        record["correct"] = False
+    return record
+
+
+def error_record(split: str, sample_id: str, label: int, visit: int, message: str) -> dict:
+    """An unreadable sample (``--on-error skip``): no prediction, counted apart."""
+    return {"split": split, "id": sample_id, "label": label, "pred": -1, "top5": [], "correct": False,
+            "status": "error", "error": message, **_visit(visit)}
+
+
+def _visit(visit: int) -> dict[str, int]:
+    """Only replayed samples carry a visit number, so other settings' records keep their fields."""
+    return {"visit": visit} if visit else {}
 
 
 # -- identity: the RunConfig fields that do not change what a run predicts ----------------------------------------
 # Where it is written, how many workers decode, whether a corrupt file stops the run (the rerun the stop message
-# advises), and the output-only options (saved logits, recorded steps: adding one to a finished run computes just
-# what is missing, in the same folder; outputs.py). A resume with other values of these continues the same run;
-# any other field starts another one.
-NOT_IDENTITY = frozenset({"out", "num_workers", "overwrite", "device", "on_error", "save_logits", "record_steps"})
+# advises), the output-only options (saved logits, recorded steps: adding one to a finished run computes just what
+# is missing, in the same folder; outputs.py) and the experiment log streamed while it runs (runlog.py). A resume
+# with other values of these continues the same run; any other field starts another one.
+NOT_IDENTITY = frozenset({"out", "num_workers", "overwrite", "device", "on_error", "save_logits", "record_steps",
+                          "log"})
 
 # -- stream settings --------------------------------------------------------------------------------------------
 DEFAULT_SETTING = "reset_each_shift"

@@ -97,3 +97,10 @@ def test_a_generated_run_records_the_size_of_its_clean_set_before_limit(clean_im
                                    out=str(tmp_path / "run")), progress=False, log=lambda *_: None)
     assert summary["data"]["generated_from"]["images"] == 6
     assert run_label(summary) == "source (tiny) [generated from 6 images]"
+
+
+def test_a_corruption_asked_for_twice_is_refused_whatever_the_source(clean_imagenet):
+    """TENT on fog,fog continual adapted twice over fog and recorded it once."""
+    with pytest.raises(UserError, match="split fog-5 is asked for twice"):
+        load_suite(RunConfig(suite="imagenet-c", source="generated", data_root=str(clean_imagenet),
+                             corruptions=["fog", "fog"]))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import datasets
 import numpy as np
@@ -10,6 +11,7 @@ from PIL import Image
 
 from conftest import TABBY_WNID, image_stack, write_images
 from tta_bench import engine
+from tta_bench.cli import main
 from tta_bench.config import RunConfig
 from tta_bench.data.build import load_suite
 from tta_bench.data.labels import class_list, label_space
@@ -194,6 +196,21 @@ def test_engine_runs_on_a_saved_hub_dataset(tmp_path):
     assert sorted((r["id"], r["label"]) for r in records) == [(f"cifar10/{i}", i) for i in range(5)]
 
 
+def test_a_hub_copy_swapped_between_a_kill_and_the_rerun_stops_the_resume(tmp_path):
+    """Hub ids are row numbers: the same for any copy of that size."""
+    _save(tmp_path / "saved", image_stack(6), [0, 1, 2, 3, 4, 5], datasets.Value("int64"))
+    cfg = RunConfig(suite="cifar10", source="hub", data_root=str(tmp_path / "saved"), allow_partial=True,
+                    teacher="tiny", num_workers=0, device="cpu", out=str(tmp_path / "run"))
+    engine.run(cfg, progress=False, log=lambda *_: None)
+    predictions = tmp_path / "run" / PREDICTIONS
+    predictions.write_text("".join(predictions.read_text().splitlines(keepends=True)[:3]))  # killed half-way
+    (tmp_path / "run" / "summary.json").unlink()
+    shutil.rmtree(tmp_path / "saved")
+    _save(tmp_path / "saved", image_stack(6, offset=50), [0, 1, 2, 3, 4, 5], datasets.Value("int64"))
+    with pytest.raises(UserError, match=r"split\(s\) cifar10 \(Hugging Face dataset fingerprint\) changed"):
+        engine.run(cfg, progress=False, log=lambda *_: None)
+
+
 def test_a_hub_copy_of_another_test_split_gets_its_own_split_name(tmp_path):
     images = image_stack(3)
     _save(tmp_path / "flowers", images, [0, 1, 101], datasets.Value("int64"), image_key="webp", label_key="cls")
@@ -213,3 +230,72 @@ def test_suites_without_a_hub_copy_say_so(tmp_path):
     for suite in ("domainnet126", "ccc-medium"):
         with pytest.raises(UserError, match="no standard Hugging Face copy|generated on the fly"):
             load_suite(RunConfig(suite=suite, source="hub", data_root=str(tmp_path)))
+
+
+def _save_splits(path, splits):
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.Value("int64")})
+    datasets.DatasetDict({name: datasets.Dataset.from_dict(
+        {"img": [Image.fromarray(a) for a in image_stack(n, offset=k)], "label": list(range(n))}, features=features)
+        for k, (name, n) in enumerate(splits.items())}).save_to_disk(str(path))
+    return path
+
+
+def test_a_mistyped_hub_split_stops_listing_the_splits_there_are(tmp_path):
+    _save_splits(tmp_path / "saved", {"train": 4, "test": 3})
+    with pytest.raises(DataError, match=r"--hub-split 'valdiation': .* no such split; it has train, test"):
+        _hub("cifar10", tmp_path / "saved", hub_split="valdiation")
+    assert len(_hub("cifar10", tmp_path / "saved", hub_split="train").splits[0].source) == 4
+
+
+def test_a_copy_without_the_suites_split_stops_instead_of_reading_another(tmp_path):
+    _save_splits(tmp_path / "saved", {"train": 4})
+    with pytest.raises(DataError, match=r"has no 'test' split \(it has train\): .* --hub-split"):
+        _hub("cifar10", tmp_path / "saved")
+
+
+def test_the_summary_records_the_split_read(tmp_path):
+    _save_splits(tmp_path / "saved", {"train": 4, "test": 3})
+    cfg = RunConfig(suite="cifar10", source="hub", data_root=str(tmp_path / "saved"), allow_partial=True,
+                    teacher="tiny", num_workers=0, device="cpu", out=str(tmp_path / "run"))
+    summary = engine.run(cfg, progress=False, log=lambda *_: None)
+    assert summary["data"]["hub_split"] == "test" and summary["splits"]["cifar10"]["n"] == 3
+
+
+@pytest.mark.parametrize("feature, labels, message", [
+    (datasets.Value("float64"), [3.5, 1.0, 2.0], r"holds float64 labels \(e.g. 3.5\)"),
+    (datasets.Value("string"), ["cat", "dog", "cat"], r"holds string labels \(e.g. 'cat'\).*ClassLabel"),
+    (datasets.Value("int64"), [1, None, 2], r"row 1 has no label \(None\)"),
+])
+def test_labels_that_are_not_integers_are_refused_in_one_line(tmp_path, capsys, feature, labels, message):
+    """A float 3.5 would be read as class 3; a string or None would end in a traceback."""
+    _save(tmp_path / "saved", image_stack(3), labels, feature)
+    with pytest.raises(DataError, match=message):
+        _hub("cifar10", tmp_path / "saved")
+    capsys.readouterr()  # the save's progress bar
+    code = main(["--suite", "cifar10", "--source", "hub", "--data-root", str(tmp_path / "saved"), "--allow-partial",
+                 "--teacher", "tiny", "--workers", "0", "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_an_empty_copy_is_refused_in_one_line(tmp_path):
+    _save(tmp_path / "saved", [], [], datasets.Value("int64"))
+    with pytest.raises(DataError, match=r"cannot read .*saved as a save_to_disk folder \(an empty dataset"):
+        _hub("cifar10", tmp_path / "saved")
+
+
+def test_an_integer_image_column_is_refused_naming_the_option(tmp_path):
+    features = datasets.Features({"img": datasets.Value("int64"), "label": datasets.Value("int64")})
+    datasets.Dataset.from_dict({"img": [1, 2, 3], "label": [0, 1, 2]}, features=features).save_to_disk(
+        str(tmp_path / "saved"))
+    with pytest.raises(DataError, match=r"column 'img' holds int64 values, not images.*--image-column"):
+        _hub("cifar10", tmp_path / "saved")
+
+
+def test_a_mistyped_split_of_a_copy_by_id_is_one_line(tmp_path, monkeypatch):
+    from tta_bench import network
+
+    monkeypatch.setattr(network, "hub_reachable", lambda: False)
+    write_images(tmp_path / "folder", {"truck": 1, "cat": 2}, suffix=".png", size=32)
+    with pytest.raises(DataError, match=r"no split 'valdiation' .*Should be one of \['train'\].*--hub-split"):
+        load_suite(RunConfig(suite="cifar10", source="hub", hub_id=str(tmp_path / "folder"), hub_split="valdiation"))

@@ -12,18 +12,16 @@ import torch
 from tests.conftest import image_stack, write_arrays
 from tta_bench.config import RunConfig
 from tta_bench.data.labels import label_space
-from tta_bench.teachers import build_teacher
 from tta_bench.teachers.base import Teacher
+from tta_bench.teachers.ready import ready_teacher
 
 CPU = torch.device("cpu")
 SINGLE = ("a photo of a {}.",)
 
 
 def teacher(name: str) -> Teacher:
-    """A frozen teacher in eval mode, as the engine hands it to a method."""
-    t = build_teacher(name, num_classes=10).eval().requires_grad_(False)
-    t.set_classes(label_space("cifar10"), range(10), SINGLE)
-    return t
+    """A frozen teacher in eval mode over CIFAR-10's classes, ready as the engine hands it to a method."""
+    return ready_teacher(name, CPU, label_space("cifar10"), range(10), SINGLE)
 
 
 def images(n: int, size: int, seed: int = 0) -> torch.Tensor:

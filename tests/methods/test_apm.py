@@ -11,6 +11,7 @@ import torch
 from tests.conftest import SHARED, needs_shared
 from tests.methods.conftest import CPU, images, teacher
 from tta_bench import engine
+from tta_bench.device import autocast
 from tta_bench.config import RunConfig
 from tta_bench.errors import UserError
 from tta_bench.methods import build_method
@@ -176,7 +177,7 @@ def test_student_learns_inside_one_autocast_region() -> None:
     never moves (as it did before the fix)."""
     x = images(2, 32)
     method = apm(steps=12)
-    with engine.autocast(CPU, "bf16"):
+    with autocast(CPU, "bf16"):
         out = predict(method, x, [1, 2], (0, 12))
     for e in out.extras:
         assert e["steps"]["12"]["loss"] < 0.5 * e["steps"]["0"]["loss"]

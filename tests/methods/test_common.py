@@ -4,8 +4,8 @@ import torch
 
 from tests.methods.conftest import changed, images, state, teacher
 from tta_bench.errors import UserError
-from tta_bench.methods.common import (WeightSet, adapt_all_weights, build_optimizer, cotta_augment, seeded,
-                                      soft_cross_entropy)
+from tta_bench.methods.common import (OptimizerOptions, WeightSet, adapt_all_weights, batch_norm_layers,
+                                      build_optimizer, cotta_augment, seeded, small_batch_note, soft_cross_entropy)
 
 
 def test_a_weight_set_runs_through_the_same_module_and_gives_it_back_bitwise():
@@ -65,10 +65,46 @@ def test_all_weights_but_a_frozen_head_train_and_bn_uses_batch_statistics():
     assert all(m.training and not m.track_running_stats for m in t.modules() if isinstance(m, torch.nn.BatchNorm2d))
 
 
-def test_optimiser_choice_and_its_error():
+def test_optimisers_are_built_one_way_from_the_options():
     p = [torch.nn.Parameter(torch.zeros(2))]
-    assert build_optimizer("m", "adam", p, 0.1).defaults["betas"] == (0.9, 0.999)
-    sgd = build_optimizer("m", "sgd", p, 0.1, nesterov=True, weight_decay=0.01).defaults
+    assert build_optimizer("adam", p, 0.1).defaults["betas"] == (0.9, 0.999)
+    assert build_optimizer("adamw", p, 0.1, weight_decay=0.01).defaults["weight_decay"] == 0.01
+    sgd = build_optimizer("sgd", p, 0.1, momentum=0.9, nesterov=True, weight_decay=0.01).defaults
     assert (sgd["momentum"], sgd["nesterov"], sgd["weight_decay"]) == (0.9, True, 0.01)
-    with pytest.raises(UserError, match="m optimizer must be adam or sgd"):
-        build_optimizer("m", "rmsprop", p, 0.1)
+    options = OptimizerOptions.parse({"optimizer": "sgd", "lr": "0.5", "momentum": "0.8"}, "m")
+    built = options.build_optimizer(p).defaults
+    assert (type(options.build_optimizer(p)), built["lr"], built["momentum"]) == (torch.optim.SGD, 0.5, 0.8)
+    with pytest.raises(UserError, match="m option optimizer must be one of adam, adamw, sgd, got 'rmsprop'"):
+        OptimizerOptions.parse({"optimizer": "rmsprop"}, "m")
+    with pytest.raises(UserError, match="nesterov needs momentum > 0"):
+        OptimizerOptions.parse({"optimizer": "sgd", "nesterov": True, "momentum": 0.0}, "m")
+
+
+def _uses_batch_statistics(name: str) -> bool:
+    """Whether method ``name``, built on a BatchNorm teacher, leaves BN layers normalising with batch statistics."""
+    from tta_bench.methods import build_method
+
+    t = teacher("tiny")
+    build_method(name, t, {}, torch.device("cpu"))
+    return any(m.training and not m.track_running_stats for m in batch_norm_layers(t))
+
+
+def test_the_methods_flagged_for_batch_statistics_are_those_that_use_them():
+    from tta_bench.methods import METHODS
+
+    clip_only = {e.name for e in METHODS if e.accepts.startswith("CLIP only")}
+    flagged = {e.name for e in METHODS if e.builder.batch_statistics}
+    assert flagged == {name for name in METHODS.names() if name not in clip_only and _uses_batch_statistics(name)}
+    assert flagged == {"bn_adapt", "tent", "eata", "sar", "cotta", "shot_im"}
+
+
+def test_a_batch_statistics_method_below_batch_16_warns(capsys):
+    from tta_bench.cli import main
+    from tta_bench.methods import METHODS
+
+    assert "a batch of 2 is too small" in small_batch_note(METHODS.get("bn_adapt"), 2)
+    assert small_batch_note(METHODS.get("bn_adapt"), 16) is None
+    assert small_batch_note(METHODS.get("source"), 2) is None
+    assert main(["--method", "bn_adapt", "--batch-size", "2", "--corruptions", "fog", "--dry-run"]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1 and "use --batch-size 16 or more" in warnings[0]

@@ -1,7 +1,8 @@
 """The GPU path (``pytest -m cuda``; skipped without CUDA): every method under the engine's bf16 autocast against its
-float32 CPU prediction, stacked APM students against one-at-a-time students under bf16, and the out-of-memory
-back-off. benchmarks/gpu_check.sh runs these on a lent GPU machine; ``TTA_BENCH_TEST_DEVICE=cpu`` rehearses them
-on the CPU (bf16 autocast there), except the memory test, which needs a CUDA allocator.
+float32 CPU prediction, stacked APM students against one-at-a-time students under bf16, the out-of-memory
+back-off, and APM's step choices (the compiled master update, the CUDA-graph step). benchmarks/gpu_check.sh runs
+these on a CUDA machine; ``TTA_BENCH_TEST_DEVICE=cpu`` rehearses them on the CPU (bf16 autocast there), except the
+tests that need CUDA itself (its allocator, CUDA graphs).
 
 Each test appends what it measured to the JSON-lines file named by ``TTA_BENCH_GPU_REPORT`` (when set), so the
 deviations behind the stated tolerances land in benchmarks/RESULTS.md.
@@ -20,6 +21,7 @@ from PIL import Image
 from tests.conftest import ACCELERATOR, on_accelerator, on_cuda
 from tests.methods.conftest import CPU, photographs
 from tta_bench import engine
+from tta_bench.device import autocast
 from tta_bench.data.labels import label_space
 from tta_bench.methods import METHODS, build_method
 from tta_bench.methods.apm import APM
@@ -42,7 +44,7 @@ class Case:
     rel: float = 0.1  # largest ||bf16 logits - cpu logits|| / ||cpu logits|| over the whole output
 
 
-# float32 on CUDA (TF32 off, engine.autocast) differs from the CPU only by summation order and kernel choice.
+# float32 on CUDA (TF32 off, device.autocast) differs from the CPU only by summation order and kernel choice.
 FP32_REL = 5e-3
 # bf16 keeps 8 bits of mantissa. Measured with CPU bf16 autocast on these photographs (benchmarks/RESULTS.md):
 # EfficientNet-Lite0 logits move 4% in eval mode and 18% (a third of the top-1s of a 16-image batch) when its BN
@@ -99,12 +101,12 @@ def run_method(name: str, case: Case, device: torch.device, precision: str) -> t
     method = build_method(name, teacher, dict(case.options), device)
     x = photographs(case.n * case.batches, size).to(device)
     if method.source_samples():  # the engine's source-data hook, on the first batch's images
-        with engine.autocast(device, precision):
+        with autocast(device, precision):
             method.prepare_source(iter([x[:case.n]]))
     logits = []
     for b in range(case.batches):
         part = x[b * case.n:(b + 1) * case.n]
-        with engine.autocast(device, precision):
+        with autocast(device, precision):
             logits.append(method.predict(Batch(part, list(range(b * case.n, (b + 1) * case.n)))).logits.float().cpu())
     return torch.cat(logits)
 
@@ -143,7 +145,7 @@ def apm_on(device: torch.device, **options: Any) -> APM:
 @pytest.mark.parametrize("readout", ["mean", "attention"])
 @on_accelerator
 def test_stacked_students_match_one_at_a_time_under_bf16(readout: str) -> None:
-    """Stacked (vmap) students and one-at-a-time students train the same networks from the same seeds; under bf16
+    """Stacked students and one-at-a-time students train the same networks from the same seeds; under bf16
     only rounding differs (batched vs plain matrix products), and 30 Adam steps carry it into the weights.
     Tolerance: relative logit difference <= 0.25 and >= 6 of 8 top-1 equal; a pairing error between students and
     samples gives ~1 and chance agreement. The float32 run beside them measures the scale of bf16 noise itself
@@ -154,7 +156,7 @@ def test_stacked_students_match_one_at_a_time_under_bf16(readout: str) -> None:
     for label, parallel, precision in (("stacked", "true", "bf16"), ("one_at_a_time", "false", "bf16"),
                                        ("float32", "false", "fp32")):
         method = apm_on(ACCELERATOR, steps=30, parallel=parallel, readout=readout)
-        with engine.autocast(ACCELERATOR, precision):
+        with autocast(ACCELERATOR, precision):
             logits[label] = method.predict(Batch(x, seeds)).logits.float().cpu()
     stacked, single = logits["stacked"], logits["one_at_a_time"]
     rel, agree = relative(stacked, single), float((stacked.argmax(1) == single.argmax(1)).float().mean())
@@ -171,7 +173,7 @@ def test_out_of_memory_halves_the_group_and_finishes() -> None:
     device = torch.device("cuda", torch.cuda.current_device())
     x, seeds = photographs(16, 224).to(device), list(range(16))
     free = apm_on(device, preset="paper", steps=2)
-    with engine.autocast(device, "bf16"):
+    with autocast(device, "bf16"):
         expected = free.predict(Batch(x, seeds)).logits.float().cpu()
     del free
     torch.cuda.empty_cache()
@@ -180,7 +182,7 @@ def test_out_of_memory_halves_the_group_and_finishes() -> None:
     torch.cuda.reset_peak_memory_stats(device)
     torch.cuda.set_per_process_memory_fraction(2.5 * 2**30 / total, device)
     try:
-        with engine.autocast(device, "bf16"):
+        with autocast(device, "bf16"):
             out = engine._predict(method, Batch(x, seeds))
         peak = torch.cuda.max_memory_allocated(device)
     finally:
@@ -190,3 +192,72 @@ def test_out_of_memory_halves_the_group_and_finishes() -> None:
     assert method.group is not None and method.group < 16
     assert logits.shape == expected.shape and logits.isfinite().all()
     assert relative(logits, expected) <= 0.05
+
+
+@on_accelerator
+def test_compiled_master_update_equals_the_eager_one() -> None:
+    """The master update as one compiled pass per tensor (how it runs on CUDA; a CPU rehearsal compiles it to C++)
+    against its eager form, with and without the bf16 copy: the same masters, moments and copies to float
+    rounding."""
+    from tta_bench.methods.apm_step import MasterAdam
+
+    g = torch.Generator().manual_seed(0)
+    shapes = ((4, 96, 48), (4, 48), (4, 1, 1, 32), (1,))
+    start = [torch.randn(*s, generator=g).to(ACCELERATOR) for s in shapes]
+    grads = [[torch.randn(*s, generator=g).to(ACCELERATOR) for s in shapes] for _ in range(3)]
+    worst = 0.0
+    for dtype in (torch.float32, torch.bfloat16):
+        runs = []
+        for compiled in (False, True):
+            params = [torch.nn.Parameter(t.clone()) for t in start]
+            opt = MasterAdam(params, 1e-2, dtype, compiled=compiled)
+            for step in grads:
+                for p, grad in zip(params, step):
+                    p.grad = grad.to(dtype)
+                opt.step()
+            runs.append((params, opt))
+        (eager, eager_opt), (compiled, compiled_opt) = runs
+        for a, b in zip(eager, compiled):
+            assert a.dtype == b.dtype == dtype
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+            for key in ("master", "exp_avg", "exp_avg_sq"):
+                x, y = compiled_opt.state[b][key], eager_opt.state[a][key]
+                torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-7)
+                worst = max(worst, relative(x, y))
+    report("apm:compiled_master_update", rel=worst)
+
+
+@on_cuda
+def test_graph_replayed_step_trains_as_the_eager_step() -> None:
+    """Paper-preset stacked students (4 together, 12 steps, StepLR at 5) under bf16 autocast: the step recorded as a
+    CUDA graph and replayed against the same master-update step run eagerly (the same kernels, so equal to float
+    rounding), and both against torch's fused Adam on float32 weights (today's step): bf16 rounding only, far below
+    what a pairing error or a lost update gives (~1)."""
+    import dataclasses
+
+    from tta_bench.methods.apm import PRESET_OPTIONS, Targets, fit
+    from tta_bench.methods.apm_step import Step
+    from tta_bench.models.apm_student import StackedAPMStudent, preset
+
+    device = torch.device("cuda", torch.cuda.current_device())
+    cfg = preset("paper", 768)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 1, 3, cfg.image_size, cfg.image_size, generator=g).to(device)
+    targets = Targets((0.1 * torch.randn(4, 1, 768, generator=g)).to(device), None, None)
+    options = dataclasses.replace(PRESET_OPTIONS["paper"], steps=12, step_size=5)
+    features, losses = {}, {}
+    for label, step in (("graph", Step("master", graph=True)), ("master", Step("master")), ("fused", Step("fused"))):
+        student = StackedAPMStudent(cfg, [1, 2, 3, 4], device)
+        with engine.autocast(device, "bf16"):
+            run = [(out.feature.float().cpu(), loss.cpu()) for _, out, loss in
+                   fit(student, list(student.parameters()), x, targets, options, step)]
+        assert all(p.dtype == torch.float32 for p in student.parameters())
+        features[label], losses[label] = run[-1][0], torch.stack([loss for _, loss in run])
+    graph_rel = relative(features["graph"], features["master"])
+    fused_rel = relative(features["master"], features["fused"])
+    report("apm:graph_step", steps=12, graph_vs_eager=graph_rel, master_vs_fused=fused_rel,
+           loss_drop=float(losses["graph"][-1].sum() / losses["graph"][0].sum()))
+    assert graph_rel <= 1e-3, f"graph-replayed vs eager step: {graph_rel:.2e}"
+    torch.testing.assert_close(losses["graph"], losses["master"], rtol=1e-3, atol=1e-6)
+    assert fused_rel <= 2e-2, f"master update vs torch's fused Adam under bf16: {fused_rel:.2e}"
+    assert losses["graph"][-1].sum() < losses["graph"][0].sum()  # and it learns

@@ -7,6 +7,7 @@ import torch
 
 from tests.methods.conftest import CPU, changed, encoded_inputs, images, red_sided, state, teacher
 from tta_bench import engine
+from tta_bench.device import autocast
 from tta_bench.errors import UserError
 from tta_bench.methods import build_method
 from tta_bench.methods.base import Batch
@@ -122,7 +123,7 @@ def test_adapted_prediction_inside_one_autocast_region():
     options = {**FAST, "lr": 5.0}
     unadapted = build_method("memo", teacher("tiny"), {**options, "lr": 1e-12}, CPU).predict(Batch(x, [0, 1])).logits
     adapted = build_method("memo", teacher("tiny"), options, CPU).predict(Batch(x, [0, 1])).logits
-    with engine.autocast(CPU, "bf16"):
+    with autocast(CPU, "bf16"):
         mixed = build_method("memo", teacher("tiny"), options, CPU).predict(Batch(x, [0, 1])).logits.float()
     assert (adapted - unadapted).norm() > 0.1 * unadapted.norm()  # the step moves the prediction a lot
     assert (mixed - adapted).norm() < 0.2 * (adapted - unadapted).norm()

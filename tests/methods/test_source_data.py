@@ -12,8 +12,6 @@ from tta_bench.methods.base import Batch, Method, Output
 
 
 class NeedsSource(Method):
-    name = "needs-source"
-
     def __init__(self, n: int) -> None:
         super().__init__(teacher("tiny"), None, CPU)  # type: ignore[arg-type]
         self.n, self.seen = n, []

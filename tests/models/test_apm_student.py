@@ -151,10 +151,12 @@ def test_mean_readout_memory_grows_with_chunk_not_grid() -> None:
     assert sizes[2] < 2 * cfg.locations * cfg.feature_dim  # the (B, g², D) grid never exists
 
 
-def test_stacked_equals_separate_students_forward_and_training() -> None:
+@pytest.mark.parametrize("bias_in_product", [False, True])
+def test_stacked_equals_separate_students_forward_and_training(bias_in_product: bool) -> None:
+    """Either bias form (a pass of its own, or read by the batched product: torch.baddbmm)."""
     cfg = small(readout="attention", rgb_head=True)
     seeds = [5, 11, 2]
-    stacked = StackedAPMStudent(cfg, seeds)
+    stacked = StackedAPMStudent(cfg, seeds, bias_in_product=bias_in_product)
     separate = [APMStudent(cfg, seed=s) for s in seeds]
     x = image(cfg, 3, 2)
     target = torch.randn(3, 2, cfg.feature_dim, generator=torch.Generator().manual_seed(1))

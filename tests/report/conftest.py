@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from tta_bench.summary import Summary
-from tta_bench.vocabulary import CONFIG, DEFAULT_SETTING, SUMMARY
+from tta_bench.vocabulary import CONFIG, DEFAULT_SETTING, PREDICTIONS, SUMMARY
 
 
 def make_summary(name: str, method: str, teacher: str | None, splits: dict, *, suite: str = "imagenet-c",
@@ -74,3 +75,36 @@ def runs_root(tmp_path: Path) -> Path:
     root = tmp_path / "results" / "runs"
     write_runs(root / "imagenet-c", fixture_summaries())
     return root
+
+
+def write_run(root: Path, name: str, method: str, correct: dict[str, list[bool]], *, seed: int = 0,
+              online: bool = False, batch_size: int | None = None, subset: str = "full", shuffle: bool = False,
+              failed: dict[str, int] | None = None, setting: str = DEFAULT_SETTING) -> Path:
+    """A run folder as the engine leaves it, with per-sample predictions: split -> correctness of samples s0000,
+    s0001, ... (label 1; the prediction 1 where right, else 0), in that order unless ``shuffle`` (a stream order
+    drawn from the seed); the first ``failed[split]`` samples of a split failed (scored wrong); the summary is
+    computed from the records."""
+    rng = random.Random(seed)
+    records, splits = [], {}
+    for split, flags in correct.items():
+        order = list(range(len(flags)))
+        if shuffle:
+            rng.shuffle(order)
+        bad = (failed or {}).get(split, 0)
+        for i in order:
+            status = "failed" if i < bad else "ok"
+            right = bool(flags[i]) and status == "ok"
+            records.append({"split": split, "id": f"s{i:04d}", "label": 1, "pred": 1 if right else 0,
+                            "top5": [1 if right else 0, 2, 3, 4, 5], "correct": right, "status": status})
+        splits[split] = {"n": len(flags), "top1": 100.0 * sum(r["correct"] for r in records if r["split"] == split)
+                         / len(flags), "top5": 100.0 * sum(1 for r in records if r["split"] == split and
+                                                             r["status"] == "ok") / len(flags),
+                         "failed": bad, "skipped": 0}
+    options = {"reset": "online" if online else "episodic"}
+    summary = make_summary(name, method, "resnet20", splits, suite="cifar10-c", seed=seed, subset=subset,
+                           options=options)
+    summary["config"] |= {"batch_size": batch_size, "limit": int(subset[6:]) if subset.startswith("limit-") else None}
+    summary["setting"]["name"] = summary["config"]["setting"] = setting
+    (run_dir,) = write_runs(root, [summary])
+    (run_dir / PREDICTIONS).write_text("".join(json.dumps(r) + "\n" for r in records))
+    return run_dir

@@ -118,3 +118,66 @@ def test_a_file_of_several_references_picks_the_runs_own(tmp_path):
     path.write_text(json.dumps({"references": [other]}))
     with pytest.raises(ValueError, match="0 references match"):
         check_command(run, path, None)
+
+
+@pytest.mark.parametrize("tolerance", ["nan", "-5", "inf"])
+def test_a_tolerance_that_is_not_a_finite_non_negative_number_is_refused(tmp_path, apm, capsys, tolerance):
+    """`--tolerance nan` used to pass a 6-point drop (every comparison with NaN is false)."""
+    from tta_bench.cli import main
+
+    reference = write_reference(apm)
+    reference["splits"]["fog-5"] = 46.0  # the run is 6 points below
+    path = tmp_path / "reference.json"
+    path.write_text(json.dumps(reference))
+    (run_dir,) = write_runs(tmp_path / "runs", [apm])
+    assert main(["check", str(run_dir), "--reference", str(path), "--tolerance", tolerance]) == 2
+    assert capsys.readouterr().err == (f"error: --tolerance must be a finite number >= 0 (points of top-1), got "
+                                       f"{float(tolerance)!r}\n")
+    path.write_text(json.dumps(reference | {"tolerance": -1}))
+    with pytest.raises(ValueError, match="'tolerance' must be a finite number >= 0"):
+        check_command(run_dir, path, None)
+
+
+def test_a_mean_that_is_not_a_number_fails_instead_of_showing_ok(apm):
+    reference = write_reference(apm)
+    apm["mean_top1"] = float("nan")
+    result = check(apm, reference, 1.0)
+    assert not result.ok and result.rows[-1] == ("mean", reference["mean_top1"], None, None, "not a number")
+    assert "not a number" in format_check(result)
+
+
+def test_a_run_generated_from_fewer_images_is_not_comparable_with_its_reference(apm):
+    """100 photographs against a reference generated from 500: the clean set differs, and so does the stream."""
+    generated = apm | {"source": "generated", "data": {"subset": "full", "generated_from": {"images": 500}},
+                       "setting": {"name": "reset_each_shift", "stream_hash": "a" * 64}}
+    reference = write_reference(generated)
+    assert reference["generated_from"] == 500 and reference["stream_hash"] == "a" * 64
+    assert check(generated, reference, 1.0).ok
+    small = generated | {"data": {"subset": "full", "generated_from": {"images": 100}},
+                         "setting": {"name": "reset_each_shift", "stream_hash": "b" * 64}}
+    result = check(small, reference, 1.0)
+    assert not result.ok and result.differences == ["generated_from: reference 500, run 100"]
+    shuffled = generated | {"setting": {"name": "reset_each_shift", "stream_hash": "b" * 64}}
+    assert check(shuffled, reference, 1.0).differences == [
+        "stream: the run's samples or their order differ from the reference's (stream_hash bbbbbbbbbbbb vs "
+        "aaaaaaaaaaaa)"]
+    del reference["generated_from"], reference["stream_hash"]  # an older reference that does not say
+    assert check(small, reference, 1.0).differences == ["generated_from: reference does not say, run 100"]
+
+
+def test_the_ci_reference_says_which_clean_set_its_numbers_come_from():
+    from tta_bench.package_data import project_path
+
+    references = json.loads((project_path("results/ci") / "reference.json").read_text())["references"]
+    assert {r["generated_from"] for r in references} == {500}  # ../shared/data/imagenet-sample
+
+
+def test_the_published_table_is_not_a_reference_and_check_says_which_command_compares_with_it(tmp_path, apm, capsys):
+    from tta_bench.cli import main
+    from tta_bench.report.published import DEFAULT_PATH
+
+    (run_dir,) = write_runs(tmp_path / "runs", [apm])
+    assert main(["check", str(run_dir), "--reference", str(DEFAULT_PATH)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a table of published numbers, not a reference" in err
+    assert "run_bench.py table RUN --published" in err

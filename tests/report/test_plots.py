@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import pytest
+from matplotlib.colors import to_rgba
+from matplotlib.container import BarContainer
 
 from tta_bench.report import plot_command
 from tta_bench.report.plots import plot_corruption_bars, plot_cost, plot_severity
 
-from .conftest import fixture_summaries
+from .conftest import fixture_summaries, make_summary, split
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -68,11 +70,11 @@ def _overlap(a, b) -> bool:
 def test_cost_plot_has_a_legend_the_device_and_no_overlapping_labels():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from tta_bench.report.plots import _cost_figure
+    from tta_bench.report.plots import CostPoint, _cost_figure
 
-    figure = _cost_figure("imagenet-c", [("apm (clip)", 2.5, 31.3), ("source (effnet)", 0.01, 23.0),
-                                         ("tent (resnet50) seed 0", 0.05, 41.7), ("tent (resnet50) seed 1", 0.05, 43.0)],
-                          "AMD EPYC 7B13, 2 threads")
+    points = [("apm (clip)", 2.5, 31.3), ("source (effnet)", 0.01, 23.0), ("tent (resnet50) seed 0", 0.05, 41.7),
+              ("tent (resnet50) seed 1", 0.05, 43.0)]
+    figure = _cost_figure("imagenet-c", [CostPoint(*point) for point in points], "AMD EPYC 7B13, 2 threads")
     renderer = FigureCanvasAgg(figure).get_renderer()
     figure.draw(renderer)
     (ax,) = figure.axes
@@ -90,9 +92,9 @@ def test_cost_plot_has_a_legend_the_device_and_no_overlapping_labels():
 def test_cost_plot_of_one_run_has_a_readable_axis(tmp_path):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from tta_bench.report.plots import _cost_figure
+    from tta_bench.report.plots import CostPoint, _cost_figure
 
-    figure = _cost_figure("demo", [("source (effnet-lite0)", 0.02, 23.0)], "AMD EPYC, 2 threads")
+    figure = _cost_figure("demo", [CostPoint("source (effnet-lite0)", 0.02, 23.0)], "AMD EPYC, 2 threads")
     figure.draw(FigureCanvasAgg(figure).get_renderer())
     (ax,) = figure.axes
     low, high = ax.get_xlim()
@@ -127,21 +129,19 @@ def test_the_bars_show_each_rows_top1_per_corruption(monkeypatch, tmp_path):
     (ax,) = built[0].axes
     corruptions = [t.get_text() for t in ax.get_xticklabels()]
     assert corruptions == ["gaussian_noise", "defocus_blur", "fog"]  # the ImageNet-C order
-    heights = {c.get_label(): [bar.get_height() for bar in c] for c in ax.containers}
-    assert heights == {"apm (clip-vit-b16)": [24.0, 30.0, 40.0],
-                       "source (effnet-lite0) [generated, limit-50]": [10.0, 15.0, 20.0],
-                       "tent (resnet50)": [41.0, 35.5, 50.5]}  # the mean of its two seeds
+    heights = {c.get_label(): [bar.get_height() for bar in c] for c in ax.containers if isinstance(c, BarContainer)}
+    assert heights == {"apm": [24.0, 30.0, 40.0], "source": [10.0, 15.0, 20.0],
+                       "tent": [41.0, 35.5, 50.5]}  # the mean of its two seeds
     assert ax.get_ylabel() == "top-1 (%)" and [t.get_text() for t in ax.get_legend().get_texts()] == list(heights)
 
 
 def test_the_severity_lines_join_a_rows_top1_at_each_severity(monkeypatch, tmp_path):
     built = _figures(monkeypatch)
     plot_severity(fixture_summaries(), tmp_path)
-    shown = {ax.get_title(): {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines}
-             for ax in built[0].axes if ax.get_visible()}
+    shown = {ax.get_title(): {c.get_label(): (list(c.lines[0].get_xdata()), list(c.lines[0].get_ydata()))
+                              for c in ax.containers} for ax in built[0].axes if ax.get_visible()}
     # only the source run has two severities, of gaussian_noise and fog
-    assert shown == {"gaussian_noise": {"source (effnet-lite0) [generated, limit-50]": ([3, 5], [30.0, 10.0])},
-                     "fog": {"source (effnet-lite0) [generated, limit-50]": ([3, 5], [40.0, 20.0])}}
+    assert shown == {"gaussian_noise": {"source": ([3, 5], [30.0, 10.0])}, "fog": {"source": ([3, 5], [40.0, 20.0])}}
     assert all(ax.get_xlabel() == "severity" and ax.get_ylabel() == "top-1 (%)" for ax in built[0].axes
                if ax.get_visible())
 
@@ -149,11 +149,11 @@ def test_the_severity_lines_join_a_rows_top1_at_each_severity(monkeypatch, tmp_p
 def test_cost_plot_legend_fits_the_figure_with_long_run_labels():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from tta_bench.report.plots import _cost_figure
+    from tta_bench.report.plots import CostPoint, _cost_figure
 
     labels = [f"{m} (effnet-lite0) [generated from 500 images, limit-200, cpu preset]" for m in
               ("apm", "bn_adapt", "cotta", "eata", "memo", "source", "tent")]
-    figure = _cost_figure("imagenet-c", [(label, 0.05 * (k + 1), 20.0 + k) for k, label in enumerate(labels)],
+    figure = _cost_figure("imagenet-c", [CostPoint(label, 0.05 * (k + 1), 20.0 + k) for k, label in enumerate(labels)],
                           "AMD EPYC, 1 thread")
     renderer = FigureCanvasAgg(figure).get_renderer()
     figure.draw(renderer)
@@ -161,3 +161,100 @@ def test_cost_plot_legend_fits_the_figure_with_long_run_labels():
     box, page = legend.get_window_extent(renderer), figure.bbox
     assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0  # nothing clipped at the edges
     assert [t.get_text() for t in legend.get_texts()] == sorted(labels)
+
+
+def _bn_adapt_at(batch: int, top1: float, name: str) -> dict:
+    summary = make_summary(name, "bn_adapt", "resnet50", {"gaussian_noise-5": split(top1), "fog-5": split(top1 + 5)})
+    summary["config"]["batch_size"] = batch
+    return summary
+
+
+def test_every_figure_gives_a_method_the_same_colour_and_legends_name_methods(monkeypatch, tmp_path):
+    """Two rows of one method differ in batch size: the legend says so in words; the method's colour is the same in
+    the bars and the cost plot (and for a method no table names)."""
+    from tta_bench.report.plots import METHOD_COLORS, method_color
+
+    built = _figures(monkeypatch)
+    summaries = fixture_summaries() + [_bn_adapt_at(64, 30.0, "bn64"), _bn_adapt_at(200, 33.0, "bn200")]
+    plot_corruption_bars(summaries, tmp_path)
+    plot_cost(summaries, tmp_path)
+    bars, cost = built
+    (ax,) = bars.axes
+    colours = {c.get_label(): c.patches[0].get_facecolor() for c in ax.containers if isinstance(c, BarContainer)}
+    assert set(colours) == {"apm", "bn_adapt, batch 200", "bn_adapt, batch 64", "source", "tent"}
+    assert colours["source"] == to_rgba(METHOD_COLORS["source"]) == colours["source"]
+    assert colours["bn_adapt, batch 64"] == colours["bn_adapt, batch 200"] == to_rgba(METHOD_COLORS["bn_adapt"])
+    (legend,) = cost.legends
+    handles = dict(zip([t.get_text() for t in legend.get_texts()], legend.legend_handles))
+    assert to_rgba(handles["source"].get_color()) == colours["source"]
+    assert not any("{" in label or "=" in label for label in handles)
+    assert method_color("my_method") == method_color("my_method")
+    assert "effnet" not in " ".join(handles)  # teachers and markers shared by all rows go to the title, not here
+
+
+def test_zero_is_drawn_apart_from_a_missing_result(monkeypatch, tmp_path):
+    built = _figures(monkeypatch)
+    summaries = [make_summary("a", "tent", "resnet50", {"gaussian_noise-5": split(0.0), "fog-5": split(40.0)}),
+                 make_summary("b", "source", "resnet50", {"fog-5": split(20.0), "defocus_blur-5": split(10.0)})]
+    plot_corruption_bars(summaries, tmp_path)
+    (ax,) = built[0].axes
+    texts = [(t.get_text(), round(t.get_position()[0], 2)) for t in ax.texts]
+    assert [text for text, _ in texts].count("0") == 1 and [text for text, _ in texts].count("n/a") == 2
+    zero_line = [line for line in ax.lines if list(line.get_ydata()) == [0, 0]]
+    assert len(zero_line) == 1 and not zero_line[0].get_clip_on()  # visible at the axis, not a missing bar
+
+
+def test_severity_markers_at_zero_are_not_clipped(monkeypatch, tmp_path):
+    built = _figures(monkeypatch)
+    plot_severity([make_summary("a", "tent", "resnet50", {"fog-3": split(10.0), "fog-5": split(0.0)})], tmp_path)
+    (container,) = next(ax for ax in built[0].axes if ax.get_visible()).containers
+    assert not container.lines[0].get_clip_on() and list(container.lines[0].get_ydata()) == [10.0, 0.0]
+
+
+def test_seeds_are_one_bar_with_error_bars_intervals_where_predictions_exist(tmp_path):
+    from .conftest import write_run
+    from tta_bench.report import plot_command
+
+    for seed in (0, 1):
+        write_run(tmp_path / "runs", f"src{seed}", "source", {"fog-5": [k % 3 == seed for k in range(300)]},
+                  seed=seed)
+    figures = _figures_of_command(tmp_path, plot_command)
+    (ax,) = figures[0].axes
+    (bar,) = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert len(bar.patches) == 1 and bar.errorbar is not None
+    assert ax.get_legend().get_title().get_text() == "error bars: 95% interval"
+
+
+def _figures_of_command(tmp_path, command) -> list:
+    import tta_bench.report.plots as plots
+
+    built: list = []
+    original = plots._save
+    plots._save = lambda figure, out_dir, stem: built.append(figure) or [out_dir / stem]
+    try:
+        command([str(tmp_path / "runs")], tmp_path / "plots")
+    finally:
+        plots._save = original
+    return built
+
+
+def test_plot_out_on_a_file_or_an_unwritable_folder_is_one_line(runs_root, tmp_path, capsys, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from tta_bench.cli import main
+
+    target = tmp_path / "file.png"
+    target.write_text("x")
+    assert main(["plot", str(runs_root), "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --out {target}: is a file, not a folder for the figures\n"
+    assert main(["plot", str(runs_root), "--out", str(target / "sub")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --out {target / 'sub'}: cannot make the folder")
+
+    def refuse(*_args, **_kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Figure, "savefig", refuse)  # a read-only folder (root writes into chmod 555 folders)
+    assert main(["plot", str(runs_root), "--out", str(tmp_path / "plots")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Permission denied" in err and err.startswith("error: cannot write ")

@@ -14,7 +14,7 @@ from tta_bench.report import build_tables, load_published, load_runs, metric_of,
 
 from tta_bench.vocabulary import CORRUPTIONS
 
-from .conftest import fixture_summaries, make_summary, published_row, split
+from .conftest import fixture_summaries, make_summary, published_row, split, write_runs
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -100,10 +100,10 @@ def test_table_of_another_metric_keeps_only_runs_that_have_it():
 
 def test_runs_differing_in_more_than_seed_are_separate_labelled_rows():
     summaries = fixture_summaries()
-    summaries[3]["config"]["method_options"] = {"lr": 0.01}
+    summaries[3]["config"]["method_options"] = summaries[3]["method_options"] = {"lr": 0.01}
     labels = list(_tables(summaries)["imagenet-c"].index)
-    assert "tent (resnet50) {method_options.lr=0.001}" in labels  # one seed each: no n
-    assert "tent (resnet50) {method_options.lr=0.01}" in labels
+    assert "tent (resnet50), lr 0.001" in labels  # one seed each: no n
+    assert "tent (resnet50), lr 0.01" in labels
 
 
 def test_same_config_and_seed_twice_is_an_error():
@@ -223,8 +223,7 @@ def test_runs_differing_only_by_data_root_are_told_apart_in_the_label():
     b["data"]["root"] = "/scratch/ImageNet-C"
     b["splits"]["fog-5"]["top1"] = 49.0
     table = build_tables([a, b])["imagenet-c"]
-    assert list(table.index) == ['tent (resnet50) {data_root="/data/ImageNet-C"}',
-                                 'tent (resnet50) {data_root="/scratch/ImageNet-C"}']
+    assert list(table.index) == ["tent (resnet50), data /data/ImageNet-C", "tent (resnet50), data /scratch/ImageNet-C"]
     assert table["fog-5"].tolist() == ["50.0", "49.0"]
 
 
@@ -264,3 +263,62 @@ def test_one_severity_latex_headers_are_the_papers_short_names():
     assert captions(summaries, "top1")["imagenet-c"] == ("imagenet-c: top-1 accuracy (%) at severity 5; teacher "
                                                          "clip-vit-b16; protocol reset_each_shift; n = 50 samples per "
                                                          "split.")
+
+
+def test_a_run_whose_top1_is_not_a_number_is_left_out_with_a_warning_and_not_counted(runs_root, tmp_path, capsys):
+    """Three seeds of tent, one with top-1 NaN on a split and one with a string: the table shows one seed and says
+    that it left out the other two, naming the split and the value."""
+    from tta_bench.cli import main
+
+    summaries = fixture_summaries()[2:]
+    third = make_summary("tent-seed2", "tent", "resnet50", {"gaussian_noise-5": split(41.0), "defocus_blur-5":
+                         split(35.0), "fog-5": split(50.0)}, seed=2, options={"lr": 0.001})
+    summaries[0]["splits"]["fog-5"]["top1"] = float("nan")
+    summaries[1]["splits"]["defocus_blur-5"]["top1"] = "high"
+    write_runs(tmp_path / "runs", [*summaries, third])
+    assert main(["table", str(tmp_path / "runs")]) == 0
+    out, err = capsys.readouterr()
+    assert "| tent (resnet50) " in out and "seeds" not in out  # one seed left: no "n=3 seeds"
+    assert err.splitlines() == ["warning: left out run tent-seed0: top1 of fog-5 is nan, not a number",
+                                "warning: left out run tent-seed1: top1 of defocus_blur-5 is 'high', not a number"]
+    with pytest.warns(UserWarning, match="left out run tent-seed0"):
+        assert list(build_tables([summaries[0], third])["imagenet-c"].index) == ["tent (resnet50)"]
+
+
+@pytest.mark.parametrize("runs", [{}, [{"a": 1}], [fixture_summaries()[0], {"suite": "x"}]])
+def test_the_api_table_of_things_that_are_not_summaries_is_a_one_line_error(runs):
+    from tta_bench.api import table
+
+    with pytest.raises(ValueError, match=r"^summary \d of \d is not a run summary: ") as caught:
+        table(runs)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_mixed_folder_labels_rows_in_words_not_configuration_dumps():
+    """Two bn_adapt rows that differ in batch size (one given, one the method's default), one in lr: each label
+    says the field that tells it from its neighbours, in words."""
+    rows = []
+    for name, batch, options in (("bn64", 64, {}), ("bn200", None, {}), ("tent-lr", None, {"lr": 0.01})):
+        method = "tent" if name.startswith("tent") else "bn_adapt"
+        summary = make_summary(name, method, "resnet50", {"fog-5": split(40.0)}, options=options)
+        summary["config"]["batch_size"] = batch
+        if name == "bn200":
+            summary["defaults"] = {"applied": {"batch_size": 200}}  # BN adaptation's CIFAR default
+        rows.append(summary)
+    rows.append(fixture_summaries()[2])  # tent, lr 0.001
+    labels = list(build_tables(rows)["imagenet-c"].index)
+    assert labels == ["bn_adapt (resnet50), batch 200", "bn_adapt (resnet50), batch 64", "tent (resnet50), lr 0.001",
+                      "tent (resnet50), lr 0.01"]
+    for fmt in ("md", "csv", "latex"):
+        text = render_tables(build_tables(rows), fmt, "top1")
+        assert "=" not in text.replace("\\label", "") and "{batch" not in text and "method_options" not in text
+
+
+def test_failed_samples_are_shown_in_a_column_of_their_own_where_any_failed():
+    summaries = fixture_summaries()
+    summaries[2]["splits"]["fog-5"]["failed"] = 7
+    summaries[3]["splits"]["fog-5"]["failed"] = 3
+    table = build_tables(summaries)["imagenet-c"]
+    assert table.loc["tent (resnet50) (n=2 seeds)", "failed"] == "3-7"  # per seed; still one row
+    assert table.loc["apm (clip-vit-b16)", "failed"] == ""
+    assert "failed" not in build_tables(fixture_summaries())["imagenet-c"].columns

@@ -24,7 +24,7 @@ def test_valid_names_pass(spec):
     ("timm:resnet_18", None, None, "timm knows no model 'resnet_18'"),
     ("timm:resnet18.b9_in1k", None, None, "timm has no pretrained weights 'resnet18.b9_in1k'"),
     ("dino:vit_small_patch14_dinov2.lvd142m", None, None, "give a linear head with --head FILE"),
-    ("cifar-resnet20", None, None, "needs its weights file: --weights PATH"),
+    ("domainnet126-resnet50", None, None, "needs its weights file: --weights PATH"),
     ("cifar-resnet20", "/nonexistent/resnet20.th", None, "--weights /nonexistent/resnet20.th does not exist"),
     ("effnet-lite0:b7", None, None, "takes no ':' argument"),
 ])

@@ -9,6 +9,8 @@ import torch
 from PIL import Image
 
 from conftest import SHARED, needs_shared
+from test_downloads import release
+from tta_bench.downloads import WEIGHTS, cache_dir
 from tta_bench.data.labels import label_space, prompt_templates
 from tta_bench.errors import UserError
 from tta_bench.registry import UnknownNameError
@@ -63,9 +65,15 @@ def test_effnet_lite0_classifies_chelsea_as_a_tabby_cat():
     assert 281 in logits.topk(5).indices[0].tolist()
 
 
-def test_cifar_resnet_without_weights_asks_for_them():
-    with pytest.raises(UserError, match="cifar-resnet20 needs its weights file: --weights"):
-        build_teacher("cifar-resnet20")
+def test_cifar_resnet_without_weights_loads_the_downloaded_release(tmp_path, monkeypatch):
+    served, model = release(tmp_path / "server")
+    monkeypatch.setitem(WEIGHTS, "cifar-resnet20", served.as_uri())
+    teacher = build_teacher("cifar-resnet20", num_classes=10).eval()
+    teacher.set_classes(CIFAR10, range(10), PROMPTS)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(teacher(x), model(teacher.normalize(x)))
+    assert (cache_dir() / "weights" / served.name).is_file()
 
 
 def test_cifar_resnet_loads_a_weights_only_checkpoint_and_refuses_other_label_spaces(tmp_path):

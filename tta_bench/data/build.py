@@ -10,17 +10,22 @@ import re
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..config import SOURCES, RunConfig
+from ..choices import LABEL_INDICES, SOURCES
+from ..config import RunConfig
 from ..errors import DataError, UserError
 from .hub import HubRead, hub_source, load_dataset
 from .labels import CLASS_LISTS, LabelSpace, class_list, label_space
 from .layouts import LAYOUTS
 from .sources import CorruptedSource, Geometry, SampleSource
-from .suites import LABEL_INDICES, SUITES, SuiteSpec
+from .suites import SUITES, SuiteSpec
 from ..vocabulary import parse_split, split_name
+
+if TYPE_CHECKING:
+    from .ccc.calibration import Calibrator
 
 SUBSETS = {"5k": "imagenet_5000_val_ids.txt"}
 
@@ -46,6 +51,7 @@ class SuiteData:
     partial: bool = False
     notes: list[str] = field(default_factory=list)
     clean_images: int | None = None  # generated: the size of the clean set corrupted (before --subset / --limit)
+    hub_split: str | None = None  # hub: the split of the copy that was read
 
     @property
     def generated(self) -> bool:
@@ -55,6 +61,8 @@ class SuiteData:
         """What a reader needs to compare this data with a paper's: the stored geometry, the class list the logits
         are restricted to, and for a generated suite the size of the clean set it was made from."""
         out: dict[str, object] = {"stored": self.spec.stored, "class_list": self.spec.class_list}
+        if self.source == "hub":
+            out["hub_split"] = self.hub_split
         if self.generated:
             clean = SUITES.get(self.spec.clean)
             expected = clean.expected_images
@@ -63,7 +71,15 @@ class SuiteData:
         return out
 
 
-def load_suite(cfg: RunConfig) -> SuiteData:
+def content_fingerprints(splits: list[Split]) -> dict[str, str]:
+    """Per split, what its samples hold (``SampleSource.fingerprint``): a resume compares it, so that images
+    swapped or edited between a kill and the rerun are not mixed into one run."""
+    return {split.name: split.source.fingerprint() for split in splits}
+
+
+def load_suite(cfg: RunConfig, calibrator: Calibrator | None = None) -> SuiteData:
+    """The run's splits and what a reader must know about them. ``calibrator``: the model a generated CCC stream is
+    calibrated on (the engine hands the run's teacher down; data knows no teachers)."""
     spec = SUITES.get(cfg.suite)
     source = cfg.source or spec.default_source
     if source not in SOURCES:
@@ -74,7 +90,7 @@ def load_suite(cfg: RunConfig) -> SuiteData:
     notes: list[str] = []  # what makes the data incomplete (the run is then marked partial)
     info: list[str] = []  # what a reader must know about the data, without making it partial
     check = True  # whether the published sizes apply (not to a Hub copy of another test split)
-    clean_images = None
+    clean_images = hub_split = None
     if spec.kind == "ccc":
         if source != "generated":
             raise UserError(f"{spec.name} is generated on the fly from a clean set: use --source generated (the "
@@ -83,7 +99,7 @@ def load_suite(cfg: RunConfig) -> SuiteData:
 
         clean = _clean_source(SUITES.get(spec.clean), cfg, space)
         clean_images = len(clean)
-        splits = [Split(name, src) for name, src in ccc_splits(spec, cfg, clean, corruptions, info)]
+        splits = [Split(name, src) for name, src in ccc_splits(spec, cfg, clean, corruptions, info, calibrator)]
     elif source == "generated":
         if not spec.is_corruption:
             raise UserError(f"--source generated corrupts a clean set: use a corruption suite (e.g. {spec.name}-c "
@@ -100,7 +116,7 @@ def load_suite(cfg: RunConfig) -> SuiteData:
                             "(the released files in their layout)" + (" or --source generated" if spec.clean else "")
                             + ("" if spec.is_corruption or spec.has_domains else ", or name a copy (--hub-id or a "
                                                                                   "saved one in --data-root)"))
-        ds = load_dataset(spec.hub_copy(cfg.hub_id), cfg.hub_split, cfg.data_root)
+        ds, hub_split = load_dataset(spec.hub_copy(cfg.hub_id), cfg.hub_split, cfg.data_root)
         name, check = _hub_split_name(spec, cfg, info)
         found = hub_source(ds, hub_read(spec, cfg), space, name, classes if spec.class_list else None)
         _refuse_outside(spec, space, classes, found, cfg)
@@ -113,11 +129,23 @@ def load_suite(cfg: RunConfig) -> SuiteData:
         for _, src in found:
             _refuse_outside(spec, space, classes, src, cfg)
         splits = [Split(name, _select(src, cfg), *_domain_of(name, spec)) for name, src in found]
+    _refuse_repeated(splits)
     partial = _self_check(spec, source, splits, cfg, notes) if check else bool(notes)
     subset = cfg.subset or "full"
     if cfg.limit:
         subset = f"{subset}+limit-{cfg.limit}" if cfg.subset else f"limit-{cfg.limit}"
-    return SuiteData(spec, space, splits, classes, source, subset, partial, notes + info, clean_images)
+    return SuiteData(spec, space, splits, classes, source, subset, partial, notes + info, clean_images, hub_split)
+
+
+def _refuse_repeated(splits: list[Split]) -> None:
+    """A split twice (``--corruptions fog,fog``, ``--domains clipart,clipart``, a run file, the Python API) would plan
+    its samples twice and record them once: records are keyed by split and sample."""
+    seen: set[str] = set()
+    for split in splits:
+        if split.name in seen:
+            raise UserError(f"split {split.name} is asked for twice (--corruptions / --domains list it more than "
+                            "once); every split is evaluated once: drop the repeat")
+        seen.add(split.name)
 
 
 def hub_read(spec: SuiteSpec, cfg: RunConfig) -> HubRead:
@@ -183,6 +211,10 @@ def _root(spec: SuiteSpec, cfg: RunConfig) -> Path | None:
     if spec.layout == "demo_photos":
         return None
     if not cfg.data_root:
+        if spec.fetch:
+            from .fetched import fetched_clean_set
+
+            return fetched_clean_set(spec)
         raise UserError(f"{spec.name} needs --data-root: the folder of {spec.description.split(', ', 1)[-1]}")
     root = Path(cfg.data_root).expanduser()
     if not root.is_dir():
@@ -193,8 +225,8 @@ def _root(spec: SuiteSpec, cfg: RunConfig) -> Path | None:
 def _clean_source(clean: SuiteSpec, cfg: RunConfig, space: LabelSpace) -> SampleSource:
     root = _root(clean, cfg)
     if root is not None and ((root / "dataset_info.json").exists() or (root / "dataset_dict.json").exists()):
-        return hub_source(load_dataset(clean.hub_copy(cfg.hub_id), cfg.hub_split, str(root)), hub_read(clean, cfg),
-                          space, clean.name, None)
+        ds, _ = load_dataset(clean.hub_copy(cfg.hub_id), cfg.hub_split, str(root))
+        return hub_source(ds, hub_read(clean, cfg), space, clean.name, None)
     (_, source), = LAYOUTS.get(clean.layout)(root=root, space=space, split=clean.split_name, corruptions=(),
                                               severities=(), allow_partial=True, notes=[], **clean.layout_args)
     return source

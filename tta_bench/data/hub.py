@@ -13,6 +13,7 @@ tta_bench's own; it targets the conventions of the copies each suite YAML docume
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -38,37 +39,84 @@ class HubRead:
     columns_given: tuple[bool, bool] = (False, False)  # --image-column / --label-column given (must exist)
 
 
-def load_dataset(copy: HubSpec | None, split: str | None, data_root: str | None) -> Any:
+def load_dataset(copy: HubSpec | None, split: str | None, data_root: str | None) -> tuple[Any, str | None]:
+    """The dataset and the name of the split read (None where a saved copy holds one unnamed dataset)."""
     import datasets
 
     if data_root:
         root = Path(data_root)
         if not root.is_dir():
             raise DataError(f"hub source: {root} does not exist (expected a save_to_disk folder or an imagefolder)")
-        if (root / "dataset_info.json").exists() or (root / "dataset_dict.json").exists():
-            ds = datasets.load_from_disk(str(root))
-        else:
-            ds = datasets.load_dataset("imagefolder", data_dir=str(root))
+        ds = _load_local(datasets, root)
         if isinstance(ds, datasets.DatasetDict):
-            name = split or (copy.split if copy else None)
-            name = name if name in ds else next(iter(ds))
-            ds = ds[name]
-        return ds
+            name = _split_of(root, list(ds), split, copy.split if copy else None)
+            return ds[name], name
+        return ds, str(ds.split) if ds.split else None
     if copy is None:
         raise DataError("this suite has no standard Hugging Face copy: give --hub-id ID or use --source published")
     from ..network import fetching
 
     with fetching(f"the Hugging Face dataset {copy.id}", "a local copy with --data-root PATH (a save_to_disk folder "
                   "or an imagefolder)"):
-        return datasets.load_dataset(copy.id, split=split or copy.split)
+        try:
+            return datasets.load_dataset(copy.id, split=split or copy.split), split or copy.split
+        except ValueError as exc:  # datasets: 'Unknown split "x". Should be one of [...]'
+            if "split" not in str(exc).lower():
+                raise
+            raise DataError(f"{copy.id}: no split {split or copy.split!r} ({exc}); name one with --hub-split") \
+                from None
+
+
+def _load_local(datasets: Any, root: Path) -> Any:
+    """A save_to_disk folder or an imagefolder; what ``datasets`` cannot read (an empty copy: no data files) is one
+    line naming the folder."""
+    saved = (root / "dataset_info.json").exists() or (root / "dataset_dict.json").exists()
+    try:
+        return datasets.load_from_disk(str(root)) if saved else datasets.load_dataset("imagefolder", data_dir=str(root))
+    except (OSError, ValueError, IndexError) as exc:
+        lines = str(exc).strip().splitlines()
+        reason = "an empty dataset: no rows to evaluate" if saved and _empty_save(root) else \
+            (lines[0] if lines else type(exc).__name__)
+        kind = "a save_to_disk folder" if saved else "an imagefolder"
+        raise DataError(f"hub source: cannot read {root} as {kind} ({reason})") from None
+
+
+def _empty_save(root: Path) -> bool:
+    """A save_to_disk copy (or one split of it) of no rows: ``datasets`` writes no data file, then cannot load it."""
+    states = [root / "state.json"] if (root / "state.json").exists() else list(root.glob("*/state.json"))
+    return any(json.loads(state.read_text()).get("_data_files") == [] for state in states)
+
+
+def _split_of(root: Path, splits: list[str], asked: str | None, declared: str | None) -> str:
+    """The split a local copy is read from: the one asked for (--hub-split), else the suite's (its test split).
+    Never another one in their place: a copy without that split stops, listing those it has. An imagefolder with no
+    split folders is one split (``datasets`` names it train): the folder itself."""
+    if asked is not None:
+        if asked not in splits:
+            raise DataError(f"--hub-split {asked!r}: {root} has no such split; it has {', '.join(splits)}")
+        return asked
+    if declared in splits:
+        return declared
+    if len(splits) == 1 and (declared is None or not any((root / name).exists() for name in splits)):
+        return splits[0]
+    problem = f"has no {declared!r} split" if declared else "holds several splits"
+    raise DataError(f"{root} {problem} (it has {', '.join(splits)}): name the one to evaluate with --hub-split")
 
 
 def hub_source(ds: Any, read: HubRead, space: LabelSpace, name: str, subset: Sequence[int] | None) -> HubSource:
     """``subset``: the suite's fixed classes (ImageNet-1k indices of ImageNet-R/-A's 200), None for a full space."""
+    if len(ds) == 0:
+        raise DataError(f"hub dataset {name}{_split_label(ds)} holds no rows: nothing to evaluate")
     image_key = _column(ds, read.image_column, read.columns_given[0], IMAGE_COLUMNS, "--image-column")
     label_key = _column(ds, read.label_column, read.columns_given[1], LABEL_COLUMNS, "--label-column")
-    raw = [int(v) for v in ds[label_key]]
+    _check_image_column(ds, image_key)
+    raw = _raw_labels(ds, label_key)
     names = getattr(ds.features.get(label_key), "names", None)
+    if names:
+        bad = next((k for k, v in enumerate(raw) if not 0 <= v < len(names)), None)
+        if bad is not None:
+            raise DataError(f"hub column {label_key!r}: row {bad} has label {raw[bad]}, not one of its {len(names)} "
+                            "class names (-1: no label)")
     if names and all(n.isdigit() for n in names):  # class-index strings: integers with the same ambiguity
         raw, names = [int(names[v]) for v in raw], None
     if names:
@@ -77,6 +125,43 @@ def hub_source(ds: Any, read: HubRead, space: LabelSpace, name: str, subset: Seq
     else:
         labels = _integer_labels(raw, read, space, subset, name)
     return HubSource(ds, image_key, list(range(len(labels))), labels, name)
+
+
+def _split_label(ds: Any) -> str:
+    split = getattr(ds, "split", None)
+    return f" (split {split})" if split else ""
+
+
+def _check_image_column(ds: Any, key: str) -> None:
+    """Images or pixel arrays; a scalar column (an integer, a string) would fail at the first image."""
+    import datasets
+
+    feature = ds.features[key]
+    if isinstance(feature, (datasets.Value, datasets.ClassLabel)):
+        kind = getattr(feature, "dtype", type(feature).__name__)
+        raise DataError(f"hub column {key!r} holds {kind} values, not images (a datasets Image feature or pixel "
+                        f"arrays); name the image column with --image-column (columns: {list(ds.features)})")
+
+
+def _raw_labels(ds: Any, key: str) -> list[int]:
+    """Integer labels, as the .npy path reads them: class indices or ClassLabel codes. Floats (3.5 would become 3),
+    strings and missing labels are refused, naming the column and an example."""
+    import datasets
+
+    feature = ds.features[key]
+    values = ds[key]
+    dtype = getattr(feature, "dtype", None)
+    if not (isinstance(feature, datasets.ClassLabel)
+            or isinstance(dtype, str) and dtype.startswith(("int", "uint"))):
+        example = next((v for v in values if v is not None), None)
+        hint = " (class names: cast the column to a ClassLabel, datasets' class_encode_column)" \
+            if dtype in ("string", "large_string") else ""
+        raise DataError(f"hub column {key!r} holds {dtype or type(feature).__name__} labels (e.g. {example!r}); "
+                        f"expected integer class indices or a ClassLabel column{hint}")
+    missing = next((k for k, v in enumerate(values) if v is None), None)
+    if missing is not None:
+        raise DataError(f"hub column {key!r}: row {missing} has no label (None); every row needs one")
+    return [int(v) for v in values]
 
 
 def _column(ds: Any, wanted: str | None, given: bool, candidates: tuple[str, ...], option: str) -> str:

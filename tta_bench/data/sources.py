@@ -9,10 +9,11 @@ spread over a split is tta_bench's own (no reference evaluates a prefix of a spl
 from __future__ import annotations
 
 import hashlib
+import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -34,6 +35,31 @@ class SampleSource(ABC):
     @abstractmethod
     def load(self, i: int) -> Image.Image: ...
 
+    def fingerprint(self) -> str:
+        """What this source's samples hold, beyond their ids (which the stream hash covers): ids of arrays and Hub
+        rows are positions, and image files may be edited in place, so a resume compares this too. Cheap but sure:
+        files by size and modification time, arrays by a hash of their rows, a Hub dataset by its own fingerprint;
+        the labels in every case. ``<kind>:<hex digest>``, the kind naming what was compared."""
+        return self.fingerprint_of(range(len(self)))
+
+    def fingerprint_of(self, positions: Sequence[int]) -> str:
+        """The fingerprint of the samples at ``positions``, computed once per source and positions (the splits of a
+        generated suite share one clean source)."""
+        key = tuple(positions)
+        memo = _FINGERPRINTS.setdefault(self, {})
+        if key not in memo:
+            kind, parts = self._content(key)
+            digest = hashlib.sha256()
+            digest.update(np.asarray([self.labels[p] for p in key], dtype=np.int64).tobytes())
+            for part in parts:
+                digest.update(part)
+            memo[key] = f"{kind}:{digest.hexdigest()}"
+        return memo[key]
+
+    def _content(self, positions: tuple[int, ...]) -> tuple[str, Iterable[bytes]]:
+        """The kind of content and its bytes to digest; by default the labels alone (ids that name their content)."""
+        return "labels", ()
+
     def select(self, positions: Sequence[int]) -> "SampleSource":
         return Selected(self, list(positions))
 
@@ -54,6 +80,9 @@ class Selected(SampleSource):
     def load(self, i: int) -> Image.Image:
         return self.base.load(self.positions[i])
 
+    def fingerprint_of(self, positions: Sequence[int]) -> str:
+        return self.base.fingerprint_of([self.positions[p] for p in positions])
+
 
 class FileSource(SampleSource):
     def __init__(self, root: Path, relpaths: list[str], labels: list[int]) -> None:
@@ -61,6 +90,11 @@ class FileSource(SampleSource):
 
     def load(self, i: int) -> Image.Image:
         return open_rgb(self.root / self.ids[i])
+
+    def _content(self, positions: tuple[int, ...]) -> tuple[str, Iterable[bytes]]:
+        """Each file's size and modification time (an edit in place, a copy over it), as make and rsync compare."""
+        return "file sizes and modification times", (f"{self.ids[p]}|{_stat(self.root / self.ids[p])}\n".encode()
+                                                      for p in positions)
 
 
 class ArraySource(SampleSource):
@@ -81,6 +115,13 @@ class ArraySource(SampleSource):
             self._array = np.load(self.path, mmap_mode="r", allow_pickle=False)
         return Image.fromarray(np.asarray(self._array[self.rows[i]]), "RGB")
 
+    def _content(self, positions: tuple[int, ...]) -> tuple[str, Iterable[bytes]]:
+        """The rows' pixels: ids are row numbers, the same for any array of this shape."""
+        array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        rows = [self.rows[p] for p in positions]
+        return "array content", (np.ascontiguousarray(array[rows[k:k + ROWS_PER_READ]]).tobytes()
+                                 for k in range(0, len(rows), ROWS_PER_READ))
+
 
 class HubSource(SampleSource):
     """Rows of a Hugging Face ``datasets.Dataset`` (from the Hub, ``save_to_disk`` or an imagefolder)."""
@@ -94,6 +135,26 @@ class HubSource(SampleSource):
         if not isinstance(image, Image.Image):
             image = Image.fromarray(np.asarray(image))
         return image.convert("RGB")
+
+    def _content(self, positions: tuple[int, ...]) -> tuple[str, Iterable[bytes]]:
+        """The dataset's own fingerprint (``datasets`` derives it from the data: a save_to_disk copy keeps it, an
+        imagefolder's changes with its files) and the rows read."""
+        own = getattr(self.dataset, "_fingerprint", None) or f"{len(self.dataset)} rows"
+        return "Hugging Face dataset fingerprint", (str(own).encode(), np.asarray([self.rows[p] for p in positions],
+                                                                                    dtype=np.int64).tobytes())
+
+
+ROWS_PER_READ = 1024  # array rows hashed per read
+# fingerprints already computed, per source and positions; weak, so that a source's memo goes with it
+_FINGERPRINTS: "weakref.WeakKeyDictionary[SampleSource, dict[tuple[int, ...], str]]" = weakref.WeakKeyDictionary()
+
+
+def _stat(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    return f"{st.st_size}|{st.st_mtime_ns}"
 
 
 def sample_seed(seed: int, *parts: object) -> int:
@@ -128,6 +189,9 @@ class CorruptedSource(SampleSource):
         self.base, self.corruption, self.severity = base, corruption, severity
         self.family, self.geometry, self.seed = family, geometry, seed
         self.ids, self.labels, self.ordered = base.ids, base.labels, base.ordered
+
+    def fingerprint_of(self, positions: Sequence[int]) -> str:
+        return self.base.fingerprint_of(positions)
 
     def load(self, i: int) -> Image.Image:
         from .corruptions import corrupt

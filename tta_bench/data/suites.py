@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from ..choices import LABEL_INDICES
 from ..errors import UserError
 from ..package_data import project_path
 from ..registry import Registry
@@ -21,8 +22,6 @@ from ..vocabulary import CORRUPTIONS
 
 SUITES_DIR = project_path("suites")  # the checkout's suites/, or the installed package's copy
 
-
-LABEL_INDICES = ("imagenet1k", "suite")
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,7 @@ class SuiteSpec:
     layout_args: dict[str, Any] = field(default_factory=dict)  # layout-specific facts (split file names, ...)
     reference: str | None = None  # where the test set (split file, image lists, protocol) comes from
     data_folders: tuple[str, ...] = ()  # the folder names its usual layout gives it under a common data root
+    fetch: bool = False  # without --data-root, its Hub copy is fetched on first use and cached (small test sets)
 
     def hub_copy(self, hub_id: str | None) -> HubSpec | None:
         """The documented copy of that id (the default without one); an undocumented id gets the suite's label index."""

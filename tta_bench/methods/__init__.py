@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from ..teachers.base import Teacher
     from .base import Method
+    from .options import Options
 
 METHODS: Registry[type[Method]] = Registry("method")
 METHODS.lazy("source", "tta_bench.methods.source:Source",
@@ -22,7 +23,8 @@ METHODS.lazy("bn_adapt", "tta_bench.methods.bn_adapt:BNAdapt",
              "BatchNorm adaptation: normalise with test-batch statistics, no gradient",
              accepts="classifiers with BatchNorm (it needs BN layers: their statistics are what it adapts)")
 METHODS.lazy("tent", "tta_bench.methods.tent:Tent",
-             "TENT: entropy minimisation on norm-layer scale/shift, online, Adam lr 1e-3",
+             "TENT: entropy minimisation on norm-layer scale/shift, online; CIFAR: Adam lr 1e-3, ImageNet: SGD lr "
+             "0.00025",
              accepts="classifiers with BatchNorm, LayerNorm or GroupNorm (CNNs, ViTs, CLIP image encoders)")
 METHODS.lazy("memo", "tta_bench.methods.memo:Memo",
              "MEMO: per sample, marginal entropy over 64 AugMix views, 1 SGD step on all weights",
@@ -40,7 +42,7 @@ METHODS.lazy("zero", "tta_bench.methods.zero:Zero",
              accepts="CLIP only (it votes over zero-shot predictions)")
 METHODS.lazy("apm", "tta_bench.methods.apm:APM",
              "Asynchronous Perception Machine: a fresh student per sample distils the teacher's feature, then "
-             "classifies with the teacher's head (--opt preset=cpu|paper)",
+             "classifies with the teacher's head (--apm-preset auto|cpu|paper)",
              accepts="any classifier (dense terms: a teacher with a patch grid, dino:...)")
 METHODS.lazy("eata", "tta_bench.methods.eata:Eata",
              "EATA: TENT on reliable, non-redundant samples, weighted, plus a Fisher anti-forgetting term from "
@@ -64,6 +66,10 @@ METHODS.lazy("shot_im", "tta_bench.methods.shot_im:ShotIm",
              accepts="classifiers with BatchNorm, LayerNorm or GroupNorm (their scale and shift train)")
 
 
-def build_method(name: str, teacher: Teacher, options: dict[str, Any], device: torch.device) -> Method:
+def build_method(name: str, teacher: Teacher, options: Options | dict[str, Any], device: torch.device) -> Method:
+    """Method ``name`` on a ready teacher; ``options`` as validated while the run was prepared, or given as a
+    mapping (validated here)."""
     cls = METHODS.get(name)
-    return cls(teacher, cls.build_options(options, teacher, device), device)
+    if not isinstance(options, cls.options_class):
+        options = cls.build_options(dict(options), teacher.name, device)
+    return cls(teacher, options, device)

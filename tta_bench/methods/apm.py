@@ -35,7 +35,7 @@ import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 from torch import Tensor
@@ -56,7 +56,9 @@ from ..models.apm_student import (
     preset,
 )
 from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output, optimizer_step
+from .apm_step import STEP, Step, build_optimizer, release, training_steps
+from .base import Batch, Method, Output
+from .options import Options
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SCHEDULES = ("constant", "step")
@@ -74,7 +76,7 @@ class APMOptions(Options):
     step_size: int = 200  # StepLR period (iterations)
     gamma: float = 0.1  # StepLR factor
     chunk_size: int = 0  # queries per chunk (asynchronous perception); 0 = all locations at once
-    parallel: bool | str = "auto"  # train the samples of a batch together; auto = on CUDA only
+    parallel: bool | Literal["auto"] = "auto"  # train the samples of a batch together; auto = on CUDA only
     dense_weight: float = 0.0  # weight of the dense term (teachers with a patch grid: DINO)
     rgb_weight: float = 0.0  # weight of the per-location mean-colour term (enables the RGB head)
     compile: bool = False  # torch.compile the student's forward
@@ -82,6 +84,23 @@ class APMOptions(Options):
     patch: int = 0  # pixels per location side (0: the preset's); the student's input is grid x patch pixels
     init_device: str = "train"  # where initial weights are drawn: train (the student's device, as the official
     # code) | cpu (the same start on every device; costs ~0.1 s per paper-preset student on a GPU machine)
+
+    def problems(self) -> list[str]:
+        """What the types cannot say: the choices named by the student network's module, ranges, and pairs."""
+        o = self
+        problems = [
+            o.steps < 1 and f"steps must be >= 1, got {o.steps}",
+            o.lr <= 0 and f"lr must be > 0, got {o.lr}",
+            o.readout not in READOUTS and f"readout must be one of {', '.join(READOUTS)}, got {o.readout!r}",
+            o.schedule not in SCHEDULES and f"schedule must be one of {', '.join(SCHEDULES)}, got {o.schedule!r}",
+            o.chunk_size < 0 and f"chunk_size must be >= 0, got {o.chunk_size}",
+            (o.grid < 0 or o.grid == 1 or o.patch < 0)
+            and f"grid must be 0 or >= 2 and patch >= 0, got {o.grid}, {o.patch}",
+            (o.dense_weight < 0 or o.rgb_weight < 0) and "dense_weight and rgb_weight must be >= 0",
+            o.preset not in PRESETS and f"unknown network preset {o.preset!r}",
+            o.init_device not in ("train", "cpu") and f"init_device must be train or cpu, got {o.init_device!r}",
+        ]
+        return [p for p in problems if p]
 
 
 PRESET_OPTIONS: dict[str, APMOptions] = {
@@ -173,24 +192,27 @@ def _schedule(optimizer: torch.optim.Optimizer, options: APMOptions) -> torch.op
 
 
 def fit(forward: Callable[..., APMOutput], parameters: list[Tensor], x: Tensor, targets: Targets,
-        options: APMOptions) -> Iterator[tuple[int, APMOutput, Tensor]]:
+        options: APMOptions, step: Step = STEP) -> Iterator[tuple[int, APMOutput, Tensor]]:
     """Train from the parameters' current values; yields (k, output, per-sample loss) for the student after k updates,
-    k = 0..steps. Each forward serves both the report at k and the update k -> k+1; the last one runs without grad."""
-    optimizer = torch.optim.Adam(parameters, lr=options.lr, fused=True)
+    k = 0..steps. Each forward serves both the report at k and the update k -> k+1; the last one runs without grad.
+    `step` chooses the update and whether a CUDA graph replays the step (methods/apm_step.py)."""
+    optimizer = build_optimizer(parameters, options.lr, step)
     optimizer.zero_grad(set_to_none=True)  # nothing left over from an earlier sample (an interrupted one included)
     schedule = _schedule(optimizer, options)
     keep_grid = options.dense_weight > 0
-    for k in range(options.steps + 1):
-        final = k == options.steps
-        with torch.set_grad_enabled(not final):
-            out = forward(x, options.chunk_size or None, keep_grid=keep_grid)
-            loss = sample_losses(out, targets, options)
-        yield k, out, loss.detach()
-        if final:
-            return
-        loss.sum().backward()  # a sum: each student's gradient is that of its own loss
-        optimizer_step(optimizer)
-        schedule.step()
+
+    def objective() -> tuple[APMOutput, Tensor]:
+        out = forward(x, options.chunk_size or None, keep_grid=keep_grid)
+        return out, sample_losses(out, targets, options)
+
+    try:
+        for k, (out, loss) in enumerate(training_steps(objective, optimizer, schedule, options.steps, step, x.device)):
+            yield k, out, loss
+        with torch.no_grad():
+            out, loss = objective()
+        yield options.steps, out, loss
+    finally:
+        release(optimizer)
 
 
 @dataclass
@@ -204,8 +226,7 @@ class _Trace:
 
 
 class APM(Method):
-    name = "apm"
-    episodic = True
+    per_sample = True
     precision = "bf16"  # the official code trains under mixed precision
     prompts = "apm"  # "a photo of a {c}", as the official code writes them
     options_class = APMOptions
@@ -219,16 +240,16 @@ class APM(Method):
         return super().parse_options({**dataclasses.asdict(PRESET_OPTIONS[name]), **given})
 
     @classmethod
-    def build_options(cls, given: dict[str, Any], teacher: Teacher, device: torch.device) -> APMOptions:
+    def build_options(cls, given: dict[str, Any], teacher: str, device: torch.device) -> APMOptions:
         """``preset=auto`` (the default): the paper's network where it is meant to run (a CLIP or DINO teacher on
-        CUDA), the cpu preset elsewhere; summaries name the preset that ran."""
+        CUDA), the cpu preset elsewhere; summaries name the preset that ran. ``parallel=auto``: on CUDA."""
         if given.get("preset", "auto") == "auto":
             given = {**given, "preset": auto_preset(teacher, device)}
-        return cls.parse_options(given)
+        options = cls.parse_options(given)
+        return dataclasses.replace(options, parallel=device.type == "cuda" if options.parallel == "auto"
+                                   else options.parallel)
 
     def __init__(self, teacher: Teacher, options: APMOptions, device: torch.device) -> None:
-        options = dataclasses.replace(options, parallel=_parallel(options.parallel, device))
-        check_options(options)
         super().__init__(teacher, options, device)
         self.cfg = student_config(options, teacher.feature_dim)
         self.student = APMStudent(self.cfg, seed=None).to(device)  # re-initialised from each sample's seed
@@ -323,39 +344,12 @@ class APM(Method):
         return extras
 
 
-def auto_preset(teacher: Teacher, device: torch.device) -> str:
-    foundation = teacher.name.partition(":")[0] in ("clip", "dino")
+def auto_preset(teacher: str, device: torch.device) -> str:
+    """The paper's network for a foundation teacher (its name: clip:..., dino:...) on CUDA, else the cpu preset."""
+    foundation = teacher.partition(":")[0] in ("clip", "dino")
     return "paper" if foundation and device.type == "cuda" else "cpu"
 
 
 def _finite(value: float) -> float | None:
     """JSON has no NaN: a diverged loss is recorded as null (the sample's status says failed)."""
     return value if math.isfinite(value) else None
-
-
-def _parallel(value: bool | str, device: torch.device) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value == "auto":
-        return device.type == "cuda"
-    if value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        return value.lower() in ("1", "true", "yes", "on")
-    raise UserError(f"parallel must be auto, true or false, got {value!r}")
-
-
-def check_options(o: APMOptions) -> None:
-    """Every problem with the options in one message."""
-    problems = [
-        o.steps < 1 and f"steps must be >= 1, got {o.steps}",
-        o.lr <= 0 and f"lr must be > 0, got {o.lr}",
-        o.readout not in READOUTS and f"readout must be one of {', '.join(READOUTS)}, got {o.readout!r}",
-        o.schedule not in SCHEDULES and f"schedule must be one of {', '.join(SCHEDULES)}, got {o.schedule!r}",
-        o.chunk_size < 0 and f"chunk_size must be >= 0, got {o.chunk_size}",
-        (o.grid < 0 or o.grid == 1 or o.patch < 0) and f"grid must be 0 or >= 2 and patch >= 0, got {o.grid}, {o.patch}",
-        (o.dense_weight < 0 or o.rgb_weight < 0) and "dense_weight and rgb_weight must be >= 0",
-        o.preset not in PRESETS and f"unknown network preset {o.preset!r}",
-        o.init_device not in ("train", "cpu") and f"init_device must be train or cpu, got {o.init_device!r}",
-    ]
-    found = [p for p in problems if p]
-    if found:
-        raise UserError("; ".join(found))

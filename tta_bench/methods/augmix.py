@@ -25,7 +25,7 @@ the AugMix choices from a numpy generator seeded from it, so ``views`` is reprod
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -111,6 +111,7 @@ def augmix(image: Image.Image, rng: np.random.Generator, severity: float = 1, fi
     return m * np.asarray(image, dtype=np.float32) + (1 - m) * mix
 
 
+Crop = Literal["resized", "pad"]  # the pre-augmentations below
 CROPS: dict[str, Callable[[int], Callable[[Image.Image], Image.Image]]] = {
     # MEMO ImageNet, TPT, TDA, ZERO: RandomResizedCrop (scale 0.08-1, bilinear) of the full image + flip
     "resized": lambda size: T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip()]),

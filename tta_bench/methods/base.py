@@ -1,16 +1,18 @@
-"""The method interface every test-time method implements, and the options surface they share.
+"""The method interface every test-time method implements, its options, and the lifecycle the base class runs.
 
-The engine owns the stream: it calls ``reset()`` where the setting allows a reset (stream start, each domain
-start under ``reset_each_shift``) and ``predict(batch)`` for every batch in stream order. A method never sees
-labels or domain names. Episodic (per-sample) methods adapt on each sample alone and reset for every sample
-themselves, so no setting can change their result; online methods keep state across batches.
+The engine owns the stream: it calls ``reset()`` where the setting allows a reset (stream start, each domain start
+under ``reset_each_shift``; every batch under ``--reset episodic``) and ``predict(batch)`` for every batch in stream
+order. A method never sees labels or domain names. Per-sample methods adapt on each sample alone and reset after
+every sample themselves, so no setting can change their result; online methods keep state across batches.
+
+What a reset restores is declared once, as the attribute names in ``restored``: the base class snapshots them when
+construction ends and ``reset()`` puts them back bit for bit (modules, optimizers and WeightSets through their state
+dicts, anything else, counters and memory banks, as a deep copy).
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
-import math
-from abc import ABC, abstractmethod
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator
 
@@ -18,16 +20,7 @@ import torch
 
 from ..errors import UserError
 from ..teachers.base import Teacher
-
-
-@dataclass
-class Options:
-    """The options every method accepts (``--steps --lr --reset``); methods subclass it with their paper's
-    defaults and add their own fields."""
-
-    steps: int = 0
-    lr: float = 0.0
-    reset: str = "episodic"  # episodic: restore the initial state before every batch; online: keep adapting
+from .options import Options
 
 
 @dataclass
@@ -53,14 +46,34 @@ class Output:
     extras: list[dict[str, Any]] = field(default_factory=list)  # per-sample fields merged into the records
     adaptation_steps: int = 0  # optimizer steps spent on this batch (cost accounting)
     teacher_forwards: int = 0  # teacher forward passes spent on this batch
+    loss: float | None = None  # the objective of the batch's last update, where the method has one (--log)
 
 
-PRECISIONS = ("fp32", "bf16")
+class RegisteredName:
+    """A method's name is its registry key, written once (methods/__init__.py); a class outside the registry (a
+    test's own) is called by its class name."""
+
+    def __get__(self, obj: object, cls: type) -> str:
+        from . import METHODS
+
+        return METHODS.name_of(cls) or cls.__name__
 
 
-class Method(ABC):
-    name: ClassVar[str]
-    episodic: ClassVar[bool] = False  # adapts on each sample alone and resets per sample
+class Lifecycle(ABCMeta):
+    """Construction ends with the snapshot of what the method declared in ``restored``."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        method = super().__call__(*args, **kwargs)
+        method._initial = [_save(getattr(method, name)) for name in method.restored]
+        return method
+
+
+class Method(metaclass=Lifecycle):
+    name: ClassVar[str] = RegisteredName()  # type: ignore[assignment]
+    per_sample: ClassVar[bool] = False  # adapts on each sample alone and resets after every sample
+    # The attributes that hold what the method adapts (the teacher, an optimizer, a WeightSet, a memory bank, a
+    # counter): reset() restores them to their values at the end of construction, bit for bit.
+    restored: ClassVar[tuple[str, ...]] = ()
     # Arithmetic on CUDA unless --precision says otherwise: what the method's reference code used (float32 for the
     # classifier TTA methods, as their official code and the unified benchmark run them; mixed precision for the
     # CLIP test-time methods, whose official code runs under autocast). bf16 moves logits by ~1% through a
@@ -74,29 +87,24 @@ class Method(ABC):
     # An online method that updates its state after each sample, inside a batch as well (TDA's caches): its
     # predictions do not depend on the batch size, so a batch as long as a reset segment does not degrade it.
     per_sample_updates: ClassVar[bool] = False
-
-
+    # Normalises with the statistics of the test batch itself (BatchNorm layers in train mode): below
+    # common.MIN_STATISTICS_BATCH samples those are noise, and the run warns (common.small_batch_note).
+    batch_statistics: ClassVar[bool] = False
 
     def __init__(self, teacher: Teacher, options: Options, device: torch.device) -> None:
         self.teacher, self.options, self.device = teacher, options, device
 
     @classmethod
     def parse_options(cls, given: dict[str, Any]) -> Options:
-        fields = {f.name: f for f in dataclasses.fields(cls.options_class)}
-        unknown = sorted(set(given) - set(fields))
-        if unknown:
-            raise UserError(f"method {cls.name} has no option(s) {unknown}; it accepts: {', '.join(sorted(fields))}")
-        options = cls.options_class(**{k: _coerce(fields[k], v) for k, v in given.items()})
-        _check_common(options, given)
-        if options.reset not in ("episodic", "online"):
-            raise UserError(f"--reset must be episodic or online, got {options.reset!r}")
-        if cls.episodic and options.reset != "episodic":
+        options = cls.options_class.parse(given, cls.name)
+        if cls.per_sample and options.reset != "episodic":
             raise UserError(f"{cls.name} adapts on each sample alone and resets after it: --reset online does not apply")
         return options
 
     @classmethod
-    def build_options(cls, given: dict[str, Any], teacher: Teacher, device: torch.device) -> Options:
-        """Options for a run on this teacher and device; methods whose defaults depend on them override it."""
+    def build_options(cls, given: dict[str, Any], teacher: str, device: torch.device) -> Options:
+        """Options for a run of teacher ``teacher`` (its name) on ``device``, validated before anything runs;
+        methods whose defaults depend on them override it."""
         return cls.parse_options(given)
 
     def source_samples(self) -> int:
@@ -110,8 +118,10 @@ class Method(ABC):
         return None
 
     def reset(self) -> None:
-        """Restore the state the method started the stream with (a no-op for stateless methods)."""
-        return None
+        """Restore the state the method started the stream with: every attribute named in ``restored``."""
+        for name, saved in zip(self.restored, self._initial):
+            _restore(self, name, saved)
+        torch.clear_autocast_cache()  # cached bf16 copies of the weights just overwritten in place
 
     @abstractmethod
     def predict(self, batch: Batch) -> Output: ...
@@ -146,40 +156,14 @@ def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
     torch.clear_autocast_cache()
 
 
-class StateSnapshot:
-    """A deep copy of modules' state dicts, to restore bitwise on reset (models and optimizers alike)."""
-
-    def __init__(self, *objects: Any) -> None:
-        self.objects = objects
-        self.states = [copy.deepcopy(o.state_dict()) for o in objects]
-
-    def restore(self) -> None:
-        for obj, state in zip(self.objects, self.states):
-            obj.load_state_dict(copy.deepcopy(state))
-        torch.clear_autocast_cache()  # cached bf16 copies of the weights just overwritten in place
+def _save(value: Any) -> Any:
+    """What restores ``value``: a deep copy of its state dict where it has one, else of itself."""
+    return copy.deepcopy(value.state_dict() if hasattr(value, "load_state_dict") else value)
 
 
-def _check_common(options: Options, given: dict[str, Any]) -> None:
-    """The shared options, where the user set them: a learning rate of inf or 0 and negative step counts would run
-    and report numbers (or crash deep inside a method)."""
-    if "lr" in given and not (math.isfinite(options.lr) and options.lr > 0):
-        raise UserError(f"--lr must be a finite number > 0, got {given['lr']}")
-    if "steps" in given and options.steps < 0:
-        raise UserError(f"--steps must be >= 0, got {given['steps']}")
-
-
-def _coerce(f: dataclasses.Field, value: Any) -> Any:
-    """Options arrive from the command line as strings; convert to the field's declared type."""
-    if not isinstance(value, str):
-        return value
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "str")
-    try:
-        if kind == "int":
-            return int(value)
-        if kind == "float":
-            return float(value)
-        if kind == "bool":
-            return value.lower() in ("1", "true", "yes", "on")
-    except ValueError:
-        raise UserError(f"option {f.name} expects {kind}, got {value!r}") from None
-    return value
+def _restore(method: Method, name: str, saved: Any) -> None:
+    value = getattr(method, name)
+    if hasattr(value, "load_state_dict"):
+        value.load_state_dict(copy.deepcopy(saved))
+    else:
+        setattr(method, name, copy.deepcopy(saved))

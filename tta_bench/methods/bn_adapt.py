@@ -1,7 +1,7 @@
 """bn_adapt: BatchNorm adaptation (Schneider et al. 2020, Nado et al. 2020): normalise with the statistics of
 the test batch instead of the training-set running statistics; no gradient, no parameter changes.
 
-Its prediction for a sample depends on the other samples of its batch, so it is a batch method (not episodic),
+Its prediction for a sample depends on the other samples of its batch, so it is a batch method (not per-sample),
 yet it keeps no state from batch to batch: the running statistics stay bitwise untouched.
 """
 from __future__ import annotations
@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ..choices import ResetMode
 from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output
+from .base import Batch, Method, Output
+from .options import Options
 from .common import use_batch_statistics
 
 
@@ -19,11 +21,11 @@ from .common import use_batch_statistics
 class BNAdaptOptions(Options):
     steps: int = 0  # no optimisation: statistics only
     lr: float = 0.0
-    reset: str = "online"  # nothing to reset: the running statistics are never written
+    reset: ResetMode = "online"  # nothing to reset: the running statistics are never written
 
 
 class BNAdapt(Method):
-    name = "bn_adapt"
+    batch_statistics = True
     options_class = BNAdaptOptions
 
     def __init__(self, teacher: Teacher, options: Options, device: torch.device) -> None:

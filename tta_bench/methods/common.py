@@ -1,5 +1,5 @@
 """What several methods share: entropy objectives, the confident-view filter, seeded randomness, normalisation-layer
-handling and the per-sample loop of the episodic methods (the views themselves: augmix.py). Methods import from
+handling and the loop of the per-sample methods (the views themselves: augmix.py). Methods import from
 here, never from each other.
 
 Norm handling follows the unified benchmark (mariodoebler/test-time-adaptation, classification/methods/tent.py:
@@ -11,7 +11,8 @@ bitwise; every other layer stays in eval mode, as there.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 import torch
 from torch import nn
@@ -22,10 +23,10 @@ from torchvision.transforms.v2 import functional as TF
 from ..errors import UserError
 from ..teachers.base import Teacher
 from .base import Batch
+from .options import Options, option
 
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 ADAM_BETAS = (0.9, 0.999)  # the reference code's Adam: OPTIM.BETA 0.9
-SGD_MOMENTUM = 0.9  # every reference here uses SGD with momentum 0.9
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -86,6 +87,19 @@ def _batch_statistics(layers: list[nn.Module]) -> None:
             layer.track_running_stats = False
 
 
+MIN_STATISTICS_BATCH = 16  # below it a batch's mean and variance are noise (the references use 64 to 200)
+
+
+def small_batch_note(method: type, batch_size: int) -> str | None:
+    """A warning for a method that normalises with test-batch statistics run at a batch too small for them (TENT at
+    batch 2 scores 0% on a CIFAR-10-C domain where the frozen model scores 40%)."""
+    if not getattr(method, "batch_statistics", False) or batch_size >= MIN_STATISTICS_BATCH:
+        return None
+    return (f"{method.name} normalises BatchNorm layers with the statistics of each test batch, and a batch of "
+            f"{batch_size} is too small for them (accuracy can collapse): use --batch-size {MIN_STATISTICS_BATCH} or "
+            "more (its papers: 64 to 200)")
+
+
 def norm_layers(module: nn.Module) -> list[nn.Module]:
     """Every BatchNorm, LayerNorm and GroupNorm layer (timm's BatchNormAct2d and LayerNorm2d included)."""
     return [m for m in module.modules() if isinstance(m, NORM_LAYERS)]
@@ -117,15 +131,39 @@ def adapt_all_weights(teacher: Teacher, frozen: nn.Module | None = None) -> list
     return [p for p in teacher.parameters() if p.requires_grad]
 
 
-def build_optimizer(method: str, kind: str, params: list[nn.Parameter], lr: float, nesterov: bool = False,
-                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """Adam (betas 0.9, 0.999) or SGD with momentum 0.9, the two optimisers of the TTA reference code; whether SGD
-    uses Nesterov differs between the reference repositories, so each method says."""
+OptimizerKind = Literal["adam", "adamw", "sgd"]
+
+
+def build_optimizer(kind: OptimizerKind, params: Iterable[nn.Parameter], lr: float, momentum: float = 0.0,
+                    nesterov: bool = False, weight_decay: float = 0.0, fused: bool | None = None
+                    ) -> torch.optim.Optimizer:
+    """The optimisers of the TTA reference code, built one way: Adam and AdamW with betas (0.9, 0.999), SGD with the
+    momentum and Nesterov flag its reference uses (they differ between the reference repositories)."""
     if kind == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS, weight_decay=weight_decay, fused=fused)
+    if kind == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=ADAM_BETAS, weight_decay=weight_decay, fused=fused)
     if kind == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=SGD_MOMENTUM, nesterov=nesterov, weight_decay=weight_decay)
-    raise UserError(f"{method} optimizer must be adam or sgd, got {kind!r}")
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                               fused=fused)
+    raise ValueError(f"unknown optimizer {kind!r}")
+
+
+@dataclass
+class OptimizerOptions(Options):
+    """The options of a method that trains with one of the reference optimisers (``build_optimizer``)."""
+
+    optimizer: OptimizerKind = "adam"
+    momentum: float = option(0.9, ge=0)  # SGD's; every reference here uses 0.9 (MEMO: none)
+    nesterov: bool = False  # SGD's; the unified benchmark's setup_optimizer passes OPTIM.NESTEROV True
+    weight_decay: float = option(0.0, ge=0)
+
+    def build_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        return build_optimizer(self.optimizer, params, self.lr, self.momentum, self.nesterov, self.weight_decay)
+
+    def problems(self) -> list[str]:
+        nesterov = self.nesterov and self.optimizer == "sgd" and self.momentum <= 0
+        return ["nesterov needs momentum > 0"] if nesterov else []
 
 
 def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -165,7 +203,7 @@ class WeightSet:
         for value, now in zip(self.values, current):
             value.mul_(keep).add_(now.detach(), alpha=1 - keep)
 
-    def state_dict(self) -> dict[str, torch.Tensor]:  # for StateSnapshot: a reset restores these bitwise
+    def state_dict(self) -> dict[str, torch.Tensor]:  # for Method.restored: a reset restores these bitwise
         return {str(i): v for i, v in enumerate(self.values)}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
@@ -214,7 +252,7 @@ def _cotta_augment(images: torch.Tensor) -> torch.Tensor:
 
 def each_sample(batch: Batch, one: Callable[[torch.Tensor, int, torch.Tensor], tuple[torch.Tensor, dict]],
                 reset: Callable[[], None]) -> tuple[torch.Tensor, list[dict[str, Any]]]:
-    """The episodic loop: ``one(image, seed, raw)`` adapts on one sample (its teacher-input image, its seed, its full
+    """The per-sample loop: ``one(image, seed, raw)`` adapts on one sample (its teacher-input image, its seed, its full
     decoded image ``batch.raw_image(k)``) and returns its logits (1, C) and extras; the method is reset after every
     sample, whatever happens inside."""
     logits, extras = [], []

@@ -20,59 +20,51 @@ is drawn from a generator seeded with the batch's first sample seed, so a run is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
-from ..errors import UserError
+from ..choices import ResetMode
 from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output, StateSnapshot, optimizer_step
-from .common import WeightSet, adapt_all_weights, build_optimizer, cotta_augment, seeded, soft_cross_entropy
+from .base import Batch, Method, Output, optimizer_step
+from .options import option
+from .common import (OptimizerKind, OptimizerOptions, WeightSet, adapt_all_weights, cotta_augment, seeded,
+                     soft_cross_entropy)
 
-LOSSES = ("ce", "symmetric")
-NESTEROV = True  # the CoTTA repository's conf.py: OPTIM.NESTEROV True (its ImageNet SGD)
+Loss = Literal["ce", "symmetric"]
 
 
 @dataclass
-class CottaOptions(Options):
-    steps: int = 1
-    lr: float = 1e-3  # cifar/cfgs/cifar10/cotta.yaml: Adam lr 1e-3, batch 200
-    reset: str = "online"
-    optimizer: str = "adam"  # adam | sgd (ImageNet: SGD lr 0.01)
-    ema: float = 0.999  # mean-teacher momentum (OPTIM.MT)
-    restore: float = 0.01  # stochastic-restore probability (OPTIM.RST; ImageNet 0.001)
+class CottaOptions(OptimizerOptions):
+    steps: int = option(1, ge=1)
+    lr: float = option(1e-3, gt=0)  # cifar/cfgs/cifar10/cotta.yaml: Adam lr 1e-3, batch 200
+    reset: ResetMode = "online"
+    optimizer: OptimizerKind = "adam"  # adam | sgd (ImageNet: SGD lr 0.01)
+    nesterov: bool = True  # the CoTTA repository's conf.py: OPTIM.NESTEROV True (its ImageNet SGD)
+    ema: float = option(0.999, ge=0, le=1)  # mean-teacher momentum (OPTIM.MT)
+    restore: float = option(0.01, ge=0, le=1)  # stochastic-restore probability (OPTIM.RST; ImageNet 0.001)
     threshold: float = 0.92  # AP: augment when the anchor's mean confidence is below it (CIFAR-100 0.72, ImageNet 0.1)
-    n_augmentations: int = 32
-    loss: str = "ce"  # ce (cifar/cotta.py) | symmetric (imagenet/cotta.py)
+    n_augmentations: int = option(32, ge=1)
+    loss: Loss = "ce"  # ce (cifar/cotta.py) | symmetric (imagenet/cotta.py)
 
 
 class Cotta(Method):
-    name = "cotta"
+    batch_statistics = True
     options_class = CottaOptions
+    restored = ("teacher", "optimizer", "mean_teacher", "augmented")
 
     def __init__(self, teacher: Teacher, options: CottaOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)
-        if options.loss not in LOSSES:
-            raise UserError(f"cotta loss must be one of {', '.join(LOSSES)}, got {options.loss!r}")
-        if options.steps < 1 or options.n_augmentations < 1:
-            raise UserError(f"cotta needs steps >= 1 and n_augmentations >= 1, got {options.steps} and "
-                            f"{options.n_augmentations}")
         self.params = adapt_all_weights(teacher)
-        self.optimizer = build_optimizer(self.name, options.optimizer, self.params, options.lr, nesterov=NESTEROV)
+        self.optimizer = options.build_optimizer(self.params)
         self.mean_teacher = WeightSet(self.params)
         self.anchor = WeightSet(self.params)  # the source weights: never updated
         index = {id(p): i for i, p in enumerate(self.params)}  # the reference restores those named weight or bias
         self.restorable = [index[id(p)] for name, p in teacher.named_parameters()
                            if id(p) in index and name.rsplit(".", 1)[-1] in ("weight", "bias")]
-        self.snapshot = StateSnapshot(teacher, self.optimizer, self.mean_teacher)
         self.augmented = 0  # batches whose pseudo-label was augmentation-averaged, since the last reset
 
-    def reset(self) -> None:
-        self.snapshot.restore()
-        self.augmented = 0
-
     def predict(self, batch: Batch) -> Output:
-        if self.options.reset == "episodic":
-            self.reset()
         x, o = batch.images, self.options
         forwards = 0
         with seeded(batch.seeds[0]):

@@ -31,38 +31,38 @@ from typing import Iterator
 import torch
 from torch.nn import functional as F
 
+from ..choices import ResetMode
 from ..errors import UserError
 from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output, StateSnapshot, optimizer_step
-from .common import adapt_norm_affine, build_optimizer, entropy
-
-PROBS_MOMENTUM = 0.9  # update_model_probs: 0.9 x old + 0.1 x mean of the new kept samples' softmax
+from .base import Batch, Method, Output, optimizer_step
+from .options import option
+from .common import OptimizerKind, OptimizerOptions, adapt_norm_affine, entropy
 
 
 @dataclass
-class EataOptions(Options):
-    steps: int = 1
-    lr: float = 0.00025  # main.py: SGD lr 0.00025, momentum 0.9, batch 64 (ImageNet)
-    reset: str = "online"
-    optimizer: str = "sgd"  # sgd | adam
+class EataOptions(OptimizerOptions):
+    steps: int = option(1, ge=1)
+    lr: float = option(0.00025, gt=0)  # main.py: SGD lr 0.00025, momentum 0.9, batch 64 (ImageNet)
+    reset: ResetMode = "online"
+    optimizer: OptimizerKind = "sgd"  # sgd | adam
     e_margin: float = 0.4  # E_0 = e_margin x ln C (main.py: math.log(1000) * 0.40)
     d_margin: float = 0.05  # redundancy threshold epsilon on the cosine similarity
-    fisher_alpha: float = 2000.0  # weight beta of the Fisher regulariser; 0: ETA
-    fisher_samples: int = 2000  # clean source images for the Fisher information (main.py: fisher_size)
+    fisher_alpha: float = option(2000.0, ge=0)  # weight beta of the Fisher regulariser; 0: ETA
+    fisher_samples: int = option(2000, ge=0)  # clean source images for the Fisher information (main.py: fisher_size)
+    probs_momentum: float = option(0.9, ge=0, le=1)  # update_model_probs: 0.9 x old + 0.1 x new kept samples' mean
 
 
 class Eata(Method):
-    name = "eata"
+    batch_statistics = True
     options_class = EataOptions
+    # The moving-average prediction of the redundancy filter is not restored, as the official EATA.reset keeps it
+    # (the unified benchmark clears it too).
+    restored = ("teacher", "optimizer", "reliable", "kept")
 
     def __init__(self, teacher: Teacher, options: EataOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)
-        if options.steps < 1 or options.fisher_samples < 0 or options.fisher_alpha < 0:
-            raise UserError(f"eata needs steps >= 1, fisher_samples >= 0 and fisher_alpha >= 0, got {options.steps}, "
-                            f"{options.fisher_samples}, {options.fisher_alpha}")
         self.params = adapt_norm_affine(teacher, self.name)
-        self.optimizer = build_optimizer(self.name, options.optimizer, self.params, options.lr)
-        self.snapshot = StateSnapshot(teacher, self.optimizer)
+        self.optimizer = options.build_optimizer(self.params)
         self.e_margin = options.e_margin * math.log(len(teacher.classes))
         self.fisher: list[torch.Tensor] | None = None  # per trainable parameter, from prepare_source
         self.anchor: list[torch.Tensor] = []  # the parameters the Fisher was measured at
@@ -89,15 +89,7 @@ class Eata(Method):
         self.fisher = [total / n for total in sums]
         self.anchor = [p.detach().clone() for p in self.params]
 
-    def reset(self) -> None:
-        """Model and optimiser as before the stream. The moving-average prediction of the redundancy filter is kept,
-        as the official EATA.reset keeps it (the unified benchmark clears it too)."""
-        self.snapshot.restore()
-        self.reliable = self.kept = 0
-
     def predict(self, batch: Batch) -> Output:
-        if self.options.reset == "episodic":
-            self.reset()
         if self.options.fisher_alpha > 0 and self.fisher is None:
             raise UserError("eata needs its Fisher information before the stream: call prepare_source with clean "
                             "source images (the engine does), or set fisher_alpha=0 (ETA)")
@@ -122,7 +114,7 @@ class Eata(Method):
             cosine = F.cosine_similarity(self.probs[None], probs, dim=1)
             fresh = cosine.abs() < self.options.d_margin
             ent, probs = ent[fresh], probs[fresh]
-        self.probs = _moving_average(self.probs, probs.detach())
+        self.probs = _moving_average(self.probs, probs.detach(), self.options.probs_momentum)
         self.reliable += int(reliable.sum())
         self.kept += len(ent)
         loss = (ent * torch.exp(self.e_margin - ent.detach())).mean()  # 1 / exp(H - E_0) weights
@@ -132,10 +124,10 @@ class Eata(Method):
         return loss, len(ent)
 
 
-def _moving_average(current: torch.Tensor | None, new: torch.Tensor) -> torch.Tensor | None:
+def _moving_average(current: torch.Tensor | None, new: torch.Tensor, momentum: float) -> torch.Tensor | None:
     """update_model_probs: unchanged when no sample was kept; the first kept batch's mean starts it."""
     if len(new) == 0:
         return current
     if current is None:
         return new.mean(0)
-    return PROBS_MOMENTUM * current + (1 - PROBS_MOMENTUM) * new.mean(0)
+    return momentum * current + (1 - momentum) * new.mean(0)

@@ -22,15 +22,16 @@ the collapse on i.i.d. streams: ``affinity=kNN`` (5 neighbours) at batch 16 (fiv
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch.nn import functional as F
 
-from ..errors import UserError
-from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output
+from ..choices import ResetMode
+from .base import Batch, Method, Output
+from .options import Options, option
 
-AFFINITIES = ("rbf", "kNN", "linear")
+Affinity = Literal["rbf", "kNN", "linear"]
 UNARY_EPS = 1e-10
 CONVERGED = 1e-8
 
@@ -39,11 +40,11 @@ CONVERGED = 1e-8
 class LameOptions(Options):
     steps: int = 0  # nothing is trained
     lr: float = 0.0
-    reset: str = "online"  # nothing to reset
-    affinity: str = "rbf"
-    knn: int = 5
+    reset: ResetMode = "online"  # nothing to reset
+    affinity: Affinity = "rbf"
+    knn: int = option(5, ge=1)
     force_symmetry: bool = False
-    max_steps: int = 100
+    max_steps: int = option(100, ge=0)
 
 
 def affinity(features: torch.Tensor, kind: str, knn: int) -> torch.Tensor:
@@ -76,15 +77,7 @@ def laplacian_optimization(unary: torch.Tensor, kernel: torch.Tensor, max_steps:
 
 
 class Lame(Method):
-    name = "lame"
     options_class = LameOptions
-
-    def __init__(self, teacher: Teacher, options: LameOptions, device: torch.device) -> None:
-        super().__init__(teacher, options, device)
-        if options.affinity not in AFFINITIES:
-            raise UserError(f"lame affinity must be one of {', '.join(AFFINITIES)}, got {options.affinity!r}")
-        if options.knn < 1 or options.max_steps < 0:
-            raise UserError(f"lame needs knn >= 1 and max_steps >= 0, got {options.knn} and {options.max_steps}")
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> Output:

@@ -21,11 +21,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..choices import ResetMode
 from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output, StateSnapshot, StepRecorder, optimizer_step
+from .base import Batch, Method, Output, StepRecorder, optimizer_step
+from .options import option
 from . import augmix
-from .common import batch_norm_layers, each_sample, marginal_entropy, seeded
+from .augmix import Crop
+from .common import OptimizerKind, OptimizerOptions, batch_norm_layers, each_sample, marginal_entropy, seeded
 
 
 class SourcePrior:
@@ -61,33 +63,27 @@ class SourcePrior:
 
 
 @dataclass
-class MemoOptions(Options):
-    steps: int = 1
-    lr: float = 0.00025  # SGD: MEMO's ImageNet ResNet-50 value (CIFAR ResNet-26: 0.005)
-    reset: str = "episodic"
-    n_views: int = 64  # B augmentations: MEMO's ImageNet value (CIFAR: 32)
-    bn_prior: int = 16  # prior strength N of single-point BN adaptation; -1: source statistics only
-    crop: str = "resized"  # pre-augmentation: resized (ImageNet: RandomResizedCrop + flip) | pad (CIFAR: pad-4 crop)
+class MemoOptions(OptimizerOptions):
+    steps: int = option(1, ge=1)
+    lr: float = option(0.00025, gt=0)  # SGD: MEMO's ImageNet ResNet-50 value (CIFAR ResNet-26: 0.005)
+    reset: ResetMode = "episodic"
+    optimizer: OptimizerKind = "sgd"
+    momentum: float = 0.0  # test_adapt.py: optim.SGD(model.parameters(), lr), no momentum or weight decay
+    n_views: int = option(64, ge=1)  # B augmentations: MEMO's ImageNet value (CIFAR: 32)
+    bn_prior: int = option(16, ge=-1)  # prior strength N of single-point BN adaptation; -1: source statistics only
+    crop: Crop = "resized"  # pre-augmentation: resized (ImageNet: RandomResizedCrop + flip) | pad (CIFAR: pad-4 crop)
 
 
 class Memo(Method):
-    name = "memo"
-    episodic = True
+    per_sample = True
     options_class = MemoOptions
     raw_images = True  # views are crops of the full image
+    restored = ("teacher", "optimizer")
 
     def __init__(self, teacher: Teacher, options: MemoOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)
-        if options.n_views < 1 or options.steps < 1:
-            raise UserError(f"memo needs n_views >= 1 and steps >= 1, got {options.n_views} and {options.steps}")
-        if options.crop not in augmix.CROPS:
-            raise UserError(f"memo crop must be one of {', '.join(augmix.CROPS)}, got {options.crop!r}")
         teacher.eval().requires_grad_(True)  # MEMO adapts every parameter
-        self.optimizer = torch.optim.SGD(teacher.parameters(), lr=options.lr)
-        self.snapshot = StateSnapshot(teacher, self.optimizer)
-
-    def reset(self) -> None:
-        self.snapshot.restore()
+        self.optimizer = options.build_optimizer(teacher.parameters())
 
     def _prior(self) -> SourcePrior | nullcontext:
         n = self.options.bn_prior

@@ -31,23 +31,25 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..choices import ResetMode
 from ..errors import UserError
 from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output, StateSnapshot, optimizer_step
-from .common import WeightSet, batch_norm_layers, build_optimizer, cotta_augment, seeded, soft_cross_entropy
+from .base import Batch, Method, Output, optimizer_step
+from .options import option
+from .common import OptimizerOptions, WeightSet, batch_norm_layers, cotta_augment, seeded, soft_cross_entropy
 
 UNCERTAINTY_EPS = 1e-6  # forward_and_adapt: entropy as sum(-p log(p + 1e-6))
 
 
 @dataclass
-class RottaOptions(Options):
-    steps: int = 1
-    lr: float = 1e-3  # configs/adapter/rotta.yaml: Adam lr 1e-3, beta 0.9, batch 64
-    reset: str = "online"
-    memory_size: int = 64
-    update_every: int = 64  # UPDATE_FREQUENCY: one update per this many samples
-    nu: float = 0.001  # teacher EMA: (1 - nu) x teacher + nu x student
-    alpha: float = 0.05  # RBN momentum
+class RottaOptions(OptimizerOptions):
+    steps: int = option(1, ge=1)
+    lr: float = option(1e-3, gt=0)  # configs/adapter/rotta.yaml: Adam lr 1e-3, beta 0.9, batch 64
+    reset: ResetMode = "online"
+    memory_size: int = option(64, ge=1)
+    update_every: int = option(64, ge=1)  # UPDATE_FREQUENCY: one update per this many samples
+    nu: float = option(0.001, ge=0, le=1)  # teacher EMA: (1 - nu) x teacher + nu x student
+    alpha: float = option(0.05, ge=0, le=1)  # RBN momentum
     lambda_t: float = 1.0  # weight of age in the memory's heuristic score
     lambda_u: float = 1.0  # weight of uncertainty
 
@@ -146,14 +148,11 @@ def timeliness(ages: torch.Tensor) -> torch.Tensor:
 
 
 class Rotta(Method):
-    name = "rotta"
     options_class = RottaOptions
+    restored = ("teacher", "optimizer", "mean_teacher", "memory", "seen", "updates")
 
     def __init__(self, teacher: Teacher, options: RottaOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)
-        if options.steps < 1 or options.memory_size < 1 or options.update_every < 1:
-            raise UserError(f"rotta needs steps, memory_size and update_every >= 1, got {options.steps}, "
-                            f"{options.memory_size}, {options.update_every}")
         layers = [m for m in batch_norm_layers(teacher) if m.running_mean is not None]
         if not layers:
             raise UserError(f"rotta replaces BatchNorm layers with robust BN, and teacher {teacher.name} has none "
@@ -161,13 +160,12 @@ class Rotta(Method):
         teacher.requires_grad_(False)
         self.rbn = [self._replace(teacher, layer, options.alpha) for layer in layers]
         params = [p for layer in self.rbn for p in (layer.weight, layer.bias) if p is not None]
-        self.optimizer = build_optimizer(self.name, "adam", params, options.lr)
+        self.optimizer = options.build_optimizer(params)
         self.all_params = list(teacher.parameters())
         buffers = [b for layer in self.rbn for b in (layer.source_mean, layer.source_var)]
         self.mean_teacher = WeightSet(self.all_params + buffers)  # the official EMA covers parameters only
-        self.snapshot = StateSnapshot(teacher, self.optimizer, self.mean_teacher)
         self.num_classes = len(teacher.classes)
-        self.memory = self._empty_memory()
+        self.memory = MemoryBank(options.memory_size, self.num_classes, options.lambda_t, options.lambda_u)
         self.seen = 0
         self.updates = 0  # since the last reset
 
@@ -180,18 +178,7 @@ class Rotta(Method):
         setattr(teacher.get_submodule(parent_name) if parent_name else teacher, child, robust)
         return robust
 
-    def _empty_memory(self) -> MemoryBank:
-        o = self.options
-        return MemoryBank(o.memory_size, self.num_classes, o.lambda_t, o.lambda_u)
-
-    def reset(self) -> None:
-        self.snapshot.restore()
-        self.memory = self._empty_memory()
-        self.seen = self.updates = 0
-
     def predict(self, batch: Batch) -> Output:
-        if self.options.reset == "episodic":
-            self.reset()
         x = batch.images
         forwards, updates_before = 0, self.updates
         with seeded(batch.seeds[0]):

@@ -27,32 +27,36 @@ collect_params, those of the top layers (``layer4`` of ResNets, blocks 9-11 and 
 from __future__ import annotations
 
 import math
+from typing import Literal
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..choices import ResetMode
 from ..errors import UserError
 from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output, StateSnapshot, optimizer_step
-from .common import adapt_norm_affine, entropy, norm_layers
+from .base import Batch, Method, Output, optimizer_step
+from .options import option
+from .common import OptimizerKind, OptimizerOptions, adapt_norm_affine, entropy, norm_layers
 
-EMA_KEEP = 0.9  # update_ema: 0.9 x old + 0.1 x new
 SAM_EPS = 1e-12
-RECOVERY_EMA = ("keep", "clear")
+RecoveryEma = Literal["keep", "clear"]  # after a recovery: SAR's moving average kept, or cleared
 TOP_LAYERS = ("layer4", "blocks.9", "blocks.10", "blocks.11", "norm.")  # collect_params' substrings to skip
 
 
 @dataclass
-class SarOptions(Options):
-    steps: int = 1
-    lr: float = 0.00025  # main.py: ResNet-50 at batch 64 (ViT-B: 0.001)
-    reset: str = "online"
+class SarOptions(OptimizerOptions):
+    steps: int = option(1, ge=1)
+    lr: float = option(0.00025, gt=0)  # main.py: SGD momentum 0.9 at batch 64 for ResNet-50 (ViT-B: 0.001)
+    reset: ResetMode = "online"
+    optimizer: OptimizerKind = "sgd"
     e_margin: float = 0.4  # E_0 = e_margin x ln C (main.py: math.log(1000) * 0.40)
     reset_constant: float = 0.2  # recovery threshold e_m on the moving average of the second loss
-    rho: float = 0.05  # SAM's neighbourhood size
+    ema_momentum: float = option(0.9, ge=0, le=1)  # update_ema: 0.9 x old + 0.1 x new
+    rho: float = option(0.05, ge=0)  # SAM's neighbourhood size
     skip_top: bool = True
-    recovery_ema: str = "keep"  # after a recovery: keep the low moving average (SAR) | clear it (unified benchmark)
+    recovery_ema: RecoveryEma = "keep"  # after a recovery: keep the low moving average (SAR) | clear it (unified benchmark)
 
 
 def is_top_layer(name: str) -> bool:
@@ -61,15 +65,12 @@ def is_top_layer(name: str) -> bool:
 
 
 class Sar(Method):
-    name = "sar"
+    batch_statistics = True
     options_class = SarOptions
+    restored = ("teacher", "optimizer", "ema")
 
     def __init__(self, teacher: Teacher, options: SarOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)
-        if options.steps < 1 or options.rho < 0:
-            raise UserError(f"sar needs steps >= 1 and rho >= 0, got {options.steps} and {options.rho}")
-        if options.recovery_ema not in RECOVERY_EMA:
-            raise UserError(f"sar: recovery_ema must be one of {', '.join(RECOVERY_EMA)}, got {options.recovery_ema!r}")
         adapt_norm_affine(teacher, self.name)
         if options.skip_top:
             network = getattr(teacher, "model", teacher)
@@ -81,19 +82,12 @@ class Sar(Method):
         if not self.params:
             raise UserError(f"sar: teacher {teacher.name} has no normalisation layer below its top layers "
                             "(--opt skip_top=false adapts those too)")
-        self.optimizer = torch.optim.SGD(self.params, lr=options.lr, momentum=0.9)
-        self.snapshot = StateSnapshot(teacher, self.optimizer)
+        self.optimizer = options.build_optimizer(self.params)
         self.e_margin = options.e_margin * math.log(len(teacher.classes))
         self.ema: float | None = None
         self.recoveries = 0  # model recoveries since the method was built (not cleared by a reset)
 
-    def reset(self) -> None:
-        self.snapshot.restore()
-        self.ema = None
-
     def predict(self, batch: Batch) -> Output:
-        if self.options.reset == "episodic":
-            self.reset()
         x = batch.images
         with torch.enable_grad():
             for _ in range(self.options.steps):
@@ -105,7 +99,8 @@ class Sar(Method):
                 second = entropy(self.teacher(x))[reliable]
                 loss = second[second < self.e_margin].mean()
                 if not math.isnan(loss.item()):
-                    self.ema = loss.item() if self.ema is None else EMA_KEEP * self.ema + (1 - EMA_KEEP) * loss.item()
+                    keep = self.options.ema_momentum
+                    self.ema = loss.item() if self.ema is None else keep * self.ema + (1 - keep) * loss.item()
                 loss.backward()
                 self._descend(saved)
                 if self.ema is not None and self.ema < self.options.reset_constant:

@@ -21,20 +21,22 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import UserError
+from ..choices import ResetMode
 from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output, StateSnapshot, optimizer_step
-from .common import adapt_norm_affine, batch_norm_layers
+from .base import Batch, Method, Output, optimizer_step
+from .common import OptimizerKind, OptimizerOptions, adapt_norm_affine, batch_norm_layers
+from .options import option
 
 
 @dataclass
-class ShotImOptions(Options):
-    steps: int = 1
-    lr: float = 0.001  # configs/method/best/Shot/overall_best.yaml
-    reset: str = "online"
-    momentum: float = 0.0  # overall_best.yaml OPTIM_MOMENTUM 0 (so defaults.py's NESTEROV True does not apply)
-    weight_decay: float = 0.0001  # defaults.py ADAPTATION.WEIGHT_DECAY
-    epsilon: float = 1e-10  # shot.py: inside the logarithms of both entropies
+class ShotImOptions(OptimizerOptions):
+    steps: int = option(1, ge=1)
+    lr: float = option(0.001, gt=0)  # configs/method/best/Shot/overall_best.yaml
+    reset: ResetMode = "online"
+    optimizer: OptimizerKind = "sgd"
+    momentum: float = option(0.0, ge=0)  # overall_best.yaml OPTIM_MOMENTUM 0 (so defaults.py's NESTEROV does not apply)
+    weight_decay: float = option(0.0001, ge=0)  # defaults.py ADAPTATION.WEIGHT_DECAY
+    epsilon: float = option(1e-10, ge=0)  # shot.py: inside the logarithms of both entropies
 
 
 def information_maximisation(logits: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -45,29 +47,21 @@ def information_maximisation(logits: torch.Tensor, epsilon: float) -> torch.Tens
 
 
 class ShotIm(Method):
-    name = "shot_im"
+    batch_statistics = True
     options_class = ShotImOptions
+    restored = ("teacher", "optimizer")
 
     def __init__(self, teacher: Teacher, options: ShotImOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)
-        if options.steps < 1 or options.momentum < 0 or options.weight_decay < 0:
-            raise UserError(f"shot_im needs steps >= 1, momentum >= 0 and weight_decay >= 0, got {options.steps}, "
-                            f"{options.momentum} and {options.weight_decay}")
         params = adapt_norm_affine(teacher, self.name)
         self.norms = batch_norm_layers(teacher)  # train mode for the loss, eval mode for the prediction
-        self.optimizer = torch.optim.SGD(params, lr=options.lr, momentum=options.momentum,
-                                         weight_decay=options.weight_decay)
-        self.snapshot = StateSnapshot(teacher, self.optimizer)
-
-    def reset(self) -> None:
-        self.snapshot.restore()
+        self.optimizer = options.build_optimizer(params)
 
     def predict(self, batch: Batch) -> Output:
-        if self.options.reset == "episodic":
-            self.reset()
         with torch.enable_grad():
             for _ in range(self.options.steps):
-                information_maximisation(self.teacher(batch.images), self.options.epsilon).backward()
+                loss = information_maximisation(self.teacher(batch.images), self.options.epsilon)
+                loss.backward()
                 optimizer_step(self.optimizer)
         for layer in self.norms:
             layer.eval()
@@ -78,4 +72,5 @@ class ShotIm(Method):
             for layer in self.norms:
                 layer.train()
         n, steps = len(batch.images), self.options.steps
-        return Output(logits, adaptation_steps=steps, teacher_forwards=n * (steps + 1))
+        return Output(logits, adaptation_steps=steps, teacher_forwards=n * (steps + 1),
+                      loss=loss.item() if steps else None)

@@ -7,8 +7,7 @@ from .base import Batch, Method, Output
 
 
 class Source(Method):
-    name = "source"
-    episodic = True  # stateless: trivially the same under every stream order
+    per_sample = True  # stateless: trivially the same under every stream order
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> Output:

@@ -31,19 +31,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 from torch.nn import functional as F
 
+from ..choices import ResetMode
 from ..errors import UserError
 from ..teachers.base import Teacher
 from ..teachers.clip import ClipTeacher
 from . import augmix
-from .base import Batch, Method, Options, Output
+from .base import Batch, Method, Output
+from .options import Options, option
 from .common import entropy, marginal_entropy, seeded, select_confident
 
-VIEW_KINDS = ("augmix", "crops")
+Views = Literal["augmix", "crops"]
 
 
 @dataclass
@@ -68,9 +70,6 @@ class Cache:
             entries[-1] = entry
         entries.sort(key=lambda e: e.entropy)
 
-    def clear(self) -> None:
-        self.classes.clear()
-
     def __len__(self) -> int:
         return sum(len(entries) for entries in self.classes.values())
 
@@ -91,23 +90,23 @@ class Cache:
 class TdaOptions(Options):
     steps: int = 0  # training-free
     lr: float = 0.0
-    reset: str = "online"
+    reset: ResetMode = "online"
     # defaults: TDA's configs/imagenet.yaml (the other datasets: assets/method_defaults.yaml)
     positive: bool = True
-    pos_shots: int = 3
+    pos_shots: int = option(3, ge=1)
     pos_alpha: float = 2.0
     pos_beta: float = 5.0
     negative: bool = True
-    neg_shots: int = 2
+    neg_shots: int = option(2, ge=1)
     neg_alpha: float = 0.117
     neg_beta: float = 1.0
     neg_entropy_low: float = 0.2
     neg_entropy_high: float = 0.5
     neg_mask_low: float = 0.03
     neg_mask_high: float = 1.0
-    n_views: int = 1  # 1: the image alone; 64 on ImageNet-A/-V2/-R/-Sketch (the image + 63 views)
-    views: str = "augmix"  # augmix (TDA's AugMixAugmenter) | crops (crop + flip only)
-    fraction: float = 0.1  # share of most confident views kept
+    n_views: int = option(1, ge=1)  # 1: the image alone; 64 on ImageNet-A/-V2/-R/-Sketch (the image + 63 views)
+    views: Views = "augmix"  # augmix (TDA's AugMixAugmenter) | crops (crop + flip only)
+    fraction: float = option(0.1, gt=0, le=1)  # share of most confident views kept
 
 
 @dataclass
@@ -134,27 +133,18 @@ def observe(features: torch.Tensor, logits: torch.Tensor, fraction: float) -> Ob
 
 
 class Tda(Method):
-    name = "tda"
     precision = "bf16"  # TDA's official code runs CLIP in float16 on CUDA
     options_class = TdaOptions
     per_sample_updates = True
+    restored = ("positive", "negative")  # the caches: empty at the stream start and after every reset
 
     def __init__(self, teacher: Teacher, options: TdaOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)
         if not isinstance(teacher, ClipTeacher):
             raise UserError(f"tda caches CLIP image features against CLIP's text head (e.g. clip:ViT-B-16/openai); "
                             f"{teacher.name} is not a CLIP teacher")
-        if options.views not in VIEW_KINDS:
-            raise UserError(f"tda views must be one of {', '.join(VIEW_KINDS)}, got {options.views!r}")
-        if options.n_views < 1 or not 0 < options.fraction <= 1 or options.pos_shots < 1 or options.neg_shots < 1:
-            raise UserError("tda needs n_views >= 1, 0 < fraction <= 1 and pos_shots, neg_shots >= 1, got "
-                            f"{options.n_views}, {options.fraction}, {options.pos_shots}, {options.neg_shots}")
         self.raw_images = options.n_views > 1  # views are crops of the full image
         self.positive, self.negative = Cache(options.pos_shots), Cache(options.neg_shots)
-
-    def reset(self) -> None:
-        self.positive.clear()
-        self.negative.clear()
 
     def features(self, batch: Batch) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per sample, normalised features (V, D) and zero-shot logits (V, C) of the image (and its views)."""
@@ -191,8 +181,6 @@ class Tda(Method):
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> Output:
-        if self.options.reset == "episodic":
-            self.reset()
         per_sample = self.features(batch)
         with torch.autocast(batch.images.device.type, enabled=False):
             logits = torch.stack([self.step(observe(f.float(), z.float(), self.options.fraction))

@@ -16,46 +16,43 @@ from dataclasses import dataclass
 
 import torch
 
+from ..choices import ResetMode
 from ..teachers.base import Teacher
-from .base import Batch, Method, Options, Output, StateSnapshot, optimizer_step
-from .common import adapt_norm_affine, build_optimizer, entropy
-
-# TENT's ImageNet optimiser: SGD, momentum 0.9, Nesterov, lr 0.00025, batch 64 (the unified benchmark's conf.py:
-# OPTIM.MOMENTUM 0.9, OPTIM.NESTEROV True; setup_optimizer passes both)
-NESTEROV = True
+from .base import Batch, Method, Output, optimizer_step
+from .options import option
+from .common import OptimizerOptions, OptimizerKind, adapt_norm_affine, entropy
 
 
 @dataclass
-class TentOptions(Options):
+class TentOptions(OptimizerOptions):
     steps: int = 1
-    lr: float = 1e-3  # Adam, the paper's CIFAR setting (ImageNet suites: SGD 0.00025 from the defaults table)
-    reset: str = "online"
-    optimizer: str = "adam"  # adam | sgd (momentum 0.9)
+    lr: float = option(1e-3, gt=0)  # Adam, the paper's CIFAR setting (ImageNet suites: SGD 0.00025, defaults table)
+    reset: ResetMode = "online"
+    optimizer: OptimizerKind = "adam"
+    # TENT's ImageNet optimiser: SGD, momentum 0.9, Nesterov, lr 0.00025, batch 64 (the unified benchmark's conf.py:
+    # OPTIM.MOMENTUM 0.9, OPTIM.NESTEROV True; setup_optimizer passes both)
+    nesterov: bool = True
 
 
 class Tent(Method):
-    name = "tent"
+    batch_statistics = True
     options_class = TentOptions
+    restored = ("teacher", "optimizer")
 
     def __init__(self, teacher: Teacher, options: TentOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)
-        params = adapt_norm_affine(teacher, self.name)
-        self.optimizer = build_optimizer(self.name, options.optimizer, params, options.lr, nesterov=NESTEROV)
-        self.snapshot = StateSnapshot(teacher, self.optimizer)
-
-    def reset(self) -> None:
-        self.snapshot.restore()
+        self.optimizer = options.build_optimizer(adapt_norm_affine(teacher, self.name))
 
     def predict(self, batch: Batch) -> Output:
-        if self.options.reset == "episodic":
-            self.reset()
         if self.options.steps == 0:
             with torch.no_grad():
                 return Output(self.teacher(batch.images), teacher_forwards=len(batch.images))
         with torch.enable_grad():
             for _ in range(self.options.steps):
                 logits = self.teacher(batch.images)
-                entropy(logits).mean().backward()
+                loss = entropy(logits).mean()
+                loss.backward()
                 optimizer_step(self.optimizer)
         n = len(batch.images)
-        return Output(logits.detach(), adaptation_steps=self.options.steps, teacher_forwards=n * self.options.steps)
+        return Output(logits.detach(), adaptation_steps=self.options.steps, teacher_forwards=n * self.options.steps,
+                      loss=loss.item())

@@ -16,21 +16,23 @@ teacher's text head, so ``--prompts`` does not apply; the text features of all c
 """
 from __future__ import annotations
 
-from typing import Callable
 from dataclasses import dataclass
+from typing import Callable, Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..choices import ResetMode
 from ..errors import UserError
 from ..teachers.base import Teacher
 from ..teachers.clip import LOGIT_SCALE, ClipTeacher
-from .base import Batch, Method, Options, Output, StateSnapshot, StepRecorder, optimizer_step
+from .base import Batch, Method, Output, StepRecorder, optimizer_step
+from .options import option
 from . import augmix
-from .common import each_sample, marginal_entropy, seeded, select_confident
+from .common import OptimizerKind, OptimizerOptions, each_sample, marginal_entropy, seeded, select_confident
 
-VIEW_KINDS = ("crops", "augmix")
+Views = Literal["crops", "augmix"]
 
 
 def encode_embedded_text(clip: nn.Module, embeddings: torch.Tensor, eos: torch.Tensor) -> torch.Tensor:
@@ -71,39 +73,33 @@ class PromptLearner(nn.Module):
 
 
 @dataclass
-class TptOptions(Options):
+class TptOptions(OptimizerOptions):
     steps: int = 1
-    lr: float = 5e-3  # AdamW
-    reset: str = "episodic"
-    n_views: int = 64  # the original image + 63 augmented views
-    views: str = "crops"  # crops (ImageNet sets) | augmix (the paper's fine-grained datasets)
-    fraction: float = 0.1  # share of most confident views kept
+    lr: float = option(5e-3, gt=0)
+    reset: ResetMode = "episodic"
+    optimizer: OptimizerKind = "adamw"  # tpt_classification.py: torch.optim.AdamW(trainable_param, lr)
+    weight_decay: float = 0.01  # AdamW's default, which TPT keeps
+    n_views: int = option(64, ge=1)  # the original image + 63 augmented views
+    views: Views = "crops"  # crops (ImageNet sets) | augmix (the paper's fine-grained datasets)
+    fraction: float = option(0.1, gt=0, le=1)  # share of most confident views kept
     ctx_init: str = "a photo of a"
 
 
 class Tpt(Method):
-    name = "tpt"
-    episodic = True
+    per_sample = True
     precision = "bf16"  # TPT's official code runs CLIP under torch.cuda.amp autocast
     options_class = TptOptions
     raw_images = True  # views are crops of the full image
+    restored = ("prompt", "optimizer")
 
     def __init__(self, teacher: Teacher, options: TptOptions, device: torch.device) -> None:
         super().__init__(teacher, options, device)
         if not isinstance(teacher, ClipTeacher) or not hasattr(teacher.model, "token_embedding"):
             raise UserError(f"tpt tunes the text prompt of a CLIP teacher (e.g. clip:ViT-B-16/openai); "
                             f"{teacher.name} has no CLIP text tower")
-        if options.views not in VIEW_KINDS:
-            raise UserError(f"tpt views must be one of {', '.join(VIEW_KINDS)}, got {options.views!r}")
-        if options.n_views < 1 or not 0 < options.fraction <= 1:
-            raise UserError(f"tpt needs n_views >= 1 and 0 < fraction <= 1, got {options.n_views}, {options.fraction}")
         teacher.requires_grad_(False)
         self.prompt = PromptLearner(teacher.model, teacher.tokenizer, teacher.class_names, options.ctx_init, device)
-        self.optimizer = torch.optim.AdamW(self.prompt.parameters(), lr=options.lr)
-        self.snapshot = StateSnapshot(self.prompt, self.optimizer)
-
-    def reset(self) -> None:
-        self.snapshot.restore()
+        self.optimizer = options.build_optimizer(self.prompt.parameters())
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """CLIP logits of normalised image features under the current prompt context, in float32 even under

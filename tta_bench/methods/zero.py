@@ -22,17 +22,20 @@ highest (the reference intends this, but indexes the logits with the bitwise com
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
+from ..choices import ResetMode
 from ..errors import UserError
 from ..teachers.base import Teacher
 from ..teachers.clip import LOGIT_SCALE, ClipTeacher
 from . import augmix
-from .base import Batch, Method, Options, Output
+from .base import Batch, Method, Output
+from .options import Options, option
 from .common import each_sample, entropy, seeded
 
-VIEW_KINDS = ("crops", "augmix")
+Views = Literal["crops", "augmix"]
 
 
 FLOAT16_EPS = float(torch.finfo(torch.float16).eps)  # zero.py's zero_temp under the official float16 CLIP
@@ -67,16 +70,15 @@ def _break_tie(ties: list[int], ranked: torch.Tensor) -> int:
 class ZeroOptions(Options):
     steps: int = 0  # no optimisation
     lr: float = 0.0
-    reset: str = "episodic"
-    n_views: int = 64  # the original image + 63 views
-    fraction: float = 0.3  # gamma: share of most confident views kept
-    views: str = "crops"  # crops (ZERO's MultiViewCropAndFlip) | augmix (TPT's AugMix views)
-    temperature: float = FLOAT16_EPS  # divides the unscaled cosines (zero.py: float16's eps); 0: hard argmax votes
+    reset: ResetMode = "episodic"
+    n_views: int = option(64, ge=1)  # the original image + 63 views
+    fraction: float = option(0.3, gt=0, le=1)  # gamma: share of most confident views kept
+    views: Views = "crops"  # crops (ZERO's MultiViewCropAndFlip) | augmix (TPT's AugMix views)
+    temperature: float = option(FLOAT16_EPS, ge=0)  # divides the unscaled cosines (zero.py: float16's eps); 0: hard votes
 
 
 class Zero(Method):
-    name = "zero"
-    episodic = True
+    per_sample = True
     precision = "bf16"  # ZERO's official code runs CLIP under torch.cuda.amp autocast
     options_class = ZeroOptions
     raw_images = True  # views are crops of the full image
@@ -86,11 +88,6 @@ class Zero(Method):
         if not isinstance(teacher, ClipTeacher):
             raise UserError(f"zero votes over CLIP's zero-shot predictions (e.g. clip:ViT-B-16/openai); {teacher.name} "
                             "is not a CLIP teacher")
-        if options.views not in VIEW_KINDS:
-            raise UserError(f"zero views must be one of {', '.join(VIEW_KINDS)}, got {options.views!r}")
-        if options.n_views < 1 or not 0 < options.fraction <= 1 or options.temperature < 0:
-            raise UserError(f"zero needs n_views >= 1, 0 < fraction <= 1 and temperature >= 0, got {options.n_views}, "
-                            f"{options.fraction}, {options.temperature}")
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> Output:

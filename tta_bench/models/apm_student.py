@@ -206,9 +206,10 @@ def init_student_(student: APMStudent, seed: int, device: torch.device | str | N
     return student
 
 
-def _plus_bias(x: Tensor, bias: Tensor) -> Tensor:
-    """(S, M, out) + per-student bias (S, out), in x's dtype."""
-    return x + bias.to(x.dtype)[:, None]
+# The stacked students' bias: added in a pass of its own after each batched product (False), or read by the product
+# itself (True: torch.baddbmm, whose GEMM takes the bias as its accumulator's start). The same students either way;
+# benchmarks/apm_gpu.py floor measures which step is faster on a GPU.
+BIAS_IN_PRODUCT = False
 
 
 class StackedAPMStudent(nn.Module):
@@ -224,11 +225,13 @@ class StackedAPMStudent(nn.Module):
     """
 
     def __init__(self, cfg: APMConfig, seeds: Sequence[int], device: torch.device | str = "cpu",
-                 init_device: torch.device | str | None = None) -> None:
-        """Built on `device` directly; `init_device` as for init_student_ (default: `device`)."""
+                 init_device: torch.device | str | None = None, bias_in_product: bool = BIAS_IN_PRODUCT) -> None:
+        """Built on `device` directly; `init_device` as for init_student_ (default: `device`); `bias_in_product`
+        as BIAS_IN_PRODUCT says."""
         super().__init__()
         self.cfg = cfg
         self.init_device = init_device
+        self.bias_in_product = bias_in_product
         template = APMStudent(cfg, seed=None)
         self._shapes = [(name, p.shape) for name, p in template.named_parameters()]
         self.register_buffer("query_posenc", template.query_posenc.to(device), persistent=False)
@@ -271,10 +274,17 @@ class StackedAPMStudent(nn.Module):
             out[name] = value.t() if self._transposed(name, shape) else value
         return out
 
+    def _affine(self, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        """x (S, M, in) @ weight (S, in, out) + bias (S, out), in the product's dtype (as nn.Linear under autocast: a
+        float32 bias would promote the activations back to float32)."""
+        if self.bias_in_product:  # autocast casts all three operands of baddbmm alike
+            return torch.baddbmm(bias[:, None], x, weight)
+        product = torch.bmm(x, weight)
+        return product + bias.to(product.dtype)[:, None]
+
     def _linear(self, name: str, x: Tensor) -> Tensor:
-        """x (S, M, in) -> (S, M, out) through layer `name` of every student (in the product's dtype, as nn.Linear
-        under autocast: a float32 bias would promote the activations back to float32)."""
-        return _plus_bias(torch.bmm(x, self.params[f"{name}_weight"]), self.params[f"{name}_bias"])
+        """x (S, M, in) -> (S, M, out) through layer `name` of every student."""
+        return self._affine(x, self.params[f"{name}_weight"], self.params[f"{name}_bias"])
 
     def _mlp(self, prefix: str, x: Tensor, layers: int, last_relu: bool) -> Tensor:
         for i in range(layers):
@@ -336,14 +346,13 @@ class StackedAPMStudent(nn.Module):
         heads = self.cfg.heads
         w_in, b_in = self.params["readout_attn_in_proj_weight"], self.params["readout_attn_in_proj_bias"]  # (S, D, 3D)
         keys = (grid + self.readout_posenc.to(grid.dtype)).reshape(students, batch * n, d)
-        q = _plus_bias(torch.bmm(self.params["readout_query"].reshape(students, 1, d), w_in[:, :, :d]), b_in[:, :d])
-        kv = _plus_bias(torch.bmm(keys, w_in[:, :, d:]), b_in[:, d:])
+        q = self._affine(self.params["readout_query"].reshape(students, 1, d), w_in[:, :, :d], b_in[:, :d])
+        kv = self._affine(keys, w_in[:, :, d:], b_in[:, d:])
         k, v = kv.reshape(students * batch, n, 2, heads, d // heads).permute(2, 0, 3, 1, 4)
         q = q.to(k.dtype).reshape(students, 1, 1, heads, d // heads).expand(students, batch, 1, heads, d // heads)
         q = q.reshape(students * batch, 1, heads, d // heads).transpose(1, 2)
         pooled = F.scaled_dot_product_attention(q, k, v).reshape(students, batch, d)  # one query: heads concatenate
-        return _plus_bias(torch.bmm(pooled, self.params["readout_attn_out_proj_weight"]),
-                          self.params["readout_attn_out_proj_bias"])
+        return self._affine(pooled, self.params["readout_attn_out_proj_weight"], self.params["readout_attn_out_proj_bias"])
 
     def feature_grid(self, x: Tensor, chunk_size: int | None = None, order: Tensor | None = None) -> Tensor:
         """(S, B, g², D) per-location features in location order."""
@@ -386,18 +395,6 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = [
-    "APMConfig",
-    "APMOutput",
-    "APMStudent",
-    "AttentionReadout",
-    "PRESETS",
-    "StackedAPMStudent",
-    "analytic_flops_per_step",
-    "analytic_macs_per_image",
-    "analytic_macs_per_query",
-    "count_parameters",
-    "init_student_",
-    "preset",
-    "sincos_2d",
-]
+__all__ = ["APMConfig", "APMOutput", "APMStudent", "AttentionReadout", "PRESETS", "StackedAPMStudent",
+           "analytic_flops_per_step", "analytic_macs_per_image", "analytic_macs_per_query", "count_parameters",
+           "init_student_", "preset", "sincos_2d"]

@@ -28,7 +28,7 @@ class RunFolderError(ReportError):
     """A run folder that cannot be read; the message names the folder or file."""
 
 
-def _problems(summary: object) -> list[str]:
+def summary_problems(summary: object) -> list[str]:
     if not isinstance(summary, dict):
         return [f"expected a JSON object, got {type(summary).__name__}"]
     problems = [f"'{key}' missing or not a {kind.__name__}"
@@ -48,7 +48,7 @@ def load_summary(run_dir: str | Path) -> dict:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RunFolderError(f"{path}: malformed JSON ({error})") from error
-    problems = _problems(summary)
+    problems = summary_problems(summary)
     if problems:
         raise RunFolderError(f"{path}: malformed summary: {'; '.join(problems)}")
     extra = Path(run_dir) / METRICS  # written by `metrics`: ECE, NLL, ... recomputed from saved logits
@@ -137,26 +137,33 @@ def _source_marker(summary: dict) -> str | None:
     return "generated"
 
 
-def run_label(summary: dict) -> str:
-    """'method (teacher) [markers]': markers say what makes a number not the standard one."""
+def run_markers(summary: dict) -> dict[str, str]:
+    """What makes a run's number not the standard one, by kind: its data source, subset, partial data, setting,
+    one-batch segments, domains shorter than published, APM preset, skipped images."""
     data = summary.get("data") or {}
     setting = (summary.get("setting") or {}).get("name")
-    markers = [
-        _source_marker(summary),
-        data.get("subset") if data.get("subset") not in (None, "full") else None,
-        "partial" if data.get("partial") else None,
-        setting if setting not in (None, DEFAULT_SETTING) else None,
-        "one-batch segments" if any(n.startswith("one-batch segments") for n in summary.get("notes") or []) else None,
-        short_domains(summary),
-        f"{preset} preset" if (preset := (summary.get("method_options") or {}).get("preset")) else None,
-        f"{skipped} skipped" if (skipped := sum(s.get("skipped", 0) for s in summary["splits"].values())) else None,
-        f"{failed} failed" if (failed := sum(s.get("failed", 0) for s in summary["splits"].values())) else None,
-    ]
+    markers = {
+        "source": _source_marker(summary),
+        "subset": data.get("subset") if data.get("subset") not in (None, "full") else None,
+        "partial": "partial" if data.get("partial") else None,
+        "setting": setting if setting not in (None, DEFAULT_SETTING) else None,
+        "segments": "one-batch segments" if any(n.startswith("one-batch segments") for n in summary.get("notes") or [])
+        else None,
+        "short": short_domains(summary),
+        "preset": f"{preset} preset" if (preset := (summary.get("method_options") or {}).get("preset")) else None,
+        "skipped": f"{skipped} skipped" if (skipped := sum(s.get("skipped", 0) for s in summary["splits"].values()))
+        else None,
+    }
+    return {kind: text for kind, text in markers.items() if text}
+
+
+def run_label(summary: dict) -> str:
+    """'method (teacher) [markers]': markers say what makes a number not the standard one."""
     label = summary["method"]
     if summary.get("teacher"):
         label += f" ({summary['teacher']})"
-    markers = [marker for marker in markers if marker]
-    return label + (f" [{', '.join(markers)}]" if markers else "")
+    markers = run_markers(summary)
+    return label + (f" [{', '.join(markers.values())}]" if markers else "")
 
 
 def short_domains(summary: dict) -> str | None:
@@ -182,13 +189,59 @@ def _identity(summary: dict) -> dict:
         "setting": setting}
 
 
-def _flatten(value: object, prefix: str = "") -> dict[str, str]:
-    if isinstance(value, dict) and value:
-        out: dict[str, str] = {}
+def _flatten(value: object, prefix: str = "") -> dict[str, object]:
+    """Nested configuration -> {'method_options.lr': 0.001, ...}; an empty mapping is no entry (the defaults)."""
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
         for key, item in value.items():
             out |= _flatten(item, f"{prefix}.{key}" if prefix else str(key))
         return out
-    return {prefix: json.dumps(value, sort_keys=True, default=str)}
+    return {prefix: value}
+
+
+# How configuration fields read in a row label ("batch 64", "lr 0.001"); a field not named here reads as its name
+# with spaces; an unset one as "<name> default" unless named in _UNSET_WORDS.
+_FIELD_WORDS = {"batch_size": "batch", "data_root": "data", "num_workers": "workers", "hub_id": "hub",
+                "method_options": "options"}
+_UNSET_WORDS = {"corruptions": "all corruptions", "severities": "default severities"}
+
+
+def batch_size(summary: dict) -> int | None:
+    """The batch size the run used: as given, else its method's suite default (recorded as applied); None where the
+    summary does not say (the engine's default)."""
+    given = (summary.get("config") or {}).get("batch_size")
+    applied = ((summary.get("defaults") or {}).get("applied") or {}).get("batch_size")
+    return given or applied
+
+
+def _effective(summary: dict, key: str, value: object) -> object:
+    """A configuration entry as the run used it: the batch size and method options after the suite defaults."""
+    if key == "batch_size":
+        return batch_size(summary) or value
+    if key.startswith("method_options."):
+        return (summary.get("method_options") or {}).get(key.split(".", 1)[1], value)
+    return value
+
+
+def _words(key: str, value: object) -> str:
+    """One configuration entry in words: 'batch 64', 'lr 0.001', 'corruptions fog, contrast', 'steps default'."""
+    name = _FIELD_WORDS.get(key, key.split(".", 1)[1] if key.startswith("method_options.") else key)
+    name = name.replace("_", " ")
+    if value is None:
+        return _UNSET_WORDS.get(key, f"{name} default")
+    if isinstance(value, bool):
+        return name if value else f"no {name}"
+    if isinstance(value, (list, tuple)):
+        return f"{name} {', '.join(map(str, value))}"
+    if isinstance(value, dict):
+        return f"{name} " + ", ".join(f"{k} {v}" for k, v in sorted(value.items()))
+    return f"{name} {value}"
+
+
+def config_words(summary: dict, identity: dict, keys: list[str] | None = None) -> dict[str, str]:
+    """Configuration entries of a row (``keys``, default all) in words, as the run used them."""
+    flat = _flatten(identity)
+    return {key: _words(key, _effective(summary, key, flat.get(key))) for key in (flat if keys is None else keys)}
 
 
 @dataclass
@@ -221,17 +274,45 @@ def _make_group(table: str, label: str, runs: list[dict]) -> RunGroup:
 
 
 def _disambiguate(groups: list[RunGroup]) -> None:
-    """Rows of one table with equal labels get the config entries that tell them apart."""
+    """Rows of one table with equal labels get, in words, the configuration entries that tell them apart
+    ('bn_adapt (resnet20), batch 64'); where even those read alike, the run folder's name."""
     clashes: dict[tuple[str, str], list[RunGroup]] = {}
     for group in groups:
         clashes.setdefault((group.table, group.label), []).append(group)
     for same in clashes.values():
         if len(same) < 2:
             continue
-        flat = [_flatten(group.identity) for group in same]
-        keys = sorted({key for f in flat for key in f if len({g.get(key) for g in flat}) > 1})
-        for group, f in zip(same, flat):
-            group.label += " {" + ", ".join(f"{key}={f.get(key, '-')}" for key in keys) + "}"
+        flat = [_flatten(group.identity) for group in same]  # an absent entry is an unset one (None)
+        keys = sorted({key for f in flat for key in f
+                       if len({json.dumps(g.get(key), sort_keys=True, default=str) for g in flat}) > 1})
+        texts = [", ".join(config_words(group.runs[0], group.identity, keys).values()) for group in same]
+        for group, text in zip(same, texts):
+            if texts.count(text) > 1:
+                text = ", ".join(filter(None, [text, f"run {group.runs[0].get('run_name')}"]))
+            group.label += f", {text}"
+
+
+# Configuration entries a legend never spells out: the method leads it, the rest are run_markers or the teacher.
+_IN_MARKERS = {"method", "teacher", "limit", "subset", "source", "setting", "method_options.preset"}
+
+
+def legend_labels(groups: list[RunGroup]) -> tuple[list[str], list[str]]:
+    """Per row, its method and, in words, only what tells it from the other rows of that method shown with it
+    ('bn_adapt, batch 64'); and what all rows share (teacher, data markers), for the figure's title."""
+    keys = sorted({key for group in groups for key in _flatten(group.identity) if key not in _IN_MARKERS})
+    described = [{"teacher": f"teacher {group.runs[0]['teacher']}" if group.runs[0].get("teacher") else "",
+                  **run_markers(group.runs[0]),
+                  **config_words(group.runs[0], group.identity, keys)} for group in groups]
+    methods = [str(group.runs[0].get("method")) for group in groups]
+    labels = []
+    for method, d in zip(methods, described):
+        same = [other for m, other in zip(methods, described) if m == method]
+        differ = [kind for kind in d if len({other.get(kind, "") for other in same}) > 1]
+        labels.append(", ".join([method, *(d[kind] for kind in differ if d.get(kind))]))
+    labels = [label if labels.count(label) == 1 else f"{label} ({k + 1})" for k, label in enumerate(labels)]
+    kinds = [kind for kind in described[0] if kind not in keys] if described else []
+    shared = [described[0][kind] for kind in kinds if all(d.get(kind) == described[0][kind] for d in described)]
+    return labels, shared
 
 
 def data_root(summary: dict) -> str | None:

@@ -16,6 +16,7 @@ OOD_SPLITS = IMAGENET_FAMILY[1:]
 FAMILY_TABLE = "imagenet-family"
 FINE_GRAINED_TABLE = "fine-grained"
 MEAN = "mean"
+OOD_MEAN = "OOD mean"
 
 # Metrics that are 100 minus each other: a table asked for one can show a run or paper that gave the other.
 _COMPLEMENTS = (("error", "top1"), ("top1", "error"))
@@ -48,6 +49,22 @@ def split_key(split: str) -> tuple:
 def severity_mean(severity: int) -> str:
     """Column name of the mean over one severity's corruptions."""
     return f"{MEAN}-{severity}"
+
+
+def column_members(splits: Iterable[str]) -> dict[str, list[str]]:
+    """Every column a row of these splits shows, with the splits it averages: each split itself, the mean over all,
+    the mean per severity (corruption splits) and the OOD mean (all four ImageNet OOD sets present). Aggregates
+    given as such (a published 'mean') are not splits and average nothing here."""
+    ordered = sorted((split for split in splits if not is_aggregate(split)), key=split_key)
+    out = {split: [split] for split in ordered}
+    if ordered:
+        out[MEAN] = ordered
+    for split in ordered:
+        if (corruption := parse_corruption(split)) is not None:
+            out.setdefault(severity_mean(corruption[1]), []).append(split)
+    if all(split in out for split in OOD_SPLITS):
+        out[OOD_MEAN] = list(OOD_SPLITS)
+    return out
 
 
 def table_of(suite: str, splits: Iterable[str]) -> str:

@@ -7,29 +7,35 @@ Pure functions of their inputs: the same runs in any order give byte-identical o
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
 
 import pandas as pd
 from tabulate import tabulate
 
+from ..choices import TABLE_FORMATS
 from ..errors import ReportError
-from ..vocabulary import SHORT_NAMES
-from .runs import RunGroup, group_runs
-from ..vocabulary import CORRUPTIONS
-from .splits import (IMAGENET_FAMILY, MEAN, OOD_SPLITS, is_aggregate, parse_corruption, severity_mean, split_key,
-                     split_value, table_of)
+from ..vocabulary import CORRUPTIONS, SHORT_NAMES
+from .runs import RunGroup, Warn, group_runs, summary_problems
+from .significance import MARK, NO_INTERVAL, RowStats
+from .splits import (IMAGENET_FAMILY, MEAN, OOD_MEAN, column_members, is_aggregate, parse_corruption, severity_mean,
+                     split_key, split_value, table_of)
 
-OOD_MEAN = "OOD mean"
-N_COLUMN, COVER_COLUMN = "n", "mean over"  # samples behind a row; which domains its mean covers
+# samples behind a row; which domains its mean covers; failed samples (scored as wrong); how intervals resampled
+N_COLUMN, COVER_COLUMN, FAILED_COLUMN, RESAMPLED_COLUMN = "n", "mean over", "failed", "resampled"
+# A row's intervals, given the row and each column it shows with the splits that column averages.
+Stats = Callable[[RunGroup, dict[str, list[str]]], "RowStats | None"]
 INDEX_NAME = "method"
 # Rows shown beneath an APM-like row, when its splits carry the key ({metric} is the table's metric).
 SUB_ROWS = (("  teacher (ceiling)", "teacher_{metric}"), ("  agreement", "agreement"))
-FORMATS = ("md", "csv", "latex")
+FORMATS = TABLE_FORMATS
 METRIC_NAMES = {"top1": "top-1 accuracy", "top5": "top-5 accuracy", "error": "top-1 error"}
 _LATEX_ESCAPES = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
 }
+_LATEX_SYMBOLS = {"±": r"$\pm$", MARK: r"$^\dagger$", "<": "$<$", ">": "$>$"}
 
 
 @dataclass
@@ -38,6 +44,8 @@ class _Row:
     replicates: list[dict[str, float]]  # one per seed: split -> value (published rows may give "mean")
     n: str = ""  # samples behind the row, per seed ("" for sub-rows and published rows)
     published: bool = False
+    failed: str = ""  # failed samples per seed, where any failed
+    stats: RowStats | None = field(default=None)
 
 
 def metric_of(summary: dict, split: str, metric: str) -> float | None:
@@ -52,7 +60,7 @@ def replicate_values(group: RunGroup, key: str) -> list[dict[str, float]]:
     return [replicate for replicate in replicates if replicate]
 
 
-def _measured_rows(groups: list[RunGroup], metric: str) -> dict[str, list[_Row]]:
+def _measured_rows(groups: list[RunGroup], metric: str, stats: Stats | None) -> dict[str, list[_Row]]:
     rows: dict[str, list[_Row]] = {}
     for group in groups:
         main = replicate_values(group, metric)
@@ -60,16 +68,29 @@ def _measured_rows(groups: list[RunGroup], metric: str) -> dict[str, list[_Row]]
             continue
         subs = [_Row(label, values) for label, key in SUB_ROWS
                 if (values := replicate_values(group, key.format(metric=metric)))]
-        label = group.label + (f" (n={len(main)} seeds)" if len(main) > 1 else "")
-        rows.setdefault(group.table, []).extend([_Row(label, main, _samples(group)), *subs])
+        label = row_label(group, metric)
+        row_stats = stats(group, column_members({split for r in main for split in r})) if stats else None
+        row = _Row(label, main, _samples(group), failed=_failed(group), stats=row_stats)
+        rows.setdefault(group.table, []).extend([row, *subs])
     return rows
+
+
+def _span_of(counts: set[int]) -> str:
+    ordered = sorted(counts)
+    return str(ordered[0]) if len(ordered) == 1 else f"{ordered[0]}-{ordered[-1]}"
 
 
 def _samples(group: RunGroup) -> str:
     """Samples behind a row per seed (a range where seeds differ)."""
-    counts = sorted({sum(int(values.get("n") or 0) for split, values in replicate.items() if not is_aggregate(split))
+    return _span_of({sum(int(values.get("n") or 0) for split, values in replicate.items() if not is_aggregate(split))
                      for replicate in group.replicates})
-    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
+def _failed(group: RunGroup) -> str:
+    """Failed samples (a diverged update: scored as wrong) per seed, "" where none failed."""
+    counts = {sum(int(values.get("failed") or 0) for split, values in replicate.items() if not is_aggregate(split))
+              for replicate in group.replicates}
+    return _span_of(counts) if any(counts) else ""
 
 
 def _domains(splits: set[str]) -> int:
@@ -118,58 +139,109 @@ def _published_rows(published: pd.DataFrame, metric: str) -> dict[str, list[_Row
 
 
 def _with_means(values: dict[str, float]) -> dict[str, float]:
-    """Add the row's mean, its mean per severity, and the OOD mean when all four OOD splits are there."""
-    out = dict(values)
-    splits = sorted((split for split in values if not is_aggregate(split)), key=split_key)
-    if MEAN not in out and splits:
-        out[MEAN] = statistics.fmean(values[split] for split in splits)
-    by_severity: dict[str, list[float]] = {}
-    for split in splits:
-        if (corruption := parse_corruption(split)) is not None:
-            by_severity.setdefault(severity_mean(corruption[1]), []).append(values[split])
-    out |= {column: statistics.fmean(group) for column, group in by_severity.items()}
-    if all(split in values for split in OOD_SPLITS):
-        out[OOD_MEAN] = statistics.fmean(values[split] for split in OOD_SPLITS)
-    return out
+    """Add the row's mean, its mean per severity, and the OOD mean when all four OOD splits are there (a mean the
+    row gives itself, as a published one, stays)."""
+    return values | {column: statistics.fmean(values[split] for split in members)
+                     for column, members in column_members(values).items() if column not in values}
 
 
-def _number(value: float) -> str:
-    text = f"{value:.1f}"
-    return "0.0" if text == "-0.0" else text
+def number(value: float, digits: int = 1) -> str:
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
-def _cell(values: list[float]) -> str:
+def interval_text(interval: tuple[float, float] | None, digits: int = 1) -> str:
+    return NO_INTERVAL if interval is None else f"[{number(interval[0], digits)}, {number(interval[1], digits)}]"
+
+
+def difference_text(delta: float, interval: tuple[float, float] | None, significant: bool) -> str:
+    """'+0.42† [0.13, 0.95]': a paired difference in points to two decimals (differences of a few tenths are the
+    ones in question), a † where significant."""
+    sign = "+" if float(number(delta, 2)) > 0 else ""
+    return f"{sign}{number(delta, 2)}{MARK if significant else ''} {interval_text(interval, 2)}"
+
+
+def _cell(values: list[float], stats: RowStats | None = None, column: str = "") -> str:
+    """'41.0', '41.0 ± 1.4' over seeds; a † where it differs from the baseline; its interval after it."""
     if not values:
         return ""
-    if len(values) == 1:
-        return _number(values[0])
-    return f"{_number(statistics.fmean(values))} ± {_number(statistics.stdev(values))}"
+    text = number(values[0]) if len(values) == 1 else (f"{number(statistics.fmean(values))} ± "
+                                                       f"{number(statistics.stdev(values))}")
+    if stats is None:
+        return text
+    return (text + (MARK if column in stats.marks else "")
+            + (f" {interval_text(stats.intervals[column])}" if column in stats.intervals else ""))
+
+
+def ordered_columns(present: set[str]) -> list[str]:
+    """A table's value columns in canonical order: splits, per-severity means (only where the table mixes
+    severities), the mean and the OOD mean."""
+    severities = {corruption[1] for split in present if (corruption := parse_corruption(split)) is not None}
+    if len(severities) < 2:  # per-severity means only say something when the table mixes severities
+        present = present - {severity_mean(severity) for severity in severities}
+    columns = sorted((split for split in present if split not in (MEAN, OOD_MEAN)), key=split_key)
+    return columns + [column for column in (MEAN, OOD_MEAN) if column in present]
+
+
+def row_label(group: RunGroup, metric: str) -> str:
+    """A measured row's label: the group's, with the number of seeds whose `metric` it shows."""
+    seeds = len(replicate_values(group, metric))
+    return group.label + (f" (n={seeds} seeds)" if seeds > 1 else "")
 
 
 def _frame(rows: list[_Row]) -> pd.DataFrame:
     full = [[_with_means(replicate) for replicate in row.replicates] for row in rows]
-    present = {split for replicates in full for replicate in replicates for split in replicate}
-    severities = {corruption[1] for split in present if (corruption := parse_corruption(split)) is not None}
-    if len(severities) < 2:  # per-severity means only say something when the table mixes severities
-        present -= {severity_mean(severity) for severity in severities}
-    columns = sorted((split for split in present if split not in (MEAN, OOD_MEAN)), key=split_key)
-    columns += [column for column in (MEAN, OOD_MEAN) if column in present]
-    cells = [[_cell([replicate[column] for replicate in replicates if column in replicate]) for column in columns]
-             for replicates in full]
+    columns = ordered_columns({split for replicates in full for replicate in replicates for split in replicate})
+    cells = [[_cell([replicate[column] for replicate in replicates if column in replicate], row.stats, column)
+              for column in columns] for row, replicates in zip(rows, full)]
     coverage = _coverage(rows)
-    if any(cell for row, cell in zip(rows, coverage) if row.n):
-        columns.append(COVER_COLUMN)
-        cells = [row_cells + [cover] for row_cells, cover in zip(cells, coverage)]
-    columns.append(N_COLUMN)
-    cells = [row_cells + [row.n] for row_cells, row in zip(cells, rows)]
+    extra = [(COVER_COLUMN, coverage) if any(cell for row, cell in zip(rows, coverage) if row.n) else None,
+             (N_COLUMN, [row.n for row in rows]),
+             (FAILED_COLUMN, [row.failed for row in rows]) if any(row.failed for row in rows) else None,
+             (RESAMPLED_COLUMN, [row.stats.resampled if row.stats else "" for row in rows])
+             if any(row.stats and row.stats.resampled for row in rows) else None]
+    for name, values in filter(None, extra):
+        columns.append(name)
+        cells = [row_cells + [value] for row_cells, value in zip(cells, values)]
     return pd.DataFrame(cells, index=pd.Index([row.label for row in rows], name=INDEX_NAME),
                         columns=columns, dtype="str")
 
 
-def build_tables(summaries: list[dict], metric: str = "top1",
-                 published: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
-    """One table per suite (ImageNet-family suites share one), measured rows first, then published rows."""
-    rows = _measured_rows(group_runs(summaries), metric)
+def _unreadable(summary: dict, metric: str) -> str | None:
+    """Why a run's metric cannot be shown (recorded, but not a finite number in some split), else None."""
+    keys = (metric, *(metric[: -len(a)] + b for a, b in (("error", "top1"), ("top1", "error")) if metric.endswith(a)))
+    for split, values in sorted(summary["splits"].items()):
+        recorded = [values[key] for key in keys if key in values]
+        if recorded and split_value(values, metric) is None:
+            return f"{metric} of {split} is {recorded[0]!r}, not a number"
+    return None
+
+
+def usable(summaries: list[dict], metric: str, warn: Warn | None = None) -> list[dict]:
+    """The summaries a table of `metric` can show: each one checked for the keys a table needs (a ReportError
+    naming the first that lacks them), and those whose metric is not a number in some split left out, one warning
+    line each (``warn``; a Python warning by default), so that 'n=K seeds' counts the runs shown."""
+    for i, summary in enumerate(summaries):
+        if problems := summary_problems(summary):
+            raise ReportError(f"summary {i + 1} of {len(summaries)} is not a run summary: {'; '.join(problems)}")
+    kept = []
+    for summary in summaries:
+        if (reason := _unreadable(summary, metric)) is None:
+            kept.append(summary)
+        else:
+            (warn or _python_warning)(f"left out run {summary.get('run_name')}: {reason}")
+    return kept
+
+
+def _python_warning(line: str) -> None:
+    warnings.warn(line, stacklevel=3)
+
+
+def build_tables(summaries: list[dict], metric: str = "top1", published: pd.DataFrame | None = None,
+                 stats: Stats | None = None, warn: Warn | None = None) -> dict[str, pd.DataFrame]:
+    """One table per suite (ImageNet-family suites share one), measured rows first, then published rows;
+    ``stats`` gives a row's intervals (and marks); ``warn`` receives the runs left out (``usable``)."""
+    rows = _measured_rows(group_runs(usable(summaries, metric, warn)), metric, stats)
     if published is not None:
         for table, extra in _published_rows(published, metric).items():
             if table in rows:
@@ -180,7 +252,7 @@ def build_tables(summaries: list[dict], metric: str = "top1",
 def _latex_text(text: str) -> str:
     body = text.lstrip(" ")
     indent = r"\quad " if len(body) < len(text) else ""
-    return indent + "".join(_LATEX_ESCAPES.get(char, char) for char in body).replace("±", r"$\pm$")
+    return indent + "".join(_LATEX_SYMBOLS.get(char) or _LATEX_ESCAPES.get(char, char) for char in body)
 
 
 def short_headers(columns: list[str]) -> list[str]:
@@ -248,16 +320,44 @@ def render(table: pd.DataFrame, fmt: str, caption: str | None = None, label: str
     raise ReportError(f"unknown table format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
+@dataclass(frozen=True)
+class Section:
+    """One table of a report: its name (the CSV 'table' column), heading, LaTeX caption and label, and the lines a
+    reader needs below it (in LaTeX: appended to the caption)."""
+    name: str
+    title: str
+    table: pd.DataFrame
+    caption: str | None = None
+    label: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def render_sections(sections: list[Section], fmt: str) -> str:
+    """Tables in one text: headed sections (md, latex) or one CSV with a leading 'table' column."""
+    if fmt == "csv":
+        return render(pd.concat([s.table.assign(table=s.name)[["table", *s.table.columns]] for s in sections]), fmt)
+    if fmt == "md":
+        return "\n".join(f"## {s.title}\n\n" + render(s.table, fmt) + "".join(f"\n{note}\n" for note in s.notes)
+                         for s in sections)
+    parts = []
+    for s in sections:
+        caption = " ".join(filter(None, [s.caption, *s.notes])) or None
+        parts.append(f"% {s.title}\n" + render(s.table, fmt, caption, s.label if caption else None))
+    return "\n".join(parts)
+
+
+def sections(tables: dict[str, pd.DataFrame], metric: str, table_captions: dict[str, str] | None = None,
+             notes: tuple[str, ...] = ()) -> list[Section]:
+    """One section per table, in name order; LaTeX tables get their caption (``captions``) and a label
+    tab:<table>-<metric>."""
+    table_captions = table_captions or {}
+    return [Section(name, f"{name} ({metric})", table, table_captions.get(name),
+                    f"tab:{name}-{metric}" if name in table_captions else None, notes)
+            for name, table in sorted(tables.items())]
+
+
 def render_tables(tables: dict[str, pd.DataFrame], fmt: str, metric: str,
                   table_captions: dict[str, str] | None = None) -> str:
     """All tables in one text: headed sections (md, latex) or one CSV with a leading 'table' column; LaTeX tables
     get their caption (``captions``) and a label tab:<table>-<metric>."""
-    if fmt == "csv":
-        frames = [table.assign(table=name)[["table", *table.columns]] for name, table in sorted(tables.items())]
-        return render(pd.concat(frames), fmt)
-    heading = "## {name} ({metric})\n\n" if fmt == "md" else "% {name} ({metric})\n"
-    table_captions = table_captions or {}
-    return "\n".join(heading.format(name=name, metric=metric)
-                     + render(table, fmt, table_captions.get(name), f"tab:{name}-{metric}" if name in table_captions
-                              else None)
-                     for name, table in sorted(tables.items()))
+    return render_sections(sections(tables, metric, table_captions), fmt)

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from ..config import parse_key_values
+from ..runconfig_file import load_yaml
 from .execute import failures_text, run_sweep
 from .grid import expand, load_sweep, parse_shard, roots_under, shard, suites_of, sweep_of, with_data_roots
 from .paper import reproduction_text
@@ -14,7 +13,7 @@ from .status import plan_text
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
     """--set KEY=VALUE (VALUE read as YAML: 5, [5], {steps: 25}, cuda) -> {key: value}."""
-    return parse_key_values(items, "--set", yaml.safe_load)
+    return parse_key_values(items, "--set", lambda value: load_yaml(value, "--set"))
 
 
 def sweep_command(path: str, dry_run: bool = False, shard_text: str | None = None, out: str | None = None,

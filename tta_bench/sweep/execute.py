@@ -26,6 +26,7 @@ def run_sweep(runs: list[SweepRun], progress: bool = True, log: Callable[[str], 
     A run that fails with a user error (no data, unknown method) is recorded and the sweep goes on, so that one
     bad cell does not waste a job array."""
     from .. import engine
+    from ..preflight import preflight
     from ..vocabulary import SUMMARY
 
     result = SweepResult([], [])
@@ -38,6 +39,7 @@ def run_sweep(runs: list[SweepRun], progress: bool = True, log: Callable[[str], 
             continue
         log(f"[{k}/{len(runs)}] {name}: running")
         try:
+            preflight(run.cfg, names="fields")
             summary = engine.run(run.cfg, progress=progress, log=log)
         except (UserError, UnknownNameError) as exc:
             result.failures.append((run, str(exc)))

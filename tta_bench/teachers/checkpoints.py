@@ -6,26 +6,24 @@ match.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
 
 from ..errors import UserError
 
-_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
-
 
 def verify_name_hash(path: Path) -> None:
     """A file named ``<stem>-<hex>.<ext>`` must have a sha256 starting with <hex>."""
-    from ..records import file_sha256
+    from ..downloads import name_hash
+    from ..files import file_sha256
 
-    match = _HASH_IN_NAME.search(path.name)
-    if match:
+    expected = name_hash(path.name)
+    if expected:
         digest = file_sha256(path)
-        if not digest.startswith(match.group(1)):
-            raise UserError(f"{path}: its content does not match the sha256 prefix in its name ({match.group(1)}; "
-                            f"the file hashes to {digest[:len(match.group(1))]}): a corrupt or swapped download")
+        if not digest.startswith(expected):
+            raise UserError(f"{path}: its content does not match the sha256 prefix in its name ({expected}; "
+                            f"the file hashes to {digest[:len(expected)]}): a corrupt or swapped download")
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -1,11 +1,13 @@
 """The CIFAR ResNets of He et al. (2016): ResNet-20/56 with option-A shortcuts, written from the paper's
-facts so the real CIFAR-10 checkpoints (``--weights resnet20-12fca82f.th``) load by key name."""
+facts so the real CIFAR-10 checkpoints (akamaster/pytorch_resnet_cifar10's release files, downloaded on first
+use, or ``--weights resnet20-12fca82f.th``) load by key name."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..downloads import teacher_weights
 from ..errors import UserError
 from .base import LinearHeadTeacher, pixel_transform
 from .checkpoints import load_state_dict
@@ -56,9 +58,9 @@ class CifarResNet(nn.Module):
 
 
 def build_cifar_resnet(depth: int, weights: str | None) -> LinearHeadTeacher:
+    """Weights from --weights, else the published release file (downloaded once into the cache, hash-checked)."""
     if weights is None:
-        raise UserError(f"cifar-resnet{depth} needs its weights file: --weights PATH "
-                        f"(e.g. resnet{depth}-*.th from the CIFAR ResNet release)")
+        weights = str(teacher_weights(f"cifar-resnet{depth}"))
     model = CifarResNet(depth)
     try:
         model.load_state_dict(load_state_dict(weights))
@@ -69,10 +71,10 @@ def build_cifar_resnet(depth: int, weights: str | None) -> LinearHeadTeacher:
 
 
 def build_resnet20(arg: str = "", weights: str | None = None, **_: object) -> LinearHeadTeacher:
-    """cifar-resnet20: ResNet-20 from a --weights file."""
+    """cifar-resnet20: ResNet-20, the release weights or a --weights file."""
     return build_cifar_resnet(20, weights)
 
 
 def build_resnet56(arg: str = "", weights: str | None = None, **_: object) -> LinearHeadTeacher:
-    """cifar-resnet56: ResNet-56 from a --weights file."""
+    """cifar-resnet56: ResNet-56, the release weights or a --weights file."""
     return build_cifar_resnet(56, weights)

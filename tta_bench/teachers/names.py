@@ -11,7 +11,7 @@ from ..errors import UserError
 from . import TEACHERS
 
 NO_ARGUMENT = ("effnet-lite0", "cifar-resnet20", "cifar-resnet56", "tiny", "tiny-clip")
-NEEDS_WEIGHTS = ("cifar-resnet20", "cifar-resnet56")
+NEEDS_WEIGHTS = ("domainnet126-resnet50",)  # no published file to download: the user's checkpoint
 
 
 def check_teacher(spec: str, weights: str | None = None, head: str | None = None) -> None:

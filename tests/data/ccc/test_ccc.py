@@ -16,8 +16,9 @@ from tta_bench import engine
 from tta_bench.config import RunConfig
 from tta_bench.data.build import load_suite
 from tta_bench.data.ccc import CCCSource, ccc_splits
+from tta_bench.data.ccc.calibration import Calibrator
 from tta_bench.data.suites import SUITES
-from tta_bench.errors import UserError
+from tta_bench.errors import DataError, UserError
 from tta_bench.vocabulary import PREDICTIONS, SUMMARY
 
 
@@ -48,12 +49,13 @@ def _cfg(suite: str, root: Path, **kw) -> RunConfig:
     return RunConfig(suite=suite, data_root=str(root), teacher="tiny", num_workers=0, device="cpu", **kw)
 
 
-def _fake(calls: list) -> callable:
+def _fake(calls: list) -> Calibrator:
+    """A calibration model that predicts class 0 and counts the images it is shown."""
     def classify(images):
         calls.append(len(images))
         return [0] * len(images)
 
-    return lambda: classify
+    return Calibrator("single", lambda: classify)
 
 
 def test_a_stream_is_a_pure_function_of_seed_and_position_and_limit_takes_a_prefix(clean, monkeypatch):
@@ -107,12 +109,14 @@ def test_calibration_is_measured_once_and_cached(clean, monkeypatch):
 def test_settings_that_reorder_the_stream_and_foreign_domains_are_refused(clean, monkeypatch):
     suite = small_ccc()
     with pytest.raises(UserError, match="reorder"):
-        load_suite(_cfg(suite, clean, setting="mixed_domains"))
+        load_suite(_cfg(suite, clean, setting="mixed_domains"), _fake([]))
     with pytest.raises(UserError, match="unknown domain"):
-        load_suite(_cfg(suite, clean, corruptions=["clipart"]))
+        load_suite(_cfg(suite, clean, corruptions=["clipart"]), _fake([]))
     with pytest.raises(UserError, match="--source generated"):
-        load_suite(_cfg(suite, clean, source="published"))
-    data = load_suite(_cfg(suite, clean, corruptions=["speed_1000", "speed_7"], limit=20))
+        load_suite(_cfg(suite, clean, source="published"), _fake([]))
+    with pytest.raises(UserError, match="calibrated on the run's teacher"):
+        load_suite(_cfg(suite, clean))
+    data = load_suite(_cfg(suite, clean, corruptions=["speed_1000", "speed_7"], limit=20), _fake([]))
     assert [s.name for s in data.splits] == ["speed_1000", "speed_7"] and data.subset == "limit-20"
     assert data.generated and not data.partial and "calibration" in data.notes[0]
 
@@ -161,7 +165,7 @@ def test_the_stream_keeps_efficientnet_near_its_target_accuracy_on_real_photogra
     root = SHARED / "imagenet-sample"
     clean_source = load_suite(RunConfig(suite="imagenet", data_root=str(root), allow_partial=True)).splits[0].source
     (_, stream), = ccc_splits(SUITES.get(suite), _cfg(suite, root, limit=128), clean_source, ["speed_8"], [],
-                              lambda: classify)
+                              Calibrator("single", lambda: classify))
     correct = []
     for lo in range(0, len(stream), 64):
         batch = [np.asarray(stream.load(p)) for p in range(lo, min(lo + 64, len(stream)))]
@@ -169,3 +173,21 @@ def test_the_stream_keeps_efficientnet_near_its_target_accuracy_on_real_photogra
     accuracy = 100 * float(np.mean(correct))
     strength = np.mean([s1 + s2 for _, s1, _, s2 in map(stream.plan.at, range(len(stream)))])
     assert abs(accuracy - 12) <= 7 and strength >= 1.5, (accuracy, strength)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not cells"])
+def test_a_damaged_calibration_cache_is_one_line_naming_it(clean, monkeypatch, damage):
+    suite = small_ccc()
+    spec = SUITES.get(suite)
+    clean_source = load_suite(RunConfig(suite="imagenet", data_root=str(clean), allow_partial=True)).splits[0].source
+    (_, source), = ccc_splits(spec, _cfg(suite, clean), clean_source, ["speed_4"], [], _fake([]))
+    source.ids[0]
+    (cache,) = (clean.parent / "cache").glob("*.json")
+    text = cache.read_text()
+    cache.write_text(text[:len(text) // 2] if damage == "truncated" else json.dumps(["clean", 50.0]))
+    with pytest.raises(DataError, match=rf"CCC calibration cache {cache} is damaged .*delete it and rerun"):
+        (_, again), = ccc_splits(spec, _cfg(suite, clean), clean_source, ["speed_4"], [], _fake([]))
+        again.ids[0]
+    cache.unlink()  # as the message says: measured again
+    (_, again), = ccc_splits(spec, _cfg(suite, clean), clean_source, ["speed_4"], [], _fake([]))
+    assert again.ids[0] == source.ids[0]

@@ -73,6 +73,22 @@ def test_a_list_line_of_another_class_or_domain_is_refused(tmp_path):
         _load(root, corruptions=["real"])
 
 
+def test_a_duplicate_line_of_an_image_list_is_refused(tmp_path):
+    """Seven planned samples would have written six records, silently."""
+    root = write_domainnet(tmp_path)
+    lines = (root / "real_list.txt").read_text().splitlines()
+    (root / "real_list.txt").write_text("\n".join(lines + lines[:1]) + "\n")
+    with pytest.raises(DataError, match=r"real_list.txt: 'real/aircraft_carrier/img_000.jpg' is listed twice "
+                                        r"\(line 1 and line 7\)"):
+        _load(root, corruptions=["real"])
+
+
+def test_a_domain_asked_for_twice_is_refused(tmp_path):
+    root = write_domainnet(tmp_path)
+    with pytest.raises(UserError, match="split clipart is asked for twice"):
+        _load(root, corruptions=["clipart", "painting", "clipart"])
+
+
 @pytest.mark.parametrize("setting", ["reset_each_shift", "continual", "mixed_domains", "correlated"])
 def test_every_stream_setting_runs_across_the_domains(tmp_path, setting):
     root = write_domainnet(tmp_path / "data")

@@ -107,6 +107,41 @@ def test_missing_split_file_and_missing_images_are_named(tmp_path, monkeypatch):
     assert data.splits[0].source.ids == [pairs[0][0], pairs[2][0]] and data.partial
 
 
+def test_a_duplicate_entry_of_a_split_file_is_refused(tmp_path):
+    """Three planned samples would have written two records, silently."""
+    write_coop(tmp_path, "pets")
+    path = tmp_path / "split_zhou_OxfordPets.json"
+    split = json.loads(path.read_text())
+    split["test"].append(split["test"][0])
+    path.write_text(json.dumps(split))
+    with pytest.raises(DataError, match=r"split_zhou_OxfordPets.json: 'abyssinian/im_0.jpg' is listed twice "
+                                        r"\(test\[0\] and test\[3\]\)"):
+        _load("pets", tmp_path, allow_partial=True)
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_a_split_file_entry_outside_the_data_root_is_refused(tmp_path, absolute):
+    write_coop(tmp_path / "pets", "pets")
+    _picture(tmp_path / "outside.jpg", 9)
+    path = tmp_path / "pets" / "split_zhou_OxfordPets.json"
+    split = json.loads(path.read_text())
+    split["test"][1][0] = str(tmp_path / "outside.jpg") if absolute else "../../outside.jpg"
+    path.write_text(json.dumps(split))
+    with pytest.raises(DataError, match=r"test\[1\] is .* outside the data root"):
+        _load("pets", tmp_path / "pets", allow_partial=True)
+
+
+def test_a_duplicate_or_escaping_line_of_the_aircraft_test_list_is_refused(tmp_path):
+    write_aircraft(tmp_path)
+    test_list = tmp_path / "data" / "images_variant_test.txt"
+    test_list.write_text("0034309 A320\n1514522 707-320\n0034309 A320\n")
+    with pytest.raises(DataError, match=r"'images/0034309.jpg' is listed twice \(line 1 and line 3\)"):
+        _load("aircraft", tmp_path, allow_partial=True)
+    test_list.write_text("0034309 A320\n../../../x 707-320\n")
+    with pytest.raises(DataError, match="line 2 is 'images/../../../x.jpg', outside the data root"):
+        _load("aircraft", tmp_path, allow_partial=True)
+
+
 def write_aircraft(root: Path, variants: tuple[str, ...] | None = None) -> None:
     space = label_space("aircraft")
     (root / "data").mkdir(parents=True)

@@ -28,7 +28,8 @@ from PIL import Image
 
 from ...config import RunConfig
 from ...errors import UserError
-from .calibration import AccuracyMatrix, CalibrationSpec, Classify, Corruptions, cache_key, file_digest, measure_with
+from .calibration import (AccuracyMatrix, CalibrationSpec, Calibrator, Corruptions, cache_key, file_digest,
+                          measure_with)
 from .walk import Plan, find_walk
 from ..corruptions import corrupt_continuous
 from ..sources import SampleSource, sample_seed
@@ -123,6 +124,14 @@ class CCCSource(SampleSource):
         """The first n samples of the stream (a prefix, never a spread: the transition speed stays as it is)."""
         return CCCSource(self.clean, self.name, self.speed, self.params, self.plan, self.seed, min(n, len(self)))
 
+    def fingerprint_of(self, positions: Sequence[int]) -> str:
+        """The clean set's: every position is generated from it (and from the seed, the plan and the position, which
+        the ids and the configuration hold)."""
+        return self.clean.fingerprint()
+
+    def fingerprint(self) -> str:
+        return self.clean.fingerprint()
+
     def image_of(self, p: int) -> int:
         """The clean image at position p: each walk cell draws its images at random (without repetition while the
         clean set lasts, as the reference's shuffled file list)."""
@@ -158,17 +167,15 @@ class Calibration:
     """The accuracy matrix of the run's teacher, its walks per pair, built on first use (a dry run never needs it)."""
 
     def __init__(self, cfg: RunConfig, spec: SuiteSpec, clean: SampleSource, params: CCCParams,
-                 classify: Callable[[], Classify] | None = None) -> None:
+                 calibrator: Calibrator) -> None:
         self.params = params
         n = min(params.calibration.images, len(clean))
         self.images = np.linspace(0, len(clean) - 1, n).round().astype(int).tolist()
         self.clean = clean
-        from ...engine import prompt_spec
-
-        self._classify = classify or (lambda: teacher_classifier(cfg, spec))
+        self._classify = calibrator.classifier
         self.key = cache_key({
-            "version": VERSION, "teacher": cfg.teacher, "weights": file_digest(cfg.weights), "prompts": prompt_spec(cfg),
-            "head": file_digest(cfg.head), "labels": spec.labels, "crop": params.crop,
+            "version": VERSION, "teacher": cfg.teacher, "weights": file_digest(cfg.weights),
+            "prompts": calibrator.prompts, "head": file_digest(cfg.head), "labels": spec.labels, "crop": params.crop,
             "jpeg_quality": params.jpeg_quality, "clean": [clean.ids[i] for i in self.images]})  # what a cell depends on
         self._matrix: AccuracyMatrix | None = None
         self._measure_cell: Callable[[Corruptions], float] | None = None
@@ -200,45 +207,24 @@ class Calibration:
         return self._walks[(first, second)]
 
 
-def teacher_classifier(cfg: RunConfig, spec: SuiteSpec) -> Classify:
-    """The run's teacher (same weights, head and prompts as the run) as a classifier of uint8 images."""
-    import torch
-
-    from ...engine import pick_device, prompt_spec
-    from ...teachers import build_teacher
-    from ..labels import label_space
-    from ..labels.prompts import class_prompts
-
-    space = label_space(spec.labels)
-    device = pick_device(cfg.device)
-    teacher = build_teacher(cfg.teacher, cfg.weights, cfg.head, len(space))
-    teacher = teacher.to(device).eval().requires_grad_(False)
-    classes = list(range(len(space)))
-    teacher.set_classes(space, classes, class_prompts(prompt_spec(cfg), space, classes))
-
-    def classify(images: list[np.ndarray]) -> list[int]:
-        x = torch.stack([teacher.transform(Image.fromarray(image)) for image in images]).to(device)
-        with torch.no_grad():
-            return teacher(x).argmax(1).tolist()
-
-    return classify
-
-
 def speed_of(domain: str) -> int:
     return int(domain.removeprefix("speed_"))
 
 
 def ccc_splits(spec: SuiteSpec, cfg: RunConfig, clean: SampleSource, domains: Sequence[str], info: list[str],
-               classify: Callable[[], Classify] | None = None) -> list[tuple[str, SampleSource]]:
+               calibrator: Calibrator | None) -> list[tuple[str, SampleSource]]:
     """One stream per chosen domain (``speed_<images per walk cell>``), each ``length`` samples (``--limit``: a
-    prefix). ``classify`` replaces the run's teacher as the calibrated model (tests)."""
+    prefix), its walks calibrated on ``calibrator``'s model."""
+    if calibrator is None:
+        raise UserError(f"{spec.name} is calibrated on the run's teacher: load it through the engine (a run or "
+                        "--dry-run), which hands the teacher down")
     if cfg.setting not in SETTINGS:
         raise UserError(f"{spec.name} is one continuously changing stream in its generated order: setting "
                         f"{cfg.setting} would reorder it; use {' or '.join(SETTINGS)}")
     if cfg.subset:
         raise UserError(f"--subset selects images of a published set; {spec.name} is generated (use --limit N)")
     params = CCCParams.of(spec.layout_args)
-    calibration = Calibration(cfg, spec, clean, params, classify)
+    calibration = Calibration(cfg, spec, clean, params, calibrator)
     out = []
     for domain in domains:
         plan = Plan(params.noises, calibration.walk_of, speed_of(domain), sample_seed(cfg.seed, spec.name, domain))

@@ -20,8 +20,20 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ...errors import DataError
+
 Classify = Callable[[list[np.ndarray]], list[int]]  # uint8 HWC images -> predicted label-space indices
 Corruptions = tuple[tuple[str, float], ...]  # applied in order; every severity > 0
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """The model a CCC stream is calibrated on, handed down by whoever runs the suite (the engine: the run's teacher,
+    as it classifies in the run): its prompt spec, which with the teacher, weights and head the configuration names
+    identifies it in the cache key, and a builder of its classifier, called on the first cell the cache lacks."""
+
+    prompts: str
+    classifier: Callable[[], Classify]
 
 
 def cache_dir() -> Path:
@@ -43,7 +55,7 @@ class AccuracyMatrix:
                  folder: Path | None = None) -> None:
         self.spec, self.measure, self.key = spec, measure, key
         self.path = (folder or cache_dir()) / f"{key}.json"
-        self.cells: dict[str, float] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.cells: dict[str, float] = _read_cells(self.path) if self.path.is_file() else {}
 
     def grid(self, step: float) -> np.ndarray:
         return np.round(np.arange(0, 5 + step / 2, step), 6)
@@ -73,6 +85,20 @@ class AccuracyMatrix:
         return np.array([np.interp(fine, coarse, row) for row in rows])
 
 
+def _read_cells(path: Path) -> dict[str, float]:
+    """A cache file as ``_save`` writes it: cell name -> accuracy in percent. A damaged one (truncated by a full
+    disk or a copy) stops the run naming it: it is only a cache, deleting it has the cells measured again."""
+    try:
+        cells = json.loads(path.read_text())
+        if not isinstance(cells, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                  and 0 <= v <= 100 for v in cells.values()):
+            raise ValueError("expected cell names mapped to accuracies in percent")
+    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise DataError(f"the CCC calibration cache {path} is damaged ({exc}); delete it and rerun: its cells are "
+                        "measured again") from None
+    return cells
+
+
 def cache_key(parts: dict) -> str:
     """A digest of everything that determines the measured cells (teacher, weights, prompts, clean set,
     calibration images, crop, corruption code version)."""
@@ -81,7 +107,7 @@ def cache_key(parts: dict) -> str:
 
 def file_digest(path: str | None) -> str | None:
     """A local file by its content; anything else (a Hub name, None) as it is."""
-    from ...records import file_sha256
+    from ...files import file_sha256
 
     return file_sha256(path) if path and Path(path).is_file() else path
 

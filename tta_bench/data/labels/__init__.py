@@ -15,6 +15,7 @@ from importlib import resources
 
 import yaml
 
+from ...choices import PROMPT_SETS
 from ...errors import DataError
 from ...vocabulary import FINE_GRAINED
 
@@ -83,7 +84,7 @@ NAMED_TEMPLATES = {
     "tip": ("itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
             "a {} in a video game.", "art of the {}.", "a photo of the small {}."),
 }
-PROMPT_SPECS = (*NAMED_TEMPLATES, "ensemble", "coop")
+PROMPT_SPECS = PROMPT_SETS  # the NAMED_TEMPLATES, and ensemble and coop (prompt_templates builds them)
 
 # Fixed class subsets of a label space, shipped as data with their source in the file's header (assets/README.md).
 CLASS_LISTS = {"imagenet-r": "imagenet_r_wnids.txt", "imagenet-a": "imagenet_a_wnids.txt"}

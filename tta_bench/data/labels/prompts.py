@@ -65,7 +65,7 @@ def _cupl(path: Path, space: LabelSpace, classes: Sequence[int]) -> list[list[st
 
 def file_hash(spec: str | None) -> str | None:
     """SHA-256 of a prompt file; None for a named template set."""
-    from ...records import file_sha256
+    from ...files import file_sha256
 
     if spec is None or spec in PROMPT_SPECS or not Path(spec).is_file():
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from importlib import resources
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 from PIL import Image
@@ -23,6 +24,12 @@ class SkimageSource(SampleSource):
         import skimage.data
 
         return Image.fromarray(np.asarray(getattr(skimage.data, self.names[i])())).convert("RGB")
+
+    def _content(self, positions: tuple[int, ...]) -> tuple[str, Iterable[bytes]]:
+        """The photographs ship inside scikit-image: its version names them."""
+        from importlib.metadata import version
+
+        return "scikit-image version", (version("scikit-image").encode(),)
 
 
 @LAYOUTS.register("demo_photos", "photographs from skimage.data (no data root needed)")

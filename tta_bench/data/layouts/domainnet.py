@@ -14,6 +14,7 @@ from typing import Sequence
 
 from ...errors import DataError
 from ..labels import LabelSpace
+from .entries import check_entries
 from .registry import LAYOUTS
 from ..sources import FileSource, SampleSource
 
@@ -57,7 +58,7 @@ def _domain(root: Path, domain: str, space: LabelSpace, list_dirs: Sequence[str]
     if path is None:
         raise DataError(f"no image list for domain {domain}: expected one of {[str(c) for c in candidates]} "
                         "(the unified benchmark's classification/datasets/domainnet126_lists/)")
-    relpaths, labels = [], []
+    relpaths, labels, places = [], [], []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         fields = line.split()
         if not fields:
@@ -71,6 +72,8 @@ def _domain(root: Path, domain: str, space: LabelSpace, list_dirs: Sequence[str]
                             f"126 classes (label {label} is {space.keys[label] if label < len(space) else '?'!r})")
         relpaths.append(relpath)
         labels.append(label)
+        places.append(f"line {number}")
+    check_entries(relpaths, places, str(path))
     missing = [p for p in relpaths if not (root / p).is_file()]
     if missing:
         message = f"{root}: {len(missing):,} of the {len(relpaths):,} {domain} images are missing (e.g. {missing[:3]})"

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from ...errors import DataError
 from ..labels import LabelSpace
+from .entries import check_entries
 from .registry import LAYOUTS
 from ..sources import FileSource, SampleSource
 
@@ -58,11 +59,13 @@ def fgvc_variants(root: Path, space: LabelSpace, split: str, data_dirs: Sequence
     if tuple(variants) != space.keys:
         raise DataError(f"{folder / 'variants.txt'}: its {len(variants)} variants are not the 100 FGVC Aircraft "
                         f"variants in their published order (expected {space.keys[:2]}...)")
-    pairs = []
+    pairs, places = [], []
     for number, line in enumerate(_read(folder / "images_variant_test.txt").splitlines(), 1):
         image, _, variant = line.strip().partition(" ")
         if line.strip():
             pairs.append((f"images/{image}.jpg", space.index_of(variant, f"{folder}/images_variant_test.txt:{number}")))
+            places.append(f"line {number}")
+    check_entries([p for p, _ in pairs], places, str(folder / "images_variant_test.txt"))
     return [(split, _existing(folder, pairs, allow_partial, notes))]
 
 
@@ -99,6 +102,7 @@ def _test_entries(path: Path, space: LabelSpace) -> list[tuple[str, int, str]]:
             raise DataError(f"{path}: test[{i}] gives label {label} to class {name!r}, but {space.name} class "
                             f"{label} is {expected!r} (another class list or split file?)")
         out.append((image, label, name))
+    check_entries([image for image, _, _ in out], [f"test[{i}]" for i in range(len(out))], str(path))
     return out
 
 
