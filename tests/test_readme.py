@@ -151,6 +151,12 @@ def _domainnet(scratch: Path) -> None:
     (scratch / "checkout" / "best_real_2020.pth").write_bytes(b"")  # a dry run checks that it exists
 
 
+def _cifar_c_weights(scratch: Path) -> None:
+    if not (scratch / "data" / "CIFAR-10-C").is_dir():
+        _cifar_c(scratch)
+    (scratch / "checkout" / "resnet56.th").write_bytes(b"")  # a dry run checks that it exists
+
+
 def _cache(scratch: Path) -> None:
     """The quickstart's downloads, as a first run leaves them in the cache, from ../shared/data: the CIFAR-10 test
     images (here 2,000 stored as JPEG) as arrays, and the release weights."""
@@ -192,6 +198,7 @@ def _my_grid(scratch: Path) -> None:
 
 SETUPS: dict[str, Callable[[Path], None]] = {
     "imagenet_c": _imagenet_c, "imagenet_val": _imagenet_val, "imagenet_r": _imagenet_r, "cifar_c": _cifar_c,
+    "cifar_c_weights": _cifar_c_weights,
     "paper_data": _paper_data, "pets": _pets, "domainnet": _domainnet, "cache": _cache, "runs": _runs,
     "my_grid": _my_grid,
 }
@@ -270,6 +277,10 @@ CASES: dict[str, Case] = {
     "python run_bench.py reproduce tpt-table1 --data-root /data": Case(
         ("15 of 15 runs in this shard",), replace=(("--data-root /data", "--data-root {data}"),), append=" --dry-run",
         setup=("paper_data",)),
+    "python run_bench.py reproduce unified-cifar10c --data-root /data/CIFAR-10-C --set teacher=cifar-resnet56 "
+    "--set weights=resnet56.th": Case(
+        ("setting=correlated, method=lame, seed=5", "120 of 120 runs in this shard"),
+        replace=(("/data/CIFAR-10-C", "{data}/CIFAR-10-C"),), append=" --dry-run", setup=("cifar_c_weights",)),
     # docs/protocols.md
     "python run_bench.py --suite pets --method tpt --teacher clip:ViT-B-16/openai --data-root /data/oxford_pets": Case(
         ("suite pets (published", "3 samples"), replace=(("/data/oxford_pets", "{data}/oxford_pets"),), append=DRY,
