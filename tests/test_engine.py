@@ -57,7 +57,8 @@ def test_run_folder_holds_config_predictions_and_summary_in_the_documented_schem
     assert summary["run_name"] == out.name and summary["device"] == "cpu" and summary["seed"] == 0
     assert summary["data"] == {**summary["data"], "subset": "full", "generated": False, "partial": True,
                                "n_samples": 6}
-    assert set(summary["setting"]) == {"name", "stream_hash"}  # an uncorrelated stream has no Dirichlet parameter
+    # an uncorrelated stream has no Dirichlet parameter; every stream records its domains' lengths and label shift
+    assert set(summary["setting"]) == {"name", "stream_hash", "domain_lengths", "published_length", "label_shift"}
     assert summary["setting"]["name"] == "reset_each_shift"
     split = summary["splits"]["imagenet"]
     assert SPLIT_FIELDS <= set(split) and split["n"] == 6 and split["failed"] == split["skipped"] == 0

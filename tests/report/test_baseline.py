@@ -145,7 +145,7 @@ def test_on_real_runs_bn_adaptation_differs_significantly_and_seeds_of_a_determi
     accuracy = table.loc["cifar10-c"]
     for cell in accuracy[["gaussian_noise-5", "contrast-5", "mean"]].to_numpy().ravel():
         assert " [" in cell and "–" not in cell  # an interval in every cell
-    bn_row = accuracy.loc["bn_adapt (cifar-resnet20) [generated from 2000 images, limit-200]"]
+    bn_row = accuracy.loc["bn_adapt (cifar-resnet20) [generated from 2000 images, limit-200, short domains: 200 of 10,000]"]
     assert bn_row["resampled"] == "batches of 10" and bn_row["gaussian_noise-5"].split(" [")[0].endswith("†")
     difference = table.loc["cifar10-c: difference to source"].iloc[0]["gaussian_noise-5"]
     assert difference.startswith("+") and "†" in difference and difference.endswith("p<0.001")

@@ -41,7 +41,7 @@ def test_cupl_json_needs_every_class(tmp_path):
 
 
 def test_unknown_prompt_spec_is_a_clear_error(tmp_path):
-    with pytest.raises(UserError, match="single, apm, ensemble, coop or a prompt file"):
+    with pytest.raises(UserError, match="single, apm, ensemble, coop, tip or a prompt file"):
         class_prompts(str(tmp_path / "missing.txt"), CIFAR, range(10))
 
 
