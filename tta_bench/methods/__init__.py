@@ -37,8 +37,8 @@ METHODS.lazy("tda", "tta_bench.methods.tda:Tda",
              "backpropagation",
              accepts="CLIP only (its caches hold CLIP image features beside the text head)")
 METHODS.lazy("zero", "tta_bench.methods.zero:Zero",
-             "ZERO (CLIP only): per sample, majority vote of the argmax of the 30% most confident of 64 views, no "
-             "optimisation",
+             "ZERO (CLIP only): per sample, votes of the 30% most confident of 64 views at a zero temperature "
+             "(float16's epsilon, as the official code), no optimisation",
              accepts="CLIP only (it votes over zero-shot predictions)")
 METHODS.lazy("apm", "tta_bench.methods.apm:APM",
              "Asynchronous Perception Machine: a fresh student per sample distils the teacher's feature, then "
