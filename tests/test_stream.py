@@ -119,8 +119,7 @@ def test_class_correlated_runs_get_longer_as_delta_falls(order):
 
 def test_the_two_sorters_reproduce_the_measured_classes_per_batch_on_imagenet():
     """ImageNet's 1000 classes x 50 images at delta 0.01, batches of 64: the unified benchmark's sorter (one chunk
-    per class, balanced chunks of >= 10) gives ~26 classes per batch, RoTTA's sampler ~7.7 (the figures measured for
-    the protocols issue: 26.1 vs 7.7)."""
+    per class, balanced chunks of >= 10) gives ~26 classes per batch, RoTTA's sampler ~7.7 (measured: 26.1 vs 7.7)."""
     labels = [c for c in range(1000) for _ in range(50)]
 
     def classes_per_batch(order) -> float:

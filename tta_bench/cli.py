@@ -259,10 +259,9 @@ def cmd_metrics(argv: Sequence[str]) -> int:
     from .report.recompute import LOGIT_METRICS, METRICS, metrics_command
 
     p = Parser(prog="run_bench.py metrics",
-                                description="Recompute metrics of finished runs: top-1, top-5 and per-class from the "
-                                            "predictions, ECE, NLL and Brier from saved logits (runs made with "
-                                            "--save-logits); writes metrics.json into each run folder, which "
-                                            "`table --metric` reads.")
+               description="Recompute metrics of finished runs: top-1, top-5 and per-class from the predictions, "
+                           "ECE, NLL and Brier from saved logits (runs made with --save-logits); writes metrics.json "
+                           "into each run folder, which `table --metric` reads.")
     p.add_argument("runs", nargs="+")
     p.add_argument("--metric", type=_csv(), help=f"comma list of {', '.join(METRICS)} (default: all a run can give; "
                                                  f"{', '.join(LOGIT_METRICS)} need saved logits)")
@@ -273,10 +272,9 @@ def cmd_metrics(argv: Sequence[str]) -> int:
 
 def cmd_compare(argv: Sequence[str]) -> int:
     p = Parser(prog="run_bench.py compare",
-                                description="Paired comparison of two runs on the same samples: per split and over "
-                                            "all, each accuracy with its 95%% interval, the difference with its paired "
-                                            "bootstrap interval, McNemar's exact p, and the samples only one got "
-                                            "right.")
+               description="Paired comparison of two runs on the same samples: per split and over all, each "
+                           "accuracy with its 95%% interval, the difference with its paired bootstrap interval, "
+                           "McNemar's exact p, and the samples only one got right.")
     p.add_argument("run_a", metavar="RUN_A")
     p.add_argument("run_b", metavar="RUN_B")
     p.add_argument("--metric", choices=("top1", "top5", "error"), default="top1")

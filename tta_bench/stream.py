@@ -46,7 +46,7 @@ from typing import Callable
 
 import numpy as np
 
-from .choices import ARRAY_ORDERS, SORTERS
+from .choices import ARRAY_ORDERS, SORTERS, ArrayOrder
 from .class_order import note_order, rotta_order
 from .config import RunConfig
 from .data.build import Split, SuiteData
@@ -54,10 +54,6 @@ from .errors import UserError
 from .registry import Registry
 from .vocabulary import sample_key
 
-KEEP_ARRAY_ORDER = ("reset_each_shift", "continual")  # TENT's and CoTTA's CIFAR-C loaders keep the array order
-# Settings whose result depends on how long a domain is (online adaptation over it, a label shift within it).
-LENGTH_SENSITIVE = ("continual", "gradual", "correlated", "reset_each_shift_correlated", "gradual_correlated",
-                    "mixed_domains_correlated")
 GRADUAL = (1, 2, 3, 4, 5, 4, 3, 2, 1)
 STANDARD_SUBSET_LENGTH = {"5k": 5000}  # a standard subset's domain length (RobustBench's ImageNet-C list)
 
@@ -73,7 +69,7 @@ def default_dirichlet(family: str, setting: str) -> float:
 
 def default_array_order(setting: str) -> str:
     """The order an array layout plays in, as the setting's reference loads CIFAR-C (module docstring)."""
-    return "keep" if setting in KEEP_ARRAY_ORDER else "shuffle"
+    return SETTINGS.get(setting).array_order
 
 
 @dataclass(frozen=True)
@@ -167,7 +163,7 @@ def published_length(suite: SuiteData) -> int | None:
 
 def limit_note(setting: str, limit: int | None, suite: SuiteData) -> str | None:
     """One line when ``--limit`` caps the domains of a stream whose result depends on their length."""
-    if not limit or setting not in LENGTH_SENSITIVE:
+    if not limit or not SETTINGS.get(setting).length_sensitive:
         return None
     published = published_length(suite)
     available = suite.clean_images if suite.generated else published
@@ -175,7 +171,7 @@ def limit_note(setting: str, limit: int | None, suite: SuiteData) -> str | None:
         return None
     return (f"--limit {limit:,} caps each domain of this {setting} stream at {limit:,} samples"
             + (f" (published: {published:,})" if published else "") + ": online methods adapt over shorter domains"
-            + (", with less label shift" if setting.endswith("correlated") else ""))
+            + (", with less label shift" if SETTINGS.get(setting).correlated else ""))
 
 
 def stream_for(suite: SuiteData, cfg: RunConfig) -> Stream:
@@ -200,11 +196,16 @@ class Domains:
 @dataclass(frozen=True)
 class StreamSetting:
     """A stream setting: the segments its domains become, played one after the other; the method is reset at the
-    start of each segment (``reset_each``) or of the stream only. ``correlated``: each domain ordered by class."""
+    start of each segment (``reset_each``) or of the stream only. ``correlated``: each domain ordered by class.
+    ``array_order``: the order an array layout plays in within a domain, as the setting's reference loads CIFAR-C
+    (TENT's and CoTTA's loaders keep it, the unified benchmark shuffles). ``length_sensitive``: the result depends on
+    how long a domain is (online adaptation over it, a label shift within it), so ``--limit`` warns."""
 
     segments: Callable[[list[Split], Domains], list[list[Item]]]
     reset_each: bool = False
     correlated: bool = False
+    array_order: ArrayOrder = "shuffle"
+    length_sensitive: bool = False
     params: dict = field(default_factory=dict)  # recorded in the summary's setting
 
 
@@ -229,20 +230,20 @@ def gradual_once(splits: list[Split], domains: Domains) -> list[list[Item]]:
 VISITS = {"visits": "a split's accuracy pools its visits (severities 1-4: on the way up and down)"}
 SETTINGS: Registry[StreamSetting] = Registry("setting")
 SETTINGS.register("reset_each_shift", "domains in sequence, reset at the start of each (TENT); the default")(
-    StreamSetting(in_sequence, reset_each=True))
+    StreamSetting(in_sequence, reset_each=True, array_order="keep"))
 SETTINGS.register("continual", "domains in sequence, no reset, no signal of the change (CoTTA)")(
-    StreamSetting(in_sequence))
+    StreamSetting(in_sequence, array_order="keep", length_sensitive=True))
 SETTINGS.register("gradual", "per corruption severities 1,2,3,4,5,4,3,2,1, each domain replayed in full per visit, no "
-                  "reset")(StreamSetting(gradual, params=VISITS))
+                  "reset")(StreamSetting(gradual, length_sensitive=True, params=VISITS))
 SETTINGS.register("mixed_domains", "all domains' samples shuffled into one stream, no reset")(StreamSetting(mixed))
-SETTINGS.register("correlated", "continual, each domain ordered by class (Dirichlet, --dirichlet DELTA)")(
-    StreamSetting(in_sequence, correlated=True))
+SETTINGS.register("correlated", "continual, each domain sorted by class (or Dirichlet-ordered: --dirichlet DELTA)")(
+    StreamSetting(in_sequence, correlated=True, length_sensitive=True))
 SETTINGS.register("reset_each_shift_correlated", "reset_each_shift, each domain ordered by class")(
-    StreamSetting(in_sequence, reset_each=True, correlated=True))
+    StreamSetting(in_sequence, reset_each=True, correlated=True, length_sensitive=True))
 SETTINGS.register("gradual_correlated", "gradual, each visit ordered by class")(
-    StreamSetting(gradual, correlated=True, params=VISITS))
+    StreamSetting(gradual, correlated=True, length_sensitive=True, params=VISITS))
 SETTINGS.register("mixed_domains_correlated", "mixed_domains, the whole stream ordered by class")(
-    StreamSetting(mixed, correlated=True))
+    StreamSetting(mixed, correlated=True, length_sensitive=True))
 SETTINGS.register("gradual_once", "tta_bench's walk 1..5..1 seeing every sample once (severities 1-4 halved between "
                   "up and down)")(StreamSetting(gradual_once))
 

@@ -1,6 +1,9 @@
 """bn_adapt: BatchNorm adaptation (Schneider et al. 2020, Nado et al. 2020): normalise with the statistics of
 the test batch instead of the training-set running statistics; no gradient, no parameter changes.
 
+Follows DequanWang/tent norm.py (the `norm` baseline: each BN layer normalises with the batch's mean and biased
+variance) and the unified TTA benchmark's classification/methods/norm.py (BN-1, its CIFAR default batch 200).
+
 Its prediction for a sample depends on the other samples of its batch, so it is a batch method (not per-sample),
 yet it keeps no state from batch to batch: the running statistics stay bitwise untouched.
 """

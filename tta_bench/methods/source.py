@@ -1,4 +1,5 @@
-"""source: the frozen teacher's own prediction (zero-shot CLIP for CLIP teachers); the no-adaptation baseline."""
+"""source: the frozen teacher's own prediction (zero-shot CLIP for CLIP teachers); the no-adaptation baseline, as
+the unified TTA benchmark's classification/methods/source.py (the model in eval mode, no update)."""
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,5 @@
 """Text prompts for CLIP heads: ``single``, ``ensemble`` (CLIP's templates of the label space), ``coop`` (CoOp's
-hand-crafted prompt of a fine-grained dataset), or a file.
+hand-crafted prompt of a fine-grained dataset: KaiyangZhou/CoOp trainers/zsclip.py CUSTOM_TEMPLATES), or a file.
 
 A file is either templates (one per line, each with exactly one ``{}``) or a JSON object mapping class names
 to their own prompts (CuPL style: sarahpratt/CuPL's generated JSON files). Files are validated at load so a typo
